@@ -1,0 +1,48 @@
+"""uow: a unit-of-work ORM for MongoDB.
+
+A ``Session`` keeps an identity map and a queue of pending inserts, updates and
+deletes; ``flush()`` writes them in as few round trips as the work allows.
+Documents are attrs classes whose fields may name the update operator that
+persists them.
+"""
+
+from .document import Document, Embedded, Index, Ref
+from .exceptions import (
+    DefinitionError,
+    DuplicateKeyError,
+    FieldNotLoaded,
+    FlushError,
+    MultipleFound,
+    NoActiveSession,
+    NotFound,
+    SessionClosedError,
+    StaleDocumentError,
+    TooManyRequests,
+    TransactionError,
+    UowError,
+    ValidationError,
+)
+from .fields import field
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "DefinitionError",
+    "Document",
+    "DuplicateKeyError",
+    "Embedded",
+    "FieldNotLoaded",
+    "FlushError",
+    "Index",
+    "MultipleFound",
+    "NoActiveSession",
+    "NotFound",
+    "Ref",
+    "SessionClosedError",
+    "StaleDocumentError",
+    "TooManyRequests",
+    "TransactionError",
+    "UowError",
+    "ValidationError",
+    "field",
+]

@@ -1,0 +1,499 @@
+"""Field types: what an annotation accepts, and how its values travel to and from BSON.
+
+Each supported annotation becomes one ``TypeSpec``: ``check`` validates deeply
+(container elements included) and raises ``ValidationError`` naming the class, the
+field path, what was expected and what came; ``dump`` gives the form pymongo stores;
+``load`` turns a stored value back into the Python value. ``dump`` and ``load`` are
+used by the code generated per class in ``document``, so specs that need no
+conversion say so (``needs_dump``/``needs_load``) and cost nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import re
+import types
+import typing
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Union
+
+import bson
+from bson.binary import Binary, UuidRepresentation
+from bson.decimal128 import Decimal128
+
+from .exceptions import DefinitionError, ValidationError
+
+if TYPE_CHECKING:
+    from .document import _BaseModel
+
+__all__: list[str] = []  # private module
+
+_UTC = _dt.timezone.utc
+
+
+class LoadContext:
+    """How stored values are turned into Python ones for one session (time zones)."""
+
+    __slots__ = ("timezone", "tz_aware")
+
+    def __init__(self, tz_aware: bool = False, timezone: _dt.tzinfo | None = None) -> None:
+        self.tz_aware = tz_aware or timezone is not None
+        self.timezone = timezone
+
+
+DEFAULT_LOAD_CONTEXT = LoadContext()
+
+
+def describe(value: Any) -> str:
+    """A short description of a wrong value for error messages: its type and repr."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} ({text})"
+
+
+def fail(owner: str, path: str, expected: str, value: Any, hint: str = "") -> typing.NoReturn:
+    """Raise the ValidationError every type check uses, with one message shape."""
+    message = f"{owner}.{path}: expected {expected}, got {describe(value)}"
+    if hint:
+        message += f"; {hint}"
+    raise ValidationError(message, document_class=owner, field=path, expected=expected, value=value)
+
+
+_BAD_KEY = re.compile(r"^\$|[.\x00]")
+
+
+def check_key(owner: str, path: str, key: Any) -> None:
+    """A dict key must be a str that MongoDB will not read as an operator or a path."""
+    if type(key) is not str:
+        fail(owner, f"{path}[{key!r}]", "a str key", key)
+    if _BAD_KEY.search(key):
+        raise ValidationError(
+            f"{owner}.{path}: the key {key!r} cannot be stored: MongoDB reads keys "
+            "starting with '$' as operators and keys with '.' as paths; rename the key",
+            document_class=owner,
+            field=path,
+            expected="a key without '$' at the start, '.' or NUL",
+            value=key,
+        )
+
+
+class TypeSpec:
+    """What one annotation accepts and how its values are stored."""
+
+    __slots__ = ("mutable", "name", "needs_dump", "needs_load")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        mutable: bool = False,
+        needs_dump: bool = False,
+        needs_load: bool = False,
+    ) -> None:
+        self.name = name
+        #: values can change in place (containers, embedded documents)
+        self.mutable = mutable
+        #: dump / load are not the identity: generated code must call them
+        self.needs_dump = needs_dump
+        self.needs_load = needs_load
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        raise NotImplementedError
+
+    def dump(self, value: Any) -> Any:
+        return value
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        return value
+
+    def query_value(self, owner: str, path: str, value: Any) -> Any:
+        """A value compared with this field in a filter: validated, in stored form."""
+        self.check(owner, path, value)
+        return self.dump(value)
+
+    def element(self) -> TypeSpec | None:
+        """The element type of a container (for ``contains`` and ``$push``)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class ScalarSpec(TypeSpec):
+    """str, int, float, bool, bytes, ObjectId: stored as they are."""
+
+    __slots__ = ("accepted", "refused")
+
+    def __init__(
+        self, name: str, accepted: tuple[type, ...], refused: tuple[type, ...] = ()
+    ) -> None:
+        super().__init__(name)
+        self.accepted = accepted
+        self.refused = refused
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        # bool is an int subclass: True is not a valid int or float here.
+        if not isinstance(value, self.accepted) or isinstance(value, self.refused):
+            fail(owner, path, self.name, value)
+
+
+class DecimalSpec(TypeSpec):
+    __slots__ = ()
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        if not isinstance(value, decimal.Decimal):
+            fail(owner, path, "Decimal", value, "wrap numbers as decimal.Decimal('1.10')")
+
+    def dump(self, value: Any) -> Any:
+        return Decimal128(value)
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        return value.to_decimal() if isinstance(value, Decimal128) else value
+
+
+class UUIDSpec(TypeSpec):
+    """uuid.UUID, stored as BSON binary subtype 4 whatever the client's uuidRepresentation."""
+
+    __slots__ = ()
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        if not isinstance(value, uuid.UUID):
+            fail(owner, path, "uuid.UUID", value)
+
+    def dump(self, value: Any) -> Any:
+        return Binary.from_uuid(value, UuidRepresentation.STANDARD)
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        if isinstance(value, Binary) and value.subtype == 4:
+            return value.as_uuid(UuidRepresentation.STANDARD)
+        return value
+
+
+class DatetimeSpec(TypeSpec):
+    """datetime; BSON keeps milliseconds in UTC. Naive values are taken as UTC."""
+
+    __slots__ = ()
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        if not isinstance(value, _dt.datetime):
+            fail(owner, path, "datetime", value)
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        if not isinstance(value, _dt.datetime):
+            return value
+        if ctx.tz_aware:
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=_UTC)
+            return value.astimezone(ctx.timezone) if ctx.timezone is not None else value
+        if value.tzinfo is not None:
+            return value.astimezone(_UTC).replace(tzinfo=None)
+        return value
+
+
+class DateSpec(TypeSpec):
+    """date, stored as a BSON datetime at midnight UTC (BSON has no date type)."""
+
+    __slots__ = ()
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        if not isinstance(value, _dt.date) or isinstance(value, _dt.datetime):
+            fail(owner, path, "date", value)
+
+    def dump(self, value: Any) -> Any:
+        return _dt.datetime(value.year, value.month, value.day)
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        return value.date() if isinstance(value, _dt.datetime) else value
+
+
+class OptionalSpec(TypeSpec):
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: TypeSpec) -> None:
+        super().__init__(
+            f"{inner.name} | None",
+            mutable=inner.mutable,
+            needs_dump=inner.needs_dump,
+            needs_load=inner.needs_load,
+        )
+        self.inner = inner
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        if value is not None:
+            self.inner.check(owner, path, value)
+
+    def dump(self, value: Any) -> Any:
+        return None if value is None else self.inner.dump(value)
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        return None if value is None else self.inner.load(value, ctx)
+
+    def query_value(self, owner: str, path: str, value: Any) -> Any:
+        return None if value is None else self.inner.query_value(owner, path, value)
+
+    def element(self) -> TypeSpec | None:
+        return self.inner.element()
+
+
+class ListSpec(TypeSpec):
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: TypeSpec, name: str | None = None, *, as_set: bool = False) -> None:
+        super().__init__(
+            name or f"list[{inner.name}]",
+            mutable=True,
+            # a set is not a BSON type: always converted
+            needs_dump=as_set or inner.needs_dump,
+            needs_load=as_set or inner.needs_load,
+        )
+        self.inner = inner
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        if not isinstance(value, list):
+            fail(owner, path, self.name, value)
+        self._check_items(owner, path, value)
+
+    def _check_items(self, owner: str, path: str, value: Any) -> None:
+        inner = self.inner
+        if isinstance(inner, ScalarSpec):
+            accepted, refused = inner.accepted, inner.refused
+            for index, item in enumerate(value):
+                if not isinstance(item, accepted) or isinstance(item, refused):
+                    fail(owner, f"{path}[{index}]", inner.name, item)
+        else:
+            for index, item in enumerate(value):
+                inner.check(owner, f"{path}[{index}]", item)
+
+    def dump(self, value: Any) -> Any:
+        dump = self.inner.dump
+        return [dump(item) for item in value]
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        load = self.inner.load
+        return [load(item, ctx) for item in value]
+
+    def element(self) -> TypeSpec | None:
+        return self.inner
+
+
+class SetSpec(ListSpec):
+    """set[T], stored as an array."""
+
+    __slots__ = ()
+
+    def __init__(self, inner: TypeSpec) -> None:
+        super().__init__(inner, f"set[{inner.name}]", as_set=True)
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        if not isinstance(value, (set, frozenset)):
+            fail(owner, path, self.name, value)
+        self._check_items(owner, path, value)
+
+    def dump(self, value: Any) -> Any:
+        inner = self.inner
+        if inner.needs_dump:
+            return [inner.dump(item) for item in value]
+        return list(value)
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        inner = self.inner
+        if inner.needs_load:
+            return {inner.load(item, ctx) for item in value}
+        return set(value)
+
+    def query_value(self, owner: str, path: str, value: Any) -> Any:
+        if isinstance(value, list):  # comparing with a stored array
+            value = set(value)
+        return super().query_value(owner, path, value)
+
+
+class DictSpec(TypeSpec):
+    """dict[str, T]: keys are data, checked so they never read as operators or paths."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: TypeSpec) -> None:
+        super().__init__(
+            f"dict[str, {inner.name}]",
+            mutable=True,
+            needs_dump=inner.needs_dump,
+            needs_load=inner.needs_load,
+        )
+        self.inner = inner
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        if not isinstance(value, dict):
+            fail(owner, path, self.name, value)
+        inner = self.inner
+        for key, item in value.items():
+            check_key(owner, path, key)
+            inner.check(owner, f"{path}[{key!r}]", item)
+
+    def dump(self, value: Any) -> Any:
+        dump = self.inner.dump
+        return {key: dump(item) for key, item in value.items()}
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        load = self.inner.load
+        return {key: load(item, ctx) for key, item in value.items()}
+
+    def element(self) -> TypeSpec | None:
+        return self.inner
+
+
+class EmbeddedSpec(TypeSpec):
+    """A uow.Embedded subclass: a nested document."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls: type[_BaseModel]) -> None:
+        super().__init__(cls.__name__, mutable=True, needs_dump=True, needs_load=True)
+        self.cls = cls
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        if not isinstance(value, self.cls):
+            hint = ""
+            if isinstance(value, dict):
+                hint = f"build it as {self.cls.__name__}(**values)"
+            fail(owner, path, self.cls.__name__, value, hint)
+        # Values changed in place inside the embedded document are checked too.
+        value._uow_check_deep(owner, path)
+
+    def dump(self, value: Any) -> Any:
+        return value._uow_to_bson()
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        if not isinstance(value, dict):
+            return value  # stored data of another shape: kept as it is, never dropped
+        return self.cls._uow_load(value, ctx)
+
+
+class RefSpec(TypeSpec):
+    """uow.Ref[Other]: stores Other's id; reads as a Ref."""
+
+    __slots__ = ("_resolve", "_target")
+
+    def __init__(self, target: Any, resolve: Callable[[str], type]) -> None:
+        name = target if isinstance(target, str) else target.__name__
+        super().__init__(f"Ref[{name}]", needs_dump=True, needs_load=True)
+        self._target = target
+        self._resolve = resolve
+
+    @property
+    def target(self) -> Any:
+        """The referenced Document class (resolved late: it may be declared after us)."""
+        if isinstance(self._target, str):
+            self._target = self._resolve(self._target)
+        return self._target
+
+    def convert(self, value: Any) -> Any:
+        """Accept the document itself or its id; keep a Ref."""
+        from .document import Document, Ref
+
+        if isinstance(value, Ref) or value is None:
+            return value
+        target = self.target
+        if isinstance(value, Document):
+            if isinstance(value, target):
+                return Ref(target, value.id)
+            return value  # check() reports the wrong class
+        id_spec = target._uow_meta.id_spec
+        if id_spec is not None and _matches(id_spec, value):
+            return Ref(target, value)
+        return value
+
+    def check(self, owner: str, path: str, value: Any) -> None:
+        from .document import Ref
+
+        if not isinstance(value, Ref) or not issubclass(value.cls, self.target):
+            fail(owner, path, f"{self.name}, a {self.target.__name__} or its id", value)
+
+    def dump(self, value: Any) -> Any:
+        id_spec = value.cls._uow_meta.id_spec
+        return id_spec.dump(value.id) if id_spec is not None else value.id
+
+    def load(self, value: Any, ctx: LoadContext) -> Any:
+        from .document import Ref
+
+        target = self.target
+        id_spec = target._uow_meta.id_spec
+        return Ref(target, id_spec.load(value, ctx) if id_spec is not None else value)
+
+    def query_value(self, owner: str, path: str, value: Any) -> Any:
+        converted = self.convert(value)
+        self.check(owner, path, converted)
+        return self.dump(converted)
+
+
+def _matches(spec: TypeSpec, value: Any) -> bool:
+    try:
+        spec.check("", "", value)
+    except ValidationError:
+        return False
+    return True
+
+
+_SCALARS: dict[Any, Callable[[], TypeSpec]] = {
+    str: lambda: ScalarSpec("str", (str,)),
+    int: lambda: ScalarSpec("int", (int,), (bool,)),
+    float: lambda: ScalarSpec("float", (float, int), (bool,)),
+    bool: lambda: ScalarSpec("bool", (bool,)),
+    bytes: lambda: ScalarSpec("bytes", (bytes,)),
+    bson.ObjectId: lambda: ScalarSpec("ObjectId", (bson.ObjectId,)),
+    decimal.Decimal: lambda: DecimalSpec("Decimal", needs_dump=True, needs_load=True),
+    uuid.UUID: lambda: UUIDSpec("UUID", needs_dump=True, needs_load=True),
+    _dt.datetime: lambda: DatetimeSpec("datetime", needs_load=True),
+    _dt.date: lambda: DateSpec("date", needs_dump=True, needs_load=True),
+}
+
+SUPPORTED = (
+    "str, int, float, bool, bytes, datetime, date, Decimal, ObjectId, uuid.UUID, "
+    "list[T], set[T], dict[str, T], T | None, a uow.Embedded subclass, uow.Ref[Other]"
+)
+
+
+def spec_for(annotation: Any, where: str, resolve_ref: Callable[[str], type]) -> TypeSpec:
+    """The TypeSpec of an annotation; DefinitionError names ``where`` when unsupported."""
+    from .document import Embedded, Ref
+
+    factory = _SCALARS.get(annotation)
+    if factory is not None:
+        return factory()
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Union or origin is types.UnionType:
+        rest = [arg for arg in args if arg is not type(None)]
+        if len(rest) == 1 and len(args) == 2:
+            return OptionalSpec(spec_for(rest[0], where, resolve_ref))
+        raise DefinitionError(
+            f"{where}: the annotation {annotation!r} is a union; uow stores one type per "
+            f"field (T or T | None). Supported: {SUPPORTED}"
+        )
+    if origin is list and len(args) == 1:
+        return ListSpec(spec_for(args[0], where, resolve_ref))
+    if origin in (set, frozenset) and len(args) == 1:
+        return SetSpec(spec_for(args[0], where, resolve_ref))
+    if origin is dict and len(args) == 2:
+        if args[0] is not str:
+            raise DefinitionError(
+                f"{where}: dict keys must be str (BSON keys are strings), got {args[0]!r}"
+            )
+        return DictSpec(spec_for(args[1], where, resolve_ref))
+    if origin is Ref:
+        (target,) = args
+        if isinstance(target, typing.ForwardRef):
+            target = target.__forward_arg__
+        return RefSpec(target, resolve_ref)
+    if isinstance(annotation, type) and issubclass(annotation, Embedded):
+        return EmbeddedSpec(annotation)
+    if annotation in (list, set, dict, frozenset):
+        raise DefinitionError(
+            f"{where}: bare {annotation.__name__} says nothing about its elements; "
+            f"write {annotation.__name__}[T]. Supported: {SUPPORTED}"
+        )
+    raise DefinitionError(
+        f"{where}: the annotation {annotation!r} is not supported. Supported: {SUPPORTED}"
+    )

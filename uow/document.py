@@ -1,0 +1,942 @@
+"""Document and Embedded classes: declared fields, validation, and BSON in and out.
+
+A class statement deriving from :class:`Document` or :class:`Embedded` becomes a
+slotted attrs class (``attrs.fields(User)`` works). Its annotations are parsed
+once into ``TypeSpec`` objects (``_types``), and two functions are generated for
+the class, as attrs generates ``__init__``: one builds the stored form of an
+instance, one builds an instance from a stored document without re-validating it.
+Both sit on every flush and load, so they are straight-line code with no loop
+over field metadata.
+
+Class attributes are query fields (``User.visits > 10``): each class gets its own
+metaclass carrying one descriptor per field, so instances keep attrs' C-speed slot
+access while ``User.visits`` answers with a ``query.QueryField``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+import attrs
+import bson
+
+from .exceptions import DefinitionError, FieldNotLoaded, ValidationError
+from .fields import METADATA_KEY, FieldOptions, field
+from .operators import MISSING, OPERATORS, Operator
+from ._types import (
+    DEFAULT_LOAD_CONTEXT,
+    DatetimeSpec,
+    DateSpec,
+    DecimalSpec,
+    DictSpec,
+    EmbeddedSpec,
+    ListSpec,
+    LoadContext,
+    OptionalSpec,
+    RefSpec,
+    ScalarSpec,
+    SetSpec,
+    TypeSpec,
+    spec_for,
+)
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # pragma: no cover - Python 3.10
+
+    def dataclass_transform(**_: Any) -> Callable[[Any], Any]:
+        return lambda cls: cls
+
+
+__all__ = ["Document", "Embedded", "Index", "Ref", "collection_name"]
+
+D = TypeVar("D", bound="Document")
+
+_RESERVED_KEYS = frozenset({"_id", "_cls"})
+_BAD_STORED_NAME = re.compile(r"^\$|[.\x00]")
+
+# Every model class by name, to resolve string annotations and Ref["Name"].
+_classes_by_name: dict[str, type[_BaseModel]] = {}
+# Set while attrs builds a class: see _QueryFieldDescriptor.__get__.
+_building = threading.local()
+
+
+def collection_name(class_name: str) -> str:
+    """The default collection of a class: its name in snake_case.
+
+    >>> collection_name("OrderLine"), collection_name("HTTPLog"), collection_name("User")
+    ('order_line', 'http_log', 'user')
+    """
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name)
+    return snake.lower()
+
+
+class FieldMeta:
+    """Everything uow knows of one declared field (built once per class)."""
+
+    __slots__ = (
+        "attribute",
+        "convert",
+        "current_date",
+        "index",
+        "is_id",
+        "key",
+        "name",
+        "nested",
+        "on_update",
+        "operator",
+        "options",
+        "spec",
+        "unique",
+        "user_validator",
+        "version",
+    )
+
+    def __init__(self, attribute: attrs.Attribute[Any], spec: TypeSpec, options: FieldOptions):
+        self.attribute = attribute
+        self.name: str = attribute.name
+        self.is_id = attribute.name == "id"
+        self.key: str = "_id" if self.is_id else (options.db_name or attribute.name)
+        self.spec = spec
+        self.options = options
+        self.on_update = options.on_update
+        self.operator: Operator | None = (
+            OPERATORS[options.on_update] if options.on_update is not None else None
+        )
+        self.current_date = options.on_update == "$currentDate"
+        self.version = options.version
+        self.index = options.index
+        self.unique = options.unique
+        self.user_validator = options.validator
+        self.convert: Callable[[Any], Any] | None = (
+            spec.convert if isinstance(spec, RefSpec) else None
+        )
+        inner = spec.inner if isinstance(spec, OptionalSpec) else spec
+        #: the KeySchema mapping of an embedded document's keys, for diffs
+        self.nested: Mapping[str, FieldMeta] | None = (
+            inner.cls._uow_meta.by_key if isinstance(inner, EmbeddedSpec) else None
+        )
+
+    def __repr__(self) -> str:
+        return f"<FieldMeta {self.name} -> {self.key!r}: {self.spec.name}>"
+
+
+class ModelMeta:
+    """What uow knows of one Document or Embedded class (``cls._uow_meta``)."""
+
+    def __init__(self, cls: type[_BaseModel], fields: list[FieldMeta]) -> None:
+        self.cls = cls
+        self.name = cls.__name__
+        self.fields = fields
+        self.by_name: dict[str, FieldMeta] = {f.name: f for f in fields}
+        self.by_key: dict[str, FieldMeta] = {f.key: f for f in fields}
+        self.id_field: FieldMeta | None = self.by_name.get("id")
+        self.id_spec: TypeSpec | None = self.id_field.spec if self.id_field else None
+        self.version_field: FieldMeta | None = next((f for f in fields if f.version), None)
+        self.current_date_keys = frozenset(f.key for f in fields if f.current_date)
+        self.mutable_fields = [f for f in fields if f.spec.mutable]
+        #: instances can change without an assignment (containers, embedded)
+        self.mutable = bool(self.mutable_fields)
+        # Hierarchy: filled by the metaclass.
+        self.abstract = False
+        self.root: type[_BaseModel] = cls
+        self.cls_name: str | None = None  # the _cls value; None for a root
+        self.subclasses: dict[str, type[_BaseModel]] = {}  # shared by the hierarchy
+        self.collection: str | None = None
+        self.indexes: list[Index] = []
+        self.shard_key: tuple[str, ...] = ()
+        self.known_keys: frozenset[str] = frozenset()
+
+    def hierarchy_names(self) -> list[str]:
+        """The _cls values of this class and of every subclass of it."""
+        return [
+            name for name, sub in self.subclasses.items() if issubclass(sub, self.cls)
+        ]
+
+
+class _QueryFieldDescriptor:
+    """``User.visits`` on the class: a query field (instances never see this)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        cls = instance  # the metaclass's instance is the Document class
+        if getattr(_building, "active", 0):
+            # attrs, building a subclass, reads the base's slots with getattr.
+            for klass in cls.__mro__:
+                if self.name in klass.__dict__:
+                    return klass.__dict__[self.name]
+        from .query import QueryField  # query sits above document: imported late
+
+        meta: ModelMeta = cls._uow_meta
+        return QueryField.for_field(meta, meta.by_name[self.name])
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        raise AttributeError(
+            f"{instance.__name__}.{self.name} is a field; set it on an instance, not the class"
+        )
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(field, attrs.field))
+class _ModelMeta(type):
+    """Builds Document and Embedded classes (see the module docstring)."""
+
+    def __new__(
+        mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
+    ) -> Any:
+        if "__attrs_attrs__" in namespace or namespace.get("_uow_base_class"):
+            # attrs re-creating the slotted class, or one of our own bases.
+            return super().__new__(mcls, name, bases, namespace, **kwargs)
+        _check_namespace(name, namespace)
+        is_document = any(issubclass(base, _DocumentBase) for base in bases)
+        module = namespace.get("__module__", "")
+        annotations = _resolve_annotations(name, module, namespace)
+        # Fields go into the namespace before the class exists: on the class, a
+        # parent's query-field descriptors would intercept the assignment.
+        _attach_fields(name, namespace, annotations)
+        plain = super().__new__(mcls, name, bases, namespace, **kwargs)
+        _building.active = getattr(_building, "active", 0) + 1
+        try:
+            built = _define(plain, is_document)
+        finally:
+            _building.active -= 1
+        _finish_class(built, namespace, is_document)
+        return built
+
+
+def _define(plain: type, is_document: bool) -> Any:
+    return attrs.define(
+            plain,
+            slots=True,
+            kw_only=True,
+            init=False,  # _generate_init writes one with inline type checks
+            eq=not is_document,  # documents compare by identity, embedded by value
+            repr=False,
+            on_setattr=attrs.setters.NO_OP,  # our __setattr__ validates and tracks
+            weakref_slot=False,  # Document declares __weakref__ once
+            auto_attribs=True,
+        )
+
+
+def _check_namespace(name: str, namespace: dict[str, Any]) -> None:
+    for reserved in ("_uow_meta",):
+        if reserved in namespace:
+            raise DefinitionError(f"{name}: {reserved} is reserved for uow")
+
+
+def _resolve_ref(name: str) -> type:
+    try:
+        return _classes_by_name[name]
+    except KeyError:
+        raise DefinitionError(
+            f"Ref[{name!r}]: no Document class named {name!r} is defined"
+        ) from None
+
+
+def _resolve_annotations(
+    class_name: str, module_name: str, namespace: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The class's own annotations, with string annotations evaluated."""
+    own = namespace.get("__annotations__", {})
+    module = sys.modules.get(module_name)
+    globalns = dict(vars(module)) if module is not None else {}
+    localns: dict[str, Any] = {**_classes_by_name, **namespace}
+    resolved: dict[str, Any] = {}
+    for attr, annotation in own.items():
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, globalns, localns)  # noqa: S307 - annotations
+            except Exception as exc:
+                raise DefinitionError(
+                    f"{class_name}.{attr}: cannot resolve the annotation {annotation!r} "
+                    f"({exc}); define the classes it names first"
+                ) from exc
+        resolved[attr] = annotation
+    return resolved
+
+
+def _attach_fields(
+    class_name: str, namespace: dict[str, Any], annotations: dict[str, Any]
+) -> None:
+    """Check each own field and put our type check into its attrs validators."""
+    for attr, annotation in annotations.items():
+        if typing.get_origin(annotation) is ClassVar or annotation is ClassVar:
+            continue
+        where = f"{class_name}.{attr}"
+        if attr.startswith("_uow_"):
+            raise DefinitionError(f"{where}: names starting with _uow_ are reserved for uow")
+        spec = spec_for(annotation, where, _resolve_ref)
+        current = namespace.get(attr, attrs.NOTHING)
+        if isinstance(current, attrs.Attribute) or type(current).__name__ == "_CountingAttr":
+            counting = current
+            options = counting.metadata.get(METADATA_KEY) or FieldOptions()  # type: ignore[union-attr]
+            metadata = dict(counting.metadata)  # type: ignore[union-attr]
+            metadata[METADATA_KEY] = options
+            counting.metadata = metadata  # type: ignore[union-attr]
+        else:
+            options = FieldOptions()
+            kwargs: dict[str, Any] = {"metadata": {METADATA_KEY: options}, "kw_only": True}
+            if current is not attrs.NOTHING:
+                if isinstance(current, (list, dict, set)):
+                    raise DefinitionError(
+                        f"{where}: a mutable default would be shared by every instance; "
+                        f"use field(factory={type(current).__name__})"
+                    )
+                kwargs["default"] = current
+            counting = attrs.field(**kwargs)
+            namespace[attr] = counting
+        stored = options.db_name or attr
+        if attr != "id" and (_BAD_STORED_NAME.search(stored) or stored in _RESERVED_KEYS):
+            raise DefinitionError(
+                f"{where}: the stored name {stored!r} cannot be used: MongoDB reads names "
+                "starting with '$' as operators and names with '.' as paths, and _id/_cls "
+                "are uow's; pick another db_name"
+            )
+        _check_operator(where, spec, options)
+        counting.validator(_make_validator(spec, options))  # type: ignore[union-attr]
+        if isinstance(spec, RefSpec):
+            counting.converter = spec.convert  # type: ignore[union-attr]
+
+
+_NUMERIC = (ScalarSpec, DecimalSpec)
+
+
+def _check_operator(where: str, spec: TypeSpec, options: FieldOptions) -> None:
+    inner = spec.inner if isinstance(spec, OptionalSpec) else spec
+    operator = options.on_update
+    if options.version:
+        if not (isinstance(inner, ScalarSpec) and inner.name == "int") or operator:
+            raise DefinitionError(f"{where}: a version=True field is an int with no on_update")
+        return
+    if operator is None or operator == "$set":
+        return
+    fits = {
+        "$inc": isinstance(inner, _NUMERIC) and inner.name in ("int", "float", "Decimal"),
+        "$max": not inner.mutable,
+        "$min": not inner.mutable,
+        "$push": type(inner) is ListSpec,
+        "$addToSet": isinstance(inner, ListSpec),
+        "$currentDate": isinstance(inner, (DatetimeSpec, DateSpec)),
+    }[operator]
+    if not fits:
+        raise DefinitionError(
+            f"{where}: on_update={operator!r} cannot persist a {spec.name} field "
+            "($inc: numbers; $push: lists; $addToSet: lists and sets; $max/$min: "
+            "scalars; $currentDate: datetime or date)"
+        )
+
+
+def _make_validator(spec: TypeSpec, options: FieldOptions) -> Callable[..., None]:
+    user = options.validator
+
+    def validate_uow_type(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        spec.check(type(instance).__name__, attribute.name, value)
+        if user is not None:
+            _run_user_validator(user, instance, attribute, value)
+
+    return validate_uow_type
+
+
+def _run_user_validator(user: Callable[..., Any], instance: Any, attribute: Any, value: Any) -> None:
+    try:
+        user(instance, attribute, value)
+    except ValidationError:
+        raise
+    except (ValueError, TypeError) as exc:
+        owner = type(instance).__name__
+        raise ValidationError(
+            f"{owner}.{attribute.name}: {exc}",
+            document_class=owner,
+            field=attribute.name,
+            value=value,
+        ) from exc
+
+
+def _finish_class(cls: Any, namespace: dict[str, Any], is_document: bool) -> None:
+    """Field metadata, hierarchy, generated functions and the per-class metaclass."""
+    fields: list[FieldMeta] = []
+    for attribute in attrs.fields(cls):
+        options = attribute.metadata.get(METADATA_KEY)
+        if options is None:
+            raise DefinitionError(f"{cls.__name__}.{attribute.name}: not a uow field")
+        annotation = _annotation_of(cls, attribute.name)
+        spec = spec_for(annotation, f"{cls.__name__}.{attribute.name}", _resolve_ref)
+        fields.append(FieldMeta(attribute, spec, options))
+    meta = ModelMeta(cls, fields)
+    if meta.version_field is not None and sum(f.version for f in fields) > 1:
+        raise DefinitionError(f"{cls.__name__}: only one field can have version=True")
+    parent_meta: ModelMeta | None = next(
+        (base._uow_meta for base in cls.__mro__[1:] if "_uow_meta" in base.__dict__), None
+    )
+    meta.abstract = bool(namespace.get("__abstract__", False))
+    own_collection = namespace.get("__collection__")
+    starts_hierarchy = (
+        parent_meta is None
+        or parent_meta.abstract
+        or (own_collection is not None and own_collection != parent_meta.collection)
+    )
+    if starts_hierarchy:
+        meta.root = cls
+        meta.subclasses = {}
+        if is_document and not meta.abstract:
+            meta.collection = own_collection or collection_name(cls.__name__)
+    else:
+        assert parent_meta is not None
+        meta.root = parent_meta.root
+        meta.subclasses = parent_meta.subclasses
+        meta.collection = parent_meta.collection
+        meta.cls_name = cls.__name__
+    meta.subclasses[meta.cls_name or cls.__name__] = cls
+    if is_document:
+        if meta.id_field is None:
+            raise DefinitionError(f"{cls.__name__}: a Document needs an id field")
+        meta.indexes = _collect_indexes(cls, meta, namespace, parent_meta)
+        meta.shard_key = tuple(namespace.get("__shard_key__", getattr(cls, "__shard_key__", ())))
+        for name in meta.shard_key:
+            if name not in meta.by_name:
+                raise DefinitionError(
+                    f"{cls.__name__}.__shard_key__ names {name!r}, which is not a field"
+                )
+    # A root's documents carry no _cls: one they do carry (a subclass this process
+    # does not know) is an unknown key, kept and written back.
+    meta.known_keys = frozenset(meta.by_key) | ({"_cls"} if meta.cls_name else set())
+    cls._uow_meta = meta
+    cls._uow_setters = {f.name: f for f in fields}
+    cls.__init__ = _generate_init(cls, meta)
+    cls._uow_to_bson = _generate_to_bson(cls, meta)
+    cls._uow_load_exact = classmethod(_generate_loader(cls, meta))
+    _classes_by_name[cls.__name__] = cls
+    # Query fields on the class, C-speed slots on instances: a metaclass per class.
+    descriptors = {f.name: _QueryFieldDescriptor(f.name) for f in fields}
+    cls.__class__ = type(f"{cls.__name__}Class", (type(cls),), descriptors)
+
+
+def _annotation_of(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        own = klass.__dict__.get("__annotations__", {})
+        if name in own:
+            annotation = own[name]
+            if isinstance(annotation, str):
+                return _resolve_annotations(
+                    klass.__name__, klass.__module__, {"__annotations__": {name: annotation}}
+                )[name]
+            return annotation
+    raise DefinitionError(f"{cls.__name__}.{name}: no annotation found")
+
+
+def _collect_indexes(
+    cls: type, meta: ModelMeta, namespace: dict[str, Any], parent: ModelMeta | None
+) -> list[Index]:
+    indexes: list[Index] = list(parent.indexes) if parent is not None else []
+    for index in namespace.get("__indexes__", ()):
+        if not isinstance(index, Index):
+            raise DefinitionError(
+                f"{cls.__name__}.__indexes__ holds {index!r}; use uow.Index(...)"
+            )
+        indexes.append(index)
+    for f in meta.fields:
+        if (f.index or f.unique) and f.attribute.inherited is False:
+            indexes.append(Index(f.name, unique=f.unique))
+    return indexes
+
+
+def _member_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The slot's own __set__, found without the class-level query-field descriptor."""
+    for klass in cls.__mro__:
+        slot = klass.__dict__.get(name)
+        if slot is not None and hasattr(slot, "__set__") and hasattr(slot, "__objclass__"):
+            return slot.__set__  # type: ignore[no-any-return]
+    raise DefinitionError(f"{cls.__name__}.{name}: no slot found")
+
+
+def _fast_type(spec: TypeSpec) -> tuple[type | None, bool]:
+    """The exact type that needs no further check, and whether None is allowed."""
+    optional = isinstance(spec, OptionalSpec)
+    inner = spec.inner if isinstance(spec, OptionalSpec) else spec
+    if isinstance(inner, ScalarSpec):
+        return inner.accepted[0], optional
+    return None, optional
+
+
+def _generate_init(cls: type, meta: ModelMeta) -> Callable[..., None]:
+    """Generate a keyword-only ``__init__`` with each field's type check inlined.
+
+    Values of the exact expected type pass with one ``type(...) is`` test; anything
+    else goes to the field's full check, which accepts subclasses and raises
+    ``ValidationError`` for the rest.
+    """
+    env: dict[str, Any] = {
+        "_NOTHING": attrs.NOTHING,
+        "_set_extra": _member_setter(cls, "_uow_extra"),
+        "_set_absent": _member_setter(cls, "_uow_absent"),
+        "_run_user": _run_user_validator,
+        "_owner": cls.__name__,
+    }
+    params: list[str] = []
+    body = ["    _set_absent(self, None)", "    _set_extra(self, None)"]
+    if issubclass(cls, _DocumentBase):
+        env["_set_state"] = _member_setter(cls, "_uow_state")
+        body.append("    _set_state(self, None)")
+    for index, f in enumerate(meta.fields):
+        arg = f.attribute.alias or f.name
+        default = f.attribute.default
+        env[f"_set{index}"] = _member_setter(cls, f.name)
+        env[f"_check{index}"] = f.spec.check
+        if default is attrs.NOTHING:
+            params.append(arg)
+        elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            params.append(f"{arg}=_NOTHING")
+            env[f"_factory{index}"] = default.factory
+            call = f"_factory{index}(self)" if default.takes_self else f"_factory{index}()"
+            body += [f"    if {arg} is _NOTHING:", f"        {arg} = {call}"]
+        else:
+            env[f"_default{index}"] = default
+            params.append(f"{arg}=_default{index}")
+        if f.convert is not None:
+            env[f"_convert{index}"] = f.convert
+            body.append(f"    {arg} = _convert{index}({arg})")
+        fast, optional = _fast_type(f.spec)
+        full = f"_check{index}(_owner, {f.name!r}, {arg})"
+        if fast is not None:
+            env[f"_type{index}"] = fast
+            test = f"type({arg}) is not _type{index}"
+            if optional:
+                test = f"{arg} is not None and {test}"
+            body += [f"    if {test}:", f"        {full}"]
+        else:
+            body.append(f"    {full}")
+        body.append(f"    _set{index}(self, {arg})")
+    for index, f in enumerate(meta.fields):
+        if f.user_validator is not None:
+            env[f"_user{index}"] = f.user_validator
+            env[f"_attribute{index}"] = f.attribute
+            body.append(
+                f"    _run_user(_user{index}, self, _attribute{index}, self.{f.name})"
+            )
+        for extra in _attrs_validators(f):
+            env[f"_extra{index}"] = extra
+            env[f"_attribute{index}"] = f.attribute
+            body.append(f"    _extra{index}(self, _attribute{index}, self.{f.name})")
+    if hasattr(cls, "__attrs_post_init__"):
+        body.append("    self.__attrs_post_init__()")
+    signature = ", ".join(["self", "*", *params]) if params else "self"
+    source = f"def __init__({signature}):\n" + "\n".join(body) + "\n"
+    exec(compile(source, f"<uow {cls.__qualname__}.__init__>", "exec"), env)  # noqa: S102
+    init = env["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init  # type: ignore[no-any-return]
+
+
+def _attrs_validators(f: FieldMeta) -> list[Callable[..., Any]]:
+    """Validators given with attrs.field(validator=...), besides our own type check."""
+    validator = f.attribute.validator
+    if validator is None:
+        return []
+    parts = getattr(validator, "_validators", (validator,))
+    return [v for v in parts if getattr(v, "__name__", "") != "validate_uow_type"]
+
+
+def _generate_to_bson(cls: type, meta: ModelMeta) -> Callable[[Any], dict[str, Any]]:
+    """Generate ``obj -> dict`` building the stored form in one expression."""
+    env: dict[str, Any] = {"_partial": _to_bson_partial, "_FieldNotLoaded": FieldNotLoaded}
+    items: list[str] = []
+    id_field = meta.id_field
+    ordered = ([id_field] if id_field else []) + [f for f in meta.fields if not f.is_id]
+    if meta.cls_name is not None:
+        items.append(f"'_cls': {meta.cls_name!r}")
+    for index, f in enumerate(ordered):
+        value = f"self.{f.name}"
+        if f.spec.needs_dump:
+            env[f"_dump{index}"] = f.spec.dump
+            value = f"_dump{index}(self.{f.name})"
+        items.append(f"{f.key!r}: {value}")
+    if id_field is not None:
+        items.insert(0, items.pop(1 if meta.cls_name is not None else 0))  # _id first
+    body = ", ".join(items)
+    source = (
+        "def _uow_to_bson(self):\n"
+        "    try:\n"
+        f"        doc = {{{body}}}\n"
+        "    except _FieldNotLoaded:\n"
+        "        return _partial(self)\n"
+        "    extra = self._uow_extra\n"
+        "    if extra:\n"
+        "        doc.update(extra)\n"
+        "    return doc\n"
+    )
+    exec(compile(source, f"<uow {cls.__qualname__}._uow_to_bson>", "exec"), env)  # noqa: S102
+    return env["_uow_to_bson"]  # type: ignore[no-any-return]
+
+
+def _to_bson_partial(obj: Any) -> dict[str, Any]:
+    """The stored form of a partly loaded instance: only the fields it has."""
+    meta: ModelMeta = type(obj)._uow_meta
+    doc: dict[str, Any] = {}
+    absent = obj._uow_absent or ()
+    if meta.id_field is not None and "id" not in absent:
+        doc["_id"] = meta.id_field.spec.dump(obj.id) if meta.id_field.spec.needs_dump else obj.id
+    if meta.cls_name is not None:
+        doc["_cls"] = meta.cls_name
+    for f in meta.fields:
+        if f.is_id or f.name in absent:
+            continue
+        value = getattr(obj, f.name)
+        doc[f.key] = f.spec.dump(value) if f.spec.needs_dump else value
+    if obj._uow_extra:
+        doc.update(obj._uow_extra)
+    return doc
+
+
+def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
+    """Generate ``(cls, raw, ctx) -> instance``: stored data is trusted, not re-validated."""
+    env: dict[str, Any] = {
+        "_new": object.__new__,
+        "_MISSING": MISSING,
+        "_KNOWN": meta.known_keys,
+        "_OWN": meta.cls_name,
+        "_set_extra": _member_setter(cls, "_uow_extra"),
+        "_set_absent": _member_setter(cls, "_uow_absent"),
+    }
+    lines = [
+        "def _uow_load_exact(cls, raw, ctx, absent=None):",
+        "    obj = _new(cls)",
+        "    get = raw.get",
+    ]
+    if issubclass(cls, _DocumentBase):
+        env["_set_state"] = _member_setter(cls, "_uow_state")
+        lines.append("    _set_state(obj, None)")
+    for index, f in enumerate(meta.fields):
+        env[f"_set{index}"] = _member_setter(cls, f.name)
+        value = f"_load{index}(value, ctx)" if f.spec.needs_load else "value"
+        if f.spec.needs_load:
+            env[f"_load{index}"] = f.spec.load
+        default = f.attribute.default
+        if default is attrs.NOTHING:
+            missing = [
+                "        absent = (absent or frozenset()) | {%r}" % f.name,
+            ]
+        elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            env[f"_factory{index}"] = default.factory
+            call = f"_factory{index}(obj)" if default.takes_self else f"_factory{index}()"
+            missing = [f"        _set{index}(obj, {call})"]
+        else:
+            env[f"_default{index}"] = default
+            missing = [f"        _set{index}(obj, _default{index})"]
+        lines += [
+            f"    value = get({f.key!r}, _MISSING)",
+            "    if value is _MISSING:",
+            *missing,
+            "    else:",
+            f"        _set{index}(obj, {value})",
+        ]
+    lines += [
+        "    _set_absent(obj, absent)",
+        "    if _KNOWN.issuperset(raw) and get('_cls', _OWN) == _OWN:",
+        "        _set_extra(obj, None)",
+        "    else:",
+        "        extra = {k: v for k, v in raw.items() if k not in _KNOWN}",
+        "        if get('_cls', _OWN) != _OWN:",
+        "            extra['_cls'] = raw['_cls']",
+        "        _set_extra(obj, extra)",
+        "    return obj",
+    ]
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<uow {cls.__qualname__}._uow_load>", "exec"), env)  # noqa: S102
+    return env["_uow_load_exact"]  # type: ignore[no-any-return]
+
+
+class Ref(Generic[D]):
+    """A reference to a stored document: its class and id.
+
+    ``uow.Ref[User]`` as an annotation stores the user's id; the attribute reads as
+    a ``Ref`` with ``.cls`` and ``.id``; ``session.dereference(ref)`` loads it.
+    """
+
+    __slots__ = ("cls", "id")
+
+    def __init__(self, cls: type[D], id: Any) -> None:  # noqa: A002 - the field's name
+        object.__setattr__(self, "cls", cls)
+        object.__setattr__(self, "id", id)
+
+    cls: type[D]
+    id: Any
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Ref is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Ref):
+            return bool(
+                self.cls._uow_meta.root is other.cls._uow_meta.root and self.id == other.id
+            )
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.cls._uow_meta.root, self.id))
+
+    def __repr__(self) -> str:
+        return f"Ref({self.cls.__name__}, {self.id!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Ref, (self.cls, self.id))
+
+
+class _BaseModel:
+    """What Document and Embedded share: validated assignment, BSON in and out."""
+
+    __slots__ = ("_uow_absent", "_uow_extra")
+    _uow_base_class = True
+    _uow_meta: ClassVar[ModelMeta]
+    _uow_setters: ClassVar[dict[str, FieldMeta]]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        meta = self._uow_setters.get(name)
+        if meta is None:
+            object.__setattr__(self, name, value)
+            return
+        if meta.convert is not None:
+            value = meta.convert(value)
+        meta.spec.check(type(self).__name__, name, value)
+        if meta.user_validator is not None:
+            _run_user_validator(meta.user_validator, self, meta.attribute, value)
+        object.__setattr__(self, name, value)
+        absent = self._uow_absent
+        if absent and name in absent:
+            object.__setattr__(self, "_uow_absent", absent - {name} or None)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when a slot is empty: a field left out of a partial load.
+        setters = type(self).__dict__.get("_uow_setters") or getattr(type(self), "_uow_setters", {})
+        if name in setters:
+            raise FieldNotLoaded(
+                f"{type(self).__name__}.{name} was not loaded: the query selected other "
+                "fields with .fields(...), or the stored document has no such key and the "
+                "field has no default. Load it with refresh(), or assign it."
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        absent = self._uow_absent or ()
+        parts = []
+        for f in self._uow_meta.fields:
+            if not f.attribute.repr:
+                continue
+            shown = "<not loaded>" if f.name in absent else repr(getattr(self, f.name))
+            parts.append(f"{f.name}={shown}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    # Replaced per class by generated code (see _generate_to_bson / _generate_loader).
+    def _uow_to_bson(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def _uow_load_exact(
+        cls, raw: Mapping[str, Any], ctx: LoadContext, absent: frozenset[str] | None = None
+    ) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def _uow_load(
+        cls: type[M],
+        raw: Mapping[str, Any],
+        ctx: LoadContext = DEFAULT_LOAD_CONTEXT,
+        absent: frozenset[str] | None = None,
+    ) -> M:
+        """An instance from a stored document, of the subclass its ``_cls`` names."""
+        meta = cls._uow_meta
+        kind = raw.get("_cls")
+        if kind is not None and kind != meta.cls_name:
+            sub = meta.subclasses.get(kind)
+            if sub is not None and issubclass(sub, cls):
+                return sub._uow_load_exact(raw, ctx, absent)  # type: ignore[no-any-return]
+        return cls._uow_load_exact(raw, ctx, absent)  # type: ignore[no-any-return]
+
+    def _uow_check_deep(self, owner: str, path: str) -> None:
+        """Check the fields that can change in place (assignments were checked already)."""
+        absent = self._uow_absent or ()
+        for f in self._uow_meta.mutable_fields:
+            if f.name not in absent:
+                f.spec.check(owner, f"{path}.{f.name}" if path else f.name, getattr(self, f.name))
+
+
+M = TypeVar("M", bound=_BaseModel)
+
+
+class Embedded(_BaseModel, metaclass=_ModelMeta):
+    """Base of nested documents: stored inside a Document, compared by value.
+
+    Subclasses are attrs classes built from their annotations, like Document's,
+    with no ``id`` and no collection. Keys of the stored form that the class does
+    not declare are kept and written back untouched.
+    """
+
+    __slots__ = ()
+    _uow_base_class = True
+
+    def to_bson(self) -> dict[str, Any]:
+        """The stored form of this value (what pymongo is given)."""
+        return self._uow_to_bson()
+
+    @classmethod
+    def from_bson(
+        cls: type[M], raw: Mapping[str, Any], *, tz_aware: bool = False, timezone: Any = None
+    ) -> M:
+        """An instance from its stored form; unknown keys are kept."""
+        return cls._uow_load(raw, LoadContext(tz_aware, timezone))
+
+
+class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
+    __slots__ = ("__weakref__", "_uow_state")
+    _uow_base_class = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _BaseModel.__setattr__(self, name, value)
+        state = self._uow_state
+        if state is not None and name in self._uow_setters:
+            state.touched(self, name)
+
+    def __del__(self) -> None:
+        # A document the user dropped may hold a change found by no one yet (an
+        # in-place mutation after the identity map let go of it): the session gets
+        # one look at it before it goes, and keeps it if it changed.
+        try:
+            state = self._uow_state
+        except AttributeError:
+            return
+        if state is not None:
+            try:
+                state.dropped(self)
+            except Exception:  # noqa: BLE001 - never raise from a finalizer
+                pass
+
+
+class Document(_DocumentBase):
+    """Base of stored documents: one per MongoDB document, compared by identity.
+
+    Subclasses are attrs classes built from their annotations (keyword-only
+    arguments). Every document has an ``id`` stored as ``_id``: a client-side
+    ``bson.ObjectId`` unless the class declares another type. Class attributes are
+    query fields: ``User.visits > 10``.
+
+    Class options: ``__collection__`` (default: the class name in snake_case),
+    ``__indexes__`` (a list of :class:`Index`), ``__shard_key__`` (field names),
+    ``__abstract__`` (no collection; subclasses each start their own).
+
+    Raises:
+        DefinitionError: when the class is declared wrongly.
+        ValidationError: when a value does not fit its field.
+    """
+
+    __abstract__ = True
+    id: bson.ObjectId = field(factory=bson.ObjectId)
+
+    def to_bson(self) -> dict[str, Any]:
+        """The stored form of this document (what pymongo is given), ``_id`` first."""
+        return self._uow_to_bson()
+
+    @classmethod
+    def from_bson(
+        cls: type[M], raw: Mapping[str, Any], *, tz_aware: bool = False, timezone: Any = None
+    ) -> M:
+        """A detached instance from a stored document; unknown keys are kept.
+
+        ``raw`` with a ``_cls`` naming a subclass gives an instance of it.
+        """
+        return cls._uow_load(raw, LoadContext(tz_aware, timezone))
+
+
+# Document itself is built by the metaclass; make its own metadata an abstract root.
+Document._uow_meta.abstract = True
+Document._uow_meta.collection = None
+
+
+@attrs.frozen(init=False)
+class Index:
+    """An index to build on a Document's collection (``__indexes__``).
+
+    Keys are field names (``"email"``, ``"-created"`` for descending, dotted for
+    embedded fields), query fields (``User.email``, ``User.created.desc()``) or
+    ``(name, direction)`` pairs with pymongo's directions (``1``, ``-1``,
+    ``"text"``, ``"2dsphere"``...). Options are pymongo's ``create_index`` options.
+
+        >>> Index("email", unique=True)
+        Index(keys=(('email', 1),), options={'unique': True})
+    """
+
+    keys: tuple[tuple[Any, Any], ...]
+    options: dict[str, Any]
+
+    def __init__(
+        self,
+        *keys: Any,
+        unique: bool = False,
+        sparse: bool = False,
+        name: str | None = None,
+        expire_after_seconds: int | None = None,
+        partial_filter_expression: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        if not keys:
+            raise DefinitionError("Index() needs at least one key")
+        normalized = tuple(_index_key(key) for key in keys)
+        extra: dict[str, Any] = dict(options)
+        if unique:
+            extra["unique"] = True
+        if sparse:
+            extra["sparse"] = True
+        if name is not None:
+            extra["name"] = name
+        if expire_after_seconds is not None:
+            extra["expireAfterSeconds"] = expire_after_seconds
+        if partial_filter_expression is not None:
+            extra["partialFilterExpression"] = dict(partial_filter_expression)
+        object.__setattr__(self, "keys", normalized)
+        object.__setattr__(self, "options", extra)
+
+    def stored_keys(self, cls: type[Document]) -> list[tuple[str, Any]]:
+        """The keys as stored paths of ``cls`` (attribute names mapped to db names)."""
+        from .query import stored_path
+
+        return [(stored_path(cls._uow_meta, path), direction) for path, direction in self.keys]
+
+
+def _index_key(key: Any) -> tuple[Any, Any]:
+    if isinstance(key, tuple) and len(key) == 2:
+        return (_index_path(key[0]), key[1])
+    if isinstance(key, str):
+        return (key[1:], -1) if key.startswith("-") else (key, 1)
+    path = _index_path(key)
+    direction = getattr(key, "direction", None) or 1
+    return (path, direction)
+
+
+def _index_path(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    path = getattr(key, "attribute_path", None)
+    if path is None:
+        raise DefinitionError(f"Index key {key!r}: give a field name or a query field")
+    return str(path)
+
+
+def iter_models() -> Iterable[type[_BaseModel]]:
+    """Every Document and Embedded class defined so far (latest per name)."""
+    return list(_classes_by_name.values())
+
+
+def to_bson(obj: _BaseModel) -> dict[str, Any]:
+    """The stored form of a Document or Embedded instance."""
+    return obj._uow_to_bson()
+
+
+def encode(doc: Mapping[str, Any]) -> bytes:
+    """BSON bytes of a stored form (snapshots are kept this way)."""
+    return bson.encode(doc)

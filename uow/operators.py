@@ -1,0 +1,260 @@
+"""How a change to a field becomes part of a MongoDB update.
+
+Every operator is one small function with one signature::
+
+    operator(update, path, old, new) -> None
+
+``update`` is the update document being built (``{"$set": {...}, "$inc": {...}}``),
+``path`` the dotted stored path, ``old`` and ``new`` the stored (BSON) forms of the
+value as last flushed and as it is now. ``old`` is :data:`MISSING` when the stored
+document has no such key (and for a document the session does not track, where
+the update stands for the whole value: ``$inc`` then adds the value itself).
+An operator is called only when the value changed.
+
+``diff_document`` is the default for fields without ``on_update``: the smallest
+faithful update (``$set`` of changed dotted paths, ``$unset`` of removed keys,
+``$push`` of items appended to a list).
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+
+__all__ = [
+    "MISSING",
+    "OPERATORS",
+    "Operator",
+    "UpdateSpec",
+    "add_to_set",
+    "current_date",
+    "diff_document",
+    "inc",
+    "max_",
+    "min_",
+    "push",
+    "same",
+    "set_",
+]
+
+UpdateSpec = dict[str, dict[str, Any]]
+Operator = Callable[[UpdateSpec, str, Any, Any], None]
+
+
+class _Missing:
+    """No value at all: a key absent from a stored document (distinct from None)."""
+
+    __slots__ = ()
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+def _put(update: UpdateSpec, operator: str, path: str, value: Any) -> None:
+    slot = update.get(operator)
+    if slot is None:
+        update[operator] = {path: value}
+    else:
+        slot[path] = value
+
+
+def same(old: Any, new: Any) -> bool:
+    """Whether two stored (decoded BSON) values are the same to MongoDB.
+
+    Stricter than ``==``: ``1``, ``1.0`` and ``True`` are different BSON values, so
+    changing one into another is a change; dicts compare by keys and values.
+    """
+    if old is new:
+        return True
+    kind = type(old)
+    if kind is not type(new):
+        # int32 and int64 are both integers to MongoDB's equality.
+        return (
+            isinstance(old, int)
+            and isinstance(new, int)
+            and not isinstance(old, bool)
+            and not isinstance(new, bool)
+            and old == new
+        )
+    if kind is dict:
+        if old.keys() != new.keys():
+            return False
+        return all(same(value, new[key]) for key, value in old.items())
+    if kind is list:
+        return len(old) == len(new) and all(map(same, old, new))
+    if kind is float and math.isnan(old):
+        return math.isnan(new)
+    return bool(old == new)
+
+
+def _is_prefix(old: list[Any], new: list[Any]) -> bool:
+    return len(old) < len(new) and all(map(same, old, new))
+
+
+def set_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
+    """``$set`` of the whole value (``$unset`` when the key is gone)."""
+    if new is MISSING:
+        _put(update, "$unset", path, "")
+    else:
+        _put(update, "$set", path, new)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, Decimal128):
+        return value.to_decimal()
+    return value
+
+
+def inc(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
+    """``$inc`` by the delta since load, so concurrent increments add up."""
+    new_number = _number(new)
+    if old is MISSING:
+        old_number: Any = 0 if isinstance(new_number, (int, float, decimal.Decimal)) else None
+    else:
+        old_number = _number(old)
+    numeric = (int, float, decimal.Decimal)
+    if (
+        not isinstance(new_number, numeric)
+        or not isinstance(old_number, numeric)
+        or isinstance(new_number, bool)
+        or isinstance(old_number, bool)
+    ):
+        set_(update, path, old, new)  # null, or a type $inc cannot add to
+        return
+    delta = new_number - old_number
+    if isinstance(delta, decimal.Decimal):
+        _put(update, "$inc", path, Decimal128(delta))
+    elif isinstance(delta, int) and not -(2**31) <= delta < 2**31:
+        _put(update, "$inc", path, Int64(delta))
+    else:
+        _put(update, "$inc", path, delta)
+
+
+def max_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
+    """``$max`` of the new value: the server keeps the larger."""
+    if new is None or new is MISSING:
+        set_(update, path, old, new)
+    else:
+        _put(update, "$max", path, new)
+
+
+def min_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
+    """``$min`` of the new value: the server keeps the smaller."""
+    if new is None or new is MISSING:
+        set_(update, path, old, new)
+    else:
+        _put(update, "$min", path, new)
+
+
+def push(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
+    """``$push`` with ``$each`` of appended items; any other list change is a ``$set``."""
+    if old is MISSING and isinstance(new, list):
+        _put(update, "$push", path, {"$each": new})
+    elif isinstance(old, list) and isinstance(new, list) and _is_prefix(old, new):
+        _put(update, "$push", path, {"$each": new[len(old) :]})
+    else:
+        set_(update, path, old, new)
+
+
+def add_to_set(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
+    """``$addToSet`` with ``$each`` of added items; a removal is a ``$set``."""
+    if old is MISSING and isinstance(new, list):
+        _put(update, "$addToSet", path, {"$each": new})
+        return
+    if isinstance(old, list) and isinstance(new, list):
+        added = [item for item in new if not any(same(item, kept) for kept in old)]
+        kept_all = all(any(same(item, now) for now in new) for item in old)
+        if kept_all and added:
+            _put(update, "$addToSet", path, {"$each": added})
+            return
+    set_(update, path, old, new)
+
+
+def current_date(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
+    """``$currentDate``: the server sets the field on every update of the document."""
+    _put(update, "$currentDate", path, True)
+
+
+OPERATORS: dict[str, Operator] = {
+    "$set": set_,
+    "$inc": inc,
+    "$max": max_,
+    "$min": min_,
+    "$push": push,
+    "$addToSet": add_to_set,
+    "$currentDate": current_date,
+}
+
+
+class KeySchema(Protocol):
+    """What ``diff_document`` needs to know of a stored key (see ``document``)."""
+
+    operator: Operator | None
+    nested: Any  # the KeySchema mapping of an embedded document, or None
+
+
+def diff_document(
+    update: UpdateSpec,
+    prefix: str,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    schema: Mapping[str, KeySchema] | None,
+    skip: frozenset[str] = frozenset(),
+) -> None:
+    """Add to ``update`` what turns stored document ``old`` into ``new``.
+
+    ``schema`` maps stored keys to their declared operator and nested schema (None
+    for the keys of a dict field, which all take the default). Keys in ``skip`` are
+    left to the caller (fields the server sets).
+    """
+    for key, value in new.items():
+        if key in skip:
+            continue
+        before = old.get(key, MISSING)
+        if same(before, value):
+            continue
+        path = prefix + key
+        entry = schema.get(key) if schema is not None else None
+        if entry is not None and entry.operator is not None:
+            entry.operator(update, path, before, value)
+        else:
+            diff_value(update, path, before, value, entry.nested if entry is not None else None)
+    for key in old:
+        if key not in new and key not in skip:
+            _put(update, "$unset", prefix + key, "")
+
+
+def diff_value(
+    update: UpdateSpec,
+    path: str,
+    old: Any,
+    new: Any,
+    schema: Mapping[str, KeySchema] | None,
+) -> None:
+    """The default operator: the smallest faithful change from ``old`` to ``new``."""
+    if type(old) is dict and type(new) is dict:
+        diff_document(update, path + ".", old, new, schema)
+    elif type(old) is list and type(new) is list and _is_prefix(old, new):
+        _put(update, "$push", path, {"$each": new[len(old) :]})
+    else:
+        set_(update, path, old, new)
