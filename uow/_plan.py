@@ -1,0 +1,82 @@
+"""The flush plan: which writes, in which order, in which commands. No I/O.
+
+Organize, then emit: the session turns its queue into ``WriteOp`` records; this
+module orders them (inserts, then updates, then deletes; collections in the
+order the session first queued work for them; documents in queue order) and
+cuts them into one ``Batch`` per (collection, kind), split only where the
+server's ``maxWriteBatchSize`` demands. ``_persistence`` executes batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__: list[str] = []
+
+INSERT, UPDATE, DELETE = "insert", "update", "delete"
+KINDS = (INSERT, UPDATE, DELETE)
+
+
+class WriteOp:
+    """One document's write: the pymongo request and what to adopt once it landed."""
+
+    __slots__ = ("collection", "doc", "kind", "request", "snapshot", "statement")
+
+    def __init__(
+        self,
+        kind: str,
+        collection: str,
+        doc: Any,
+        request: Any,
+        snapshot: bytes | None = None,
+        statement: Any = None,
+    ) -> None:
+        self.kind = kind
+        self.collection = collection
+        self.doc = doc
+        #: an insert's document, or a pymongo UpdateOne / ReplaceOne / DeleteOne
+        self.request = request
+        #: the stored form (BSON) the document has once this write landed
+        self.snapshot = snapshot
+        #: the update document or filter, for logs and error messages
+        self.statement = statement
+
+    def __repr__(self) -> str:
+        return f"<WriteOp {self.kind} {self.collection} {self.statement!r}>"
+
+
+class Batch:
+    """Writes of one kind to one collection: one command on the wire."""
+
+    __slots__ = ("collection", "kind", "ops")
+
+    def __init__(self, collection: str, kind: str, ops: list[WriteOp]) -> None:
+        self.collection = collection
+        self.kind = kind
+        self.ops = ops
+
+    def __repr__(self) -> str:
+        return f"<Batch {self.kind} {self.collection} x{len(self.ops)}>"
+
+
+def build_plan(
+    ops: Iterable[WriteOp], collection_order: Sequence[str], max_batch_size: int
+) -> list[Batch]:
+    """Order ``ops`` into batches; see the module docstring."""
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    grouped: dict[tuple[str, str], list[WriteOp]] = {}
+    seen: dict[str, None] = dict.fromkeys(collection_order)
+    for op in ops:
+        seen.setdefault(op.collection, None)
+        grouped.setdefault((op.kind, op.collection), []).append(op)
+    plan: list[Batch] = []
+    for kind in KINDS:
+        for collection in seen:
+            queued = grouped.get((kind, collection))
+            if not queued:
+                continue
+            for start in range(0, len(queued), max_batch_size):
+                plan.append(Batch(collection, kind, queued[start : start + max_batch_size]))
+    return plan

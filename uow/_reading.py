@@ -1,0 +1,222 @@
+"""Queries bound to a session: ``s.query(User).filter(...).sort(...)``.
+
+Each builder method returns a new query (the original is unchanged), so a
+query can be kept and refined. Results stream from the cursor through the
+session's identity map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .exceptions import MultipleFound, NotFound, ValidationError
+from .query import Expr, QueryField, class_filter, compile_filter, compile_sort
+
+if TYPE_CHECKING:
+    from .document import Document, ModelMeta
+    from .session import Session
+
+__all__ = ["Query", "RemoveQuery"]
+
+D = TypeVar("D", bound="Document")
+
+
+class _Filtered(Generic[D]):
+    def __init__(self, session: Session, cls: type[D], exclude_subclasses: bool = False) -> None:
+        self._session = session
+        self._cls = cls
+        self._meta: ModelMeta = cls._uow_meta
+        self._exclude = exclude_subclasses
+        self._parts: list[dict[str, Any]] = []
+
+    def _copy(self) -> Any:
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._parts = list(self._parts)
+        return clone
+
+    def filter(self, *exprs: Expr, **lookups: Any) -> Any:
+        """Narrow the query: expressions (``User.age > 3``) and lookups (``age__gt=3``)."""
+        compiled = compile_filter(self._meta, *exprs, **lookups)
+        clone = self._copy()
+        if compiled:
+            clone._parts.append(compiled)
+        return clone
+
+    def raw(self) -> dict[str, Any]:
+        """The filter dict sent to MongoDB (for debugging)."""
+        parts = list(self._parts)
+        by_class = class_filter(self._meta, self._exclude)
+        if by_class:
+            parts.append(by_class)
+        if not parts:
+            return {}
+        if len(parts) == 1:
+            return dict(parts[0])
+        merged: dict[str, Any] = {}
+        for part in parts:
+            if any(key in merged or key.startswith("$") for key in part):
+                return {"$and": parts}
+            merged.update(part)
+        return merged
+
+
+class Query(_Filtered[D]):
+    """A query on one document class; iterate it, or call ``all``/``first``/``one``/``count``."""
+
+    def __init__(self, session: Session, cls: type[D], exclude_subclasses: bool = False) -> None:
+        super().__init__(session, cls, exclude_subclasses)
+        self._sort: list[tuple[str, int]] = []
+        self._skip = 0
+        self._limit = 0
+        self._fields: list[str] | None = None
+
+    def filter(self, *exprs: Expr, **lookups: Any) -> Query[D]:
+        """Narrow the query: expressions (``User.age > 3``) and lookups (``age__gt=3``)."""
+        result: Query[D] = super().filter(*exprs, **lookups)
+        return result
+
+    def sort(self, *keys: Any) -> Query[D]:
+        """Order by ``User.name.asc()``, ``User.age.desc()``, ``"name"`` or ``"-age"``."""
+        clone: Query[D] = self._copy()
+        clone._sort = self._sort + compile_sort(self._meta, keys)
+        return clone
+
+    def skip(self, n: int) -> Query[D]:
+        """Skip the first ``n`` results."""
+        clone: Query[D] = self._copy()
+        clone._skip = _count_arg("skip", n)
+        return clone
+
+    def limit(self, n: int) -> Query[D]:
+        """Return at most ``n`` results (0: no limit)."""
+        clone: Query[D] = self._copy()
+        clone._limit = _count_arg("limit", n)
+        return clone
+
+    def fields(self, *names: str | QueryField) -> Query[D]:
+        """Load only these fields (``id`` always); reading another raises ``FieldNotLoaded``.
+
+        Saving a partial document never clears the fields it did not load.
+        """
+        chosen: list[str] = []
+        for name in names:
+            attribute = name.attribute_path if isinstance(name, QueryField) else name
+            top = attribute.split(".", 1)[0]
+            if top not in self._meta.by_name:
+                raise ValidationError(
+                    f"fields(): {self._meta.name} has no field {attribute!r}",
+                    document_class=self._meta.name,
+                    field=attribute,
+                )
+            chosen.append(top)
+        clone: Query[D] = self._copy()
+        clone._fields = chosen
+        return clone
+
+    def _projection(self) -> tuple[dict[str, int] | None, frozenset[str] | None]:
+        if self._fields is None:
+            return None, None
+        keep = set(self._fields) | {"id"}
+        projection = {self._meta.by_name[name].key: 1 for name in keep}
+        projection["_cls"] = 1
+        absent = frozenset(name for name in self._meta.by_name if name not in keep)
+        return projection, absent or None
+
+    def _iterate(self, limit: int | None = None) -> Iterator[D]:
+        session = self._session
+        session._check_open()
+        session.autoflush_for(self._meta)
+        projection, absent = self._projection()
+        rows = session._find(
+            self._meta,
+            self.raw(),
+            sort=self._sort or None,
+            skip=self._skip,
+            limit=self._limit if limit is None else limit,
+            projection=projection,
+        )
+        for raw in rows:
+            yield session._load(self._cls, raw, absent)
+
+    def __iter__(self) -> Iterator[D]:
+        """Stream the results from the cursor (not built all at once)."""
+        return self._iterate()
+
+    def all(self) -> list[D]:
+        """Every result, as a list."""
+        return list(self._iterate())
+
+    def first(self) -> D | None:
+        """The first result, or None when nothing matches."""
+        for obj in self._iterate(limit=1):
+            return obj
+        return None
+
+    def one(self) -> D:
+        """The only result.
+
+        Raises:
+            NotFound: nothing matches.
+            MultipleFound: more than one document matches.
+        """
+        found = list(self._iterate(limit=2 if not self._limit else min(self._limit, 2)))
+        if not found:
+            raise NotFound(f"no {self._meta.name} matches {self.raw()!r}")
+        if len(found) > 1:
+            raise MultipleFound(f"more than one {self._meta.name} matches {self.raw()!r}")
+        return found[0]
+
+    def count(self) -> int:
+        """How many stored documents match (after autoflush)."""
+        session = self._session
+        session._check_open()
+        session.autoflush_for(self._meta)
+        return session._count(self._meta, self.raw())
+
+    def __repr__(self) -> str:
+        return f"<Query {self._meta.name} {self.raw()!r}>"
+
+
+class RemoveQuery(_Filtered[D]):
+    """A delete by filter: ``s.remove_query(User).filter(...).execute()``."""
+
+    def filter(self, *exprs: Expr, **lookups: Any) -> RemoveQuery[D]:
+        """Narrow what is deleted."""
+        result: RemoveQuery[D] = super().filter(*exprs, **lookups)
+        return result
+
+    def execute(self) -> int:
+        """Delete the matching documents now (after autoflush); returns how many.
+
+        Tracked documents that matched leave the identity map as ``DETACHED``.
+        """
+        session = self._session
+        session._check_open()
+        session.autoflush_for(self._meta)
+        filter_ = self.raw()
+        ids = [raw["_id"] for raw in session._find(self._meta, filter_, projection={"_id": 1})]
+        if not ids:
+            return 0
+        target = {"$and": [filter_, {"_id": {"$in": ids}}]} if filter_ else {"_id": {"$in": ids}}
+        collection = session._collection(self._meta)
+        result = session._send(
+            "delete",
+            collection.name,
+            lambda: collection.delete_many(target, **session._session_kw()),
+            target,
+        )
+        collection_name = self._meta.collection
+        for stored_id in ids:
+            obj = session._map.get((collection_name, stored_id))
+            if obj is not None:
+                session._forget(obj)
+        deleted: int = result.deleted_count
+        return deleted
+
+
+def _count_arg(name: str, n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValidationError(f"{name}() takes an int >= 0, got {n!r}")
+    return n

@@ -1,0 +1,195 @@
+"""Per-document state: status, snapshots, and the diff that becomes an update.
+
+Each tracked document holds a ``DocState`` in its ``_uow_state`` slot. The
+snapshot is the document's stored form as BSON bytes, taken at load and after
+each flush: one ``bson.encode`` of the current form compared with it answers
+"did anything change?" at C speed, in place mutations included. Only a document
+whose bytes differ is decoded and diffed path by path.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import bson
+
+from .operators import MISSING, UpdateSpec, diff_document, same, set_
+
+if TYPE_CHECKING:
+    from .document import Document, ModelMeta
+
+__all__ = ["ObjectState"]
+
+
+class ObjectState(enum.Enum):
+    """Where a document stands with a session (``Session.state(obj)``)."""
+
+    #: never stored, or an insert that was forgotten before it was flushed
+    TRANSIENT = "transient"
+    #: added, not flushed yet
+    PENDING = "pending"
+    #: stored and tracked by this session
+    PERSISTENT = "persistent"
+    #: deleted with ``delete()``, not flushed yet
+    DELETED = "deleted"
+    #: stored, but not tracked by this session
+    DETACHED = "detached"
+
+
+class DocState:
+    """What a session knows of one tracked document."""
+
+    __slots__ = (
+        "committed",
+        "expired",
+        "key",
+        "modified",
+        "owner",
+        "pinned",
+        "snapshot",
+        "status",
+    )
+
+    def __init__(
+        self,
+        owner: Any,
+        key: tuple[str, Any],
+        status: ObjectState,
+        snapshot: bytes | None = None,
+    ) -> None:
+        #: the session's tracker (None for the shared detached marker)
+        self.owner = owner
+        self.key = key
+        self.status = status
+        #: stored form as last loaded or flushed (None: never stored)
+        self.snapshot = snapshot
+        #: stored form as last committed, where a transaction may roll back
+        self.committed = snapshot
+        #: assigned to since the last flush
+        self.modified = False
+        #: kept alive by the session for good (see ``dropped``)
+        self.pinned = False
+        #: keys the server set ($currentDate): reloaded on the next read
+        self.expired: frozenset[str] = frozenset()
+
+    def touched(self, obj: Document, name: str) -> None:
+        """A field was assigned: hold the document strongly until it is flushed."""
+        if not self.modified and self.owner is not None:
+            self.modified = True
+            self.owner.on_modified(obj, self)
+
+    def dropped(self, obj: Document) -> None:
+        """The last reference is going: keep the document if it holds a change."""
+        if self.owner is not None:
+            self.owner.on_dropped(obj, self)
+
+
+#: The state of every document a session let go of (expunged, deleted, closed).
+DETACHED = DocState(None, ("", None), ObjectState.DETACHED)
+
+
+def state_of(obj: Any) -> DocState | None:
+    return obj._uow_state  # type: ignore[no-any-return]
+
+
+def encode(doc: Mapping[str, Any]) -> bytes:
+    return bson.encode(doc)
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    return bson.decode(data)
+
+
+def update_for(meta: ModelMeta, old: Mapping[str, Any], new: Mapping[str, Any]) -> UpdateSpec:
+    """The update that turns stored form ``old`` into ``new`` (both decoded BSON).
+
+    Fields the server sets (``$currentDate``) and the version are left out here:
+    the flush adds them to every update of the document.
+    """
+    update: UpdateSpec = {}
+    skip = meta.current_date_keys
+    if meta.version_field is not None:
+        skip = skip | {meta.version_field.key}
+    diff_document(update, "", old, new, meta.by_key, skip)
+    return update
+
+
+def full_update(
+    meta: ModelMeta,
+    new: Mapping[str, Any],
+    operators: Mapping[str, str] | None = None,
+    *,
+    as_new: bool,
+) -> UpdateSpec:
+    """An update sending every field with its operator (an explicit ``update()``).
+
+    ``as_new``: the document is not tracked, so the update stands for its whole
+    value (``$inc`` adds the field's value). Otherwise operator fields are left
+    out (their delta is nothing) and the rest is ``$set``.
+    """
+    from .operators import OPERATORS
+
+    update: UpdateSpec = {}
+    for key, value in new.items():
+        if key == "_id":
+            continue
+        field = meta.by_key.get(key)
+        name = field.name if field is not None else key
+        chosen = operators.get(name) if operators else None
+        if chosen is None and field is not None:
+            chosen = field.on_update
+        if field is not None and field.version:
+            continue
+        if chosen is None or chosen == "$set":
+            set_(update, key, MISSING, value)
+        elif as_new or chosen == "$currentDate":
+            OPERATORS[chosen](update, key, MISSING, value)
+    return update
+
+
+def changed_paths(
+    meta: ModelMeta | None,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    prefix: str = "",
+) -> dict[str, tuple[Any, Any]]:
+    """Changed leaf paths, as dotted attribute names, with (old, new) stored values."""
+    changes: dict[str, tuple[Any, Any]] = {}
+    keys = list(new) + [key for key in old if key not in new]
+    for key in keys:
+        before, after = old.get(key, MISSING), new.get(key, MISSING)
+        if same(before, after):
+            continue
+        field = meta.by_key.get(key) if meta is not None else None
+        name = prefix + (field.name if field is not None else key)
+        nested = None
+        if field is not None and field.nested is not None:
+            nested = _meta_of(field)
+        if (
+            type(before) is dict
+            and type(after) is dict
+            and (field is None or nested or meta is None or _is_dict_field(field))
+        ):
+            changes.update(changed_paths(nested, before, after, name + "."))
+        else:
+            changes[name] = (
+                None if before is MISSING else before,
+                None if after is MISSING else after,
+            )
+    return changes
+
+
+def _meta_of(field: Any) -> ModelMeta | None:
+    from ._types import EmbeddedSpec, OptionalSpec
+
+    spec = field.spec.inner if isinstance(field.spec, OptionalSpec) else field.spec
+    return spec.cls._uow_meta if isinstance(spec, EmbeddedSpec) else None
+
+
+def _is_dict_field(field: Any) -> bool:
+    from ._types import DictSpec, OptionalSpec
+
+    spec = field.spec.inner if isinstance(field.spec, OptionalSpec) else field.spec
+    return isinstance(spec, DictSpec)

@@ -1,0 +1,1418 @@
+"""The Session: the unit of work that ties the identity map, the queue and the flush together.
+
+Nothing in uow imports this module; it sits on top of everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, cast, overload
+
+import attrs
+from pymongo import DeleteOne, IndexModel, ReplaceOne, UpdateOne
+
+from . import _backend, _context
+from ._identity import IdentityMap, Key
+from ._persistence import BatchFailed, run_batch
+from ._plan import DELETE, INSERT, UPDATE, WriteOp, build_plan
+from ._reading import Query, RemoveQuery
+from ._state import (
+    DETACHED,
+    DocState,
+    ObjectState,
+    changed_paths,
+    decode,
+    encode,
+    full_update,
+    update_for,
+)
+from ._types import LoadContext
+from .document import Document, ModelMeta, Ref
+from .exceptions import (
+    NotFound,
+    SessionClosedError,
+    TooManyRequests,
+    TransactionError,
+    UowError,
+    ValidationError,
+)
+from .operators import UpdateSpec
+from .query import Expr, QueryField, class_filter
+
+__all__ = ["FlushResult", "Session", "SessionStats"]
+
+logger = logging.getLogger("uow")
+
+D = TypeVar("D", bound=Document)
+
+
+@attrs.frozen
+class FlushResult:
+    """What one ``flush()`` wrote: documents per kind, and the write commands sent."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    round_trips: int = 0
+
+
+@attrs.define
+class SessionStats:
+    """Counters of a session (``Session.stats()``); ``as_dict()`` for logging."""
+
+    identity_map_size: int = 0
+    pending_inserts: int = 0
+    pending_updates: int = 0
+    pending_deletes: int = 0
+    round_trips: int = 0
+    flushes: int = 0
+    queries: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return attrs.asdict(self)
+
+
+class _ExplicitUpdate:
+    """An ``update()`` call waiting for the flush."""
+
+    __slots__ = ("doc", "filter", "operators", "tracked", "upsert")
+
+    def __init__(
+        self,
+        doc: Document,
+        operators: dict[str, str],
+        filter: dict[str, Any] | None,
+        upsert: bool,
+        tracked: bool,
+    ) -> None:
+        self.doc = doc
+        self.operators = operators
+        self.filter = filter
+        self.upsert = upsert
+        self.tracked = tracked
+
+
+# Indexes already built, per client and collection: built once, not on every write.
+_ensured: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+_ensured_by_id: dict[int, set[tuple[str, str]]] = {}
+
+
+def _ensured_for(client: Any) -> set[tuple[str, str]]:
+    try:
+        return _ensured.setdefault(client, set())
+    except TypeError:  # a client that cannot be weakly referenced or hashed
+        return _ensured_by_id.setdefault(id(client), set())
+
+
+class Session:
+    """A unit of work on one MongoDB database.
+
+    Keeps an identity map (one object per stored document) and a queue of
+    pending inserts, updates and deletes; ``flush()`` writes them in one command
+    per collection and kind; ``commit()`` makes them durable. Use it as a context
+    manager: commit on success, rollback on an exception, then close.
+
+    Args:
+        database: a pymongo (or mongomock) ``Database``.
+        cache_size: clean documents kept alive by the identity map (LRU); ``None``
+            keeps all, ``0`` none beyond what you hold. Changed documents are
+            never evicted.
+        autoflush: flush pending changes before each query.
+        tz_aware: load datetimes as aware (UTC, or ``timezone``).
+        timezone: the ``tzinfo`` loaded datetimes are converted to.
+        auto_ensure: build each document class's indexes before its first write.
+        transactional: ``None``: a transaction per commit when the server has
+            them; ``True``: demand them; ``False``: never.
+        no_tracking: loaded documents are neither kept nor diffed.
+        max_requests: refuse the command that would exceed this many.
+        echo: log every command at INFO on the ``uow`` logger, to stderr.
+        transaction_retry_s: time limit of ``run_in_transaction`` retries.
+        read_preference, read_concern, write_concern: pymongo's objects.
+
+    Raises:
+        TransactionError: ``transactional=True`` on a server without transactions.
+    """
+
+    def __init__(
+        self,
+        database: Any,
+        *,
+        cache_size: int | None = 10_000,
+        autoflush: bool = True,
+        tz_aware: bool = False,
+        timezone: Any = None,
+        auto_ensure: bool = True,
+        transactional: bool | None = None,
+        no_tracking: bool = False,
+        max_requests: int | None = None,
+        echo: bool = False,
+        transaction_retry_s: float = 120.0,
+        read_preference: Any = None,
+        read_concern: Any = None,
+        write_concern: Any = None,
+    ) -> None:
+        if cache_size is not None and (not isinstance(cache_size, int) or cache_size < 0):
+            raise ValueError(f"cache_size must be None or an int >= 0, got {cache_size!r}")
+        if max_requests is not None and max_requests < 0:
+            raise ValueError(f"max_requests must be None or >= 0, got {max_requests!r}")
+        _backend.prepare_database(database)
+        options = {
+            name: value
+            for name, value in (
+                ("read_preference", read_preference),
+                ("read_concern", read_concern),
+                ("write_concern", write_concern),
+            )
+            if value is not None
+        }
+        if options:
+            database = database.with_options(**options)
+        self._db = database
+        self._client = database.client
+        self._owns_client = False
+        self._info = _backend.server_info(database)
+        self._max_batch = self._info.max_write_batch_size
+        self._ctx = LoadContext(tz_aware, timezone)
+        self.autoflush = autoflush
+        self.auto_ensure = auto_ensure
+        self.no_tracking = no_tracking
+        self.max_requests = max_requests
+        self.transaction_retry_s = transaction_retry_s
+        self.echo = echo
+        if transactional is True and not self._info.supports_transactions:
+            raise TransactionError(
+                "transactional=True, but this server has no transactions (they need a "
+                "replica set or a sharded cluster); use transactional=None to write "
+                "without one where they are missing"
+            )
+        self._transactional = (
+            self._info.supports_transactions if transactional is None else transactional
+        )
+        self._map = IdentityMap(cache_size)
+        self._inserts: dict[Key, Document] = {}
+        self._deletes: dict[Key, Document] = {}
+        self._modified: dict[Key, Document] = {}
+        self._updates: dict[Any, _ExplicitUpdate] = {}
+        self._collections: dict[str, None] = {}
+        self._stats = SessionStats()
+        self._closed = False
+        self._driver_session: Any = None
+        if not self._info.is_embedded:
+            self._driver_session = self._client.start_session(causal_consistency=True)
+        self._in_transaction = False
+        # What the open transaction did, to undo in memory if it is aborted.
+        self._tx_inserted: dict[Key, Document] = {}
+        self._tx_deleted: dict[Key, Document] = {}
+        self._context_tokens: list[Any] = []
+        self._echo_handler: logging.Handler | None = None
+        if echo:
+            self._echo_handler = _add_echo_handler()
+
+    # -- construction -------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        database: str,
+        host: str | None = None,
+        *,
+        replica_set: str | None = None,
+        cache_size: int | None = 10_000,
+        autoflush: bool = True,
+        tz_aware: bool = False,
+        timezone: Any = None,
+        auto_ensure: bool = True,
+        transactional: bool | None = None,
+        no_tracking: bool = False,
+        max_requests: int | None = None,
+        echo: bool = False,
+        transaction_retry_s: float = 120.0,
+        read_preference: Any = None,
+        read_concern: Any = None,
+        write_concern: Any = None,
+        **client_kwargs: Any,
+    ) -> Session:
+        """A session on ``database`` with a client of its own, closed by ``close()``.
+
+        ``host`` defaults to ``$UOW_MONGODB_URI``, else ``mongodb://localhost:27017``;
+        ``mongomock://`` selects the embedded in-process backend.
+        """
+        client = _backend.make_client(host, replica_set=replica_set, **client_kwargs)
+        try:
+            session = cls(
+                client[database],
+                cache_size=cache_size,
+                autoflush=autoflush,
+                tz_aware=tz_aware,
+                timezone=timezone,
+                auto_ensure=auto_ensure,
+                transactional=transactional,
+                no_tracking=no_tracking,
+                max_requests=max_requests,
+                echo=echo,
+                transaction_retry_s=transaction_retry_s,
+                read_preference=read_preference,
+                read_concern=read_concern,
+                write_concern=write_concern,
+            )
+        except BaseException:
+            client.close()
+            raise
+        session._owns_client = True
+        return session
+
+    # -- context manager ----------------------------------------------------------
+
+    def __enter__(self) -> Session:
+        self._check_open()
+        self._context_tokens.append(_context.push(self))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._closed:
+                return
+            if exc_type is None:
+                self.commit()
+            else:
+                self.rollback()
+        finally:
+            if self._context_tokens:
+                _context.pop(self._context_tokens.pop())
+            self.close()
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def database(self) -> Any:
+        """The pymongo (or mongomock) Database this session writes to."""
+        return self._db
+
+    @property
+    def driver_session(self) -> Any:
+        """The pymongo ``ClientSession`` every command carries (None on mongomock)."""
+        return self._driver_session
+
+    @property
+    def transactional(self) -> bool:
+        """Whether commits run in a MongoDB transaction."""
+        return self._transactional
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- unit of work -------------------------------------------------------------
+
+    def add(self, obj: Document) -> None:
+        """Make a new document pending (an insert at the next flush).
+
+        Adding a document this session already tracks is a no-op; a detached one
+        (stored, loaded elsewhere) is tracked again as it is now.
+
+        Raises:
+            UowError: the document belongs to another open session, or another
+                object already stands for the same stored document here.
+        """
+        self._check_open()
+        meta = self._meta(obj)
+        state: DocState | None = obj._uow_state
+        if state is not None and state.owner is self:
+            if state.status is ObjectState.DELETED:
+                raise UowError(
+                    f"{type(obj).__name__} {obj.id!r} is deleted in this session; "
+                    "rollback() or flush() first, or add a new object with that id"
+                )
+            return
+        if state is not None and state.owner is not None:
+            raise UowError(
+                f"{type(obj).__name__} {obj.id!r} belongs to another session; "
+                "expunge it there first"
+            )
+        key = self._key(meta, obj.id)
+        current = self._map.get(key)
+        if current is not None and current is not obj:
+            if current._uow_state.status is not ObjectState.DELETED:
+                raise UowError(
+                    f"another {type(current).__name__} object with id {obj.id!r} is already "
+                    "in this session; get() it, or expunge it first"
+                )
+        self._note_collection(meta)
+        if state is DETACHED:
+            # Stored already: track it again as it is now.
+            new_state = DocState(self, key, ObjectState.PERSISTENT, encode(obj._uow_to_bson()))
+            object.__setattr__(obj, "_uow_state", new_state)
+            self._map.add_clean(key, obj)
+            return
+        new_state = DocState(self, key, ObjectState.PENDING)
+        object.__setattr__(obj, "_uow_state", new_state)
+        self._inserts[key] = obj
+        if current is None:
+            self._map.hold(key, obj)
+        # else: a deleted object holds the key until the flush replaces it.
+
+    def add_all(self, objs: Iterable[Document]) -> None:
+        """``add()`` each document."""
+        for obj in objs:
+            self.add(obj)
+
+    def save(self, obj: Document) -> FlushResult:
+        """``add(obj)`` then ``flush()``."""
+        self.add(obj)
+        return self.flush()
+
+    def delete(self, obj: Document) -> None:
+        """Delete ``obj`` at the next flush; a pending insert is simply cancelled."""
+        self._check_open()
+        meta = self._meta(obj)
+        state: DocState | None = obj._uow_state
+        if state is not None and state.owner is self:
+            if state.status is ObjectState.PENDING:
+                del self._inserts[state.key]
+                self._map.discard(state.key)
+                object.__setattr__(obj, "_uow_state", None)
+                return
+            if state.status is ObjectState.DELETED:
+                return
+            state.status = ObjectState.DELETED
+            self._deletes[state.key] = obj
+            self._modified.pop(state.key, None)
+            self._updates.pop(state.key, None)
+            self._map.hold(state.key, obj)
+            self._note_collection(meta)
+            return
+        if state is not None and state.owner is not None:
+            raise UowError(
+                f"{type(obj).__name__} {obj.id!r} belongs to another session; delete it there"
+            )
+        if state is None:
+            raise UowError(
+                f"{type(obj).__name__} {obj.id!r} was never stored; there is nothing to delete"
+            )
+        # Detached (no_tracking loads, expunged): delete by id.
+        key = self._key(meta, obj.id)
+        tracked = self._map.get(key)
+        if tracked is not None:
+            self.delete(tracked)
+            return
+        new_state = DocState(self, key, ObjectState.DELETED, encode(obj._uow_to_bson()))
+        object.__setattr__(obj, "_uow_state", new_state)
+        self._deletes[key] = obj
+        self._map.hold(key, obj)
+        self._note_collection(meta)
+
+    def update(
+        self,
+        obj: Document,
+        *,
+        upsert: bool = False,
+        update_ops: Mapping[Any, str] | None = None,
+        id_expression: Expr | Mapping[str, Any] | None = None,
+        **kwargs: str,
+    ) -> None:
+        """Queue an explicit update of ``obj`` for the next flush.
+
+        On a tracked document it forces an update even when nothing changed. On a
+        document the session does not track it sends every field with its
+        operator (``$inc`` adds the field's value); ``upsert=True`` creates the
+        document if missing. ``update_ops`` (query fields or names to operators)
+        and ``**kwargs`` (names to operators) override the operators;
+        ``id_expression`` (an expression or filter dict) picks the target
+        instead of ``_id``.
+        """
+        self._check_open()
+        meta = self._meta(obj)
+        operators: dict[str, str] = {}
+        for target, operator in {**(update_ops or {}), **kwargs}.items():
+            name = target.attribute_path if isinstance(target, QueryField) else str(target)
+            if name not in meta.by_name:
+                raise ValidationError(
+                    f"update(): {meta.name} has no field {name!r}", document_class=meta.name
+                )
+            from .operators import OPERATORS
+
+            if operator not in OPERATORS:
+                raise ValidationError(
+                    f"update(): {operator!r} is not an operator; use one of {', '.join(OPERATORS)}"
+                )
+            operators[name] = operator
+        filter_: dict[str, Any] | None = None
+        if id_expression is not None:
+            if isinstance(id_expression, Expr):
+                filter_ = dict(id_expression.filter)
+            elif isinstance(id_expression, Mapping):
+                filter_ = dict(id_expression)
+            else:
+                raise ValidationError(
+                    "update(id_expression=...) takes a query expression or a filter dict"
+                )
+        state: DocState | None = obj._uow_state
+        tracked = state is not None and state.owner is self
+        if tracked:
+            assert state is not None
+            if state.status is ObjectState.PENDING:
+                return  # the insert writes it all
+            if state.status is ObjectState.DELETED:
+                raise UowError(f"{meta.name} {obj.id!r} is deleted in this session")
+            self._map.hold(state.key, obj)
+            key: Any = state.key
+        else:
+            key = ("untracked", id(obj))
+        self._note_collection(meta)
+        self._updates[key] = _ExplicitUpdate(obj, operators, filter_, upsert, tracked)
+
+    def flush(self) -> FlushResult:
+        """Write every pending change: inserts, then updates, then deletes.
+
+        One write command per collection and kind (split only at the server's
+        ``maxWriteBatchSize``). Documents are marked clean only once their write
+        landed.
+
+        Raises:
+            FlushError: (or ``DuplicateKeyError``) a write failed; the error says
+                what was applied, and everything not applied stays queued.
+        """
+        self._check_open()
+        ops = self._organize()
+        self._stats.flushes += 1
+        if not ops:
+            return FlushResult()
+        plan = build_plan(ops, list(self._collections), self._max_batch)
+        if self.auto_ensure:
+            for cls in {type(op.doc) for op in ops if op.kind != DELETE}:
+                self._auto_ensure(cls)
+        self._begin_transaction_if_needed()
+        done: list[WriteOp] = []
+        round_trips = 0
+        for batch in plan:
+            try:
+                run_batch(batch, self._db[batch.collection], self._driver_session, self._send)
+            except BatchFailed as failed:
+                round_trips += 1
+                self._stats.round_trips += 1
+                if self._in_transaction:
+                    self._transaction_failed()
+                    failed.error.transaction_aborted = True
+                    failed.error.not_applied = list({id(op.doc): op.doc for op in ops}.values())
+                    failed.error.applied = []
+                    failed.error.args = (
+                        f"{failed.error.args[0]} The server aborted the transaction: "
+                        "every change since the last commit is unflushed again and "
+                        "stays queued.",
+                    )
+                else:
+                    self._finalize(done + failed.batch.ops[: failed.applied])
+                raise failed.error from failed.error.cause
+            round_trips += 1
+            self._stats.round_trips += 1
+            done.extend(batch.ops)
+        self._finalize(done)
+        counts = {INSERT: 0, UPDATE: 0, DELETE: 0}
+        for op in done:
+            counts[op.kind] += 1
+        return FlushResult(counts[INSERT], counts[UPDATE], counts[DELETE], round_trips)
+
+    def commit(self) -> None:
+        """Flush, then commit the open transaction (if any)."""
+        self._check_open()
+        self.flush()
+        if self._in_transaction:
+            self._send_transaction("commitTransaction", self._driver_session.commit_transaction)
+            self._in_transaction = False
+        self._tx_inserted.clear()
+        self._tx_deleted.clear()
+        if self._transactional:
+            for obj in self._map.objects():
+                state = obj._uow_state
+                state.committed = state.snapshot
+
+    def rollback(self) -> None:
+        """Abort any open transaction, drop the queue, and restore tracked documents.
+
+        Every tracked document goes back to what the database now holds: the last
+        committed state inside a transaction, the last flushed one without.
+        Pending inserts become ``TRANSIENT``.
+        """
+        self._check_open()
+        aborted = self._in_transaction
+        if aborted:
+            self._abort_transaction()
+        for obj in list(self._inserts.values()):
+            self._map.discard(obj._uow_state.key)
+            object.__setattr__(obj, "_uow_state", None)
+        self._inserts.clear()
+        for key, obj in list(self._deletes.items()):
+            obj._uow_state.status = ObjectState.PERSISTENT
+            del self._deletes[key]
+        self._updates.clear()
+        self._modified.clear()
+        if aborted:
+            for key, obj in self._tx_deleted.items():
+                obj._uow_state.status = ObjectState.PERSISTENT
+                object.__setattr__(obj, "_uow_state", obj._uow_state)
+                self._map.add_clean(key, obj)
+            for key, obj in self._tx_inserted.items():
+                self._map.discard(key)
+                object.__setattr__(obj, "_uow_state", None)
+        self._tx_inserted.clear()
+        self._tx_deleted.clear()
+        for obj in self._map.objects():
+            state = obj._uow_state
+            target = state.committed if aborted else state.snapshot
+            if target is None:
+                continue
+            if target != state.snapshot or encode(obj._uow_to_bson()) != target:
+                _restore(obj, target, self._ctx)
+            state.snapshot = target
+            state.modified = False
+            if not state.pinned:
+                self._map.add_clean(state.key, obj)
+
+    def close(self) -> None:
+        """Release everything; a second ``close()`` does nothing. ``end()`` is an alias.
+
+        Unflushed changes are dropped (a ``with`` block commits before closing).
+        """
+        if self._closed:
+            return
+        try:
+            if self._in_transaction:
+                self._abort_transaction()
+        finally:
+            self._closed = True
+            for obj in self._map.objects():
+                object.__setattr__(obj, "_uow_state", DETACHED)
+            for obj in self._inserts.values():
+                object.__setattr__(obj, "_uow_state", None)
+            self._map.clear()
+            self._inserts.clear()
+            self._deletes.clear()
+            self._modified.clear()
+            self._updates.clear()
+            if self._driver_session is not None:
+                self._driver_session.end_session()
+                self._driver_session = None
+            if self._owns_client:
+                self._client.close()
+            if self._echo_handler is not None:
+                logger.removeHandler(self._echo_handler)
+                self._echo_handler = None
+
+    end = close
+
+    # -- identity map management --------------------------------------------------
+
+    def expunge(self, obj: Document) -> None:
+        """Stop tracking ``obj`` (it becomes ``DETACHED``); its queued work is dropped."""
+        self._check_open()
+        state: DocState | None = obj._uow_state
+        if state is None or state.owner is not self:
+            raise UowError(f"{type(obj).__name__} {obj.id!r} is not in this session")
+        key = state.key
+        self._map.discard(key)
+        self._modified.pop(key, None)
+        self._updates.pop(key, None)
+        self._deletes.pop(key, None)
+        if self._inserts.pop(key, None) is not None:
+            object.__setattr__(obj, "_uow_state", None)
+        else:
+            object.__setattr__(obj, "_uow_state", DETACHED)
+
+    def expunge_all(self) -> None:
+        """``expunge()`` every tracked document."""
+        self._check_open()
+        for obj in self._map.objects() + list(self._inserts.values()):
+            if obj._uow_state is not None and obj._uow_state.owner is self:
+                self.expunge(obj)
+
+    def refresh(self, obj: Document) -> None:
+        """Reload ``obj`` from the database, discarding its local changes (no autoflush).
+
+        Raises:
+            NotFound: the document is no longer stored.
+        """
+        self._check_open()
+        state: DocState | None = obj._uow_state
+        if state is None or state.owner is not self or state.status is ObjectState.PENDING:
+            raise UowError(f"{type(obj).__name__} {obj.id!r} is not a stored document here")
+        meta = self._meta(obj)
+        raw = self._find_one(meta, {"_id": state.key[1]})
+        if raw is None:
+            raise NotFound(f"{meta.name} {obj.id!r} is no longer stored")
+        self._stats.queries += 1
+        fresh = type(obj)._uow_load(raw, self._ctx)
+        _copy_fields(fresh, obj)
+        state.snapshot = encode(obj._uow_to_bson())
+        state.modified = False
+        state.expired = frozenset()
+        self._modified.pop(state.key, None)
+        self._updates.pop(state.key, None)
+        if state.status is ObjectState.PERSISTENT and not state.pinned:
+            self._map.add_clean(state.key, obj)
+
+    def clear_queue(self) -> None:
+        """Forget queued inserts, deletes and explicit updates.
+
+        In-memory changes of tracked documents stay (``rollback()`` undoes them);
+        a forgotten insert is ``TRANSIENT``.
+        """
+        self._check_open()
+        for key, obj in list(self._inserts.items()):
+            self._map.discard(key)
+            object.__setattr__(obj, "_uow_state", None)
+        self._inserts.clear()
+        for obj in self._deletes.values():
+            obj._uow_state.status = ObjectState.PERSISTENT
+        self._deletes.clear()
+        self._updates.clear()
+
+    def clear_cache(self) -> None:
+        """Forget clean documents (they become ``DETACHED``); changed ones stay."""
+        self._check_open()
+        for obj in self._map.objects():
+            state = obj._uow_state
+            if state.status is ObjectState.PERSISTENT and not self._has_change(obj, state):
+                self._map.discard(state.key)
+                self._modified.pop(state.key, None)
+                object.__setattr__(obj, "_uow_state", DETACHED)
+
+    def clone(self, obj: D) -> D:
+        """A transient copy of ``obj`` with a new id (deep: nothing is shared)."""
+        meta = self._meta(obj)
+        copy = type(obj)._uow_load(decode(encode(obj._uow_to_bson())), self._ctx)
+        id_field = meta.id_field
+        assert id_field is not None
+        default = id_field.attribute.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            new_id = default.factory()  # type: ignore[union-attr]
+        else:
+            raise UowError(
+                f"clone(): {meta.name}.id has no factory to make a new id; copy it yourself"
+            )
+        object.__setattr__(copy, "id", new_id)
+        return cast(D, copy)
+
+    def clear_collection(self, *classes: type[Document]) -> int:
+        """Delete every stored document of ``classes`` now; returns how many."""
+        self._check_open()
+        removed = 0
+        for cls in classes:
+            meta = cls._uow_meta
+            filter_ = class_filter(meta, exclude_subclasses=False)
+            collection = self._collection(meta)
+            result = self._send(
+                "delete",
+                collection.name,
+                lambda c=collection, f=filter_: c.delete_many(f, **self._session_kw()),
+                filter_,
+            )
+            removed += result.deleted_count
+            for key, obj in self._map.items():
+                if key[0] == meta.collection and isinstance(obj, cls):
+                    self._forget(obj)
+        return removed
+
+    def ensure_indexes(self, cls: type[Document]) -> list[str]:
+        """Build the indexes ``cls`` declares; returns their names."""
+        self._check_open()
+        meta = cls._uow_meta
+        if not meta.indexes or meta.collection is None:
+            return []
+        models = [IndexModel(index.stored_keys(cls), **index.options) for index in meta.indexes]
+        collection = self._collection(meta)
+        names: list[str] = self._send(
+            "createIndexes",
+            collection.name,
+            lambda: collection.create_indexes(models, **self._session_kw(write=False)),
+            [index.keys for index in meta.indexes],
+        )
+        _ensured_for(self._client).add((self._db.name, meta.collection))
+        return names
+
+    def get_indexes(self, cls: type[Document]) -> dict[str, Any]:
+        """The indexes of ``cls``'s collection, as pymongo's ``index_information()``."""
+        self._check_open()
+        collection = self._collection(cls._uow_meta)
+        info: dict[str, Any] = self._send(
+            "listIndexes",
+            collection.name,
+            lambda: collection.index_information(**self._session_kw(write=False)),
+            None,
+        )
+        return info
+
+    # -- inspection ---------------------------------------------------------------
+
+    def state(self, obj: Document) -> ObjectState:
+        """Where ``obj`` stands with this session."""
+        state: DocState | None = obj._uow_state
+        if state is None:
+            return ObjectState.TRANSIENT
+        if state.owner is not self:
+            return ObjectState.DETACHED
+        return state.status
+
+    def is_dirty(self, obj: Document) -> bool:
+        """Whether a tracked stored document has unflushed changes."""
+        state: DocState | None = obj._uow_state
+        if state is None or state.owner is not self or state.status is not ObjectState.PERSISTENT:
+            return False
+        return state.key in self._updates or self._has_change(obj, state)
+
+    def dirty_fields(self, obj: Document) -> list[str]:
+        """Top-level attribute names with unflushed changes, sorted."""
+        return sorted({path.split(".", 1)[0] for path in self._changed_paths(obj)})
+
+    def original_value(self, obj: Document, name: str) -> Any:
+        """The value of field ``name`` as last loaded or flushed."""
+        state: DocState | None = obj._uow_state
+        meta = self._meta(obj)
+        if name not in meta.by_name:
+            raise AttributeError(f"{meta.name} has no field {name!r}")
+        if state is None or state.owner is not self or state.snapshot is None:
+            return getattr(obj, name)
+        original = type(obj)._uow_load(decode(state.snapshot), self._ctx, obj._uow_absent)
+        return getattr(original, name)
+
+    def has_changes(self) -> bool:
+        """Whether a flush now would write anything."""
+        self._check_open()
+        if self._inserts or self._deletes or self._updates:
+            return True
+        return any(
+            self._has_change(obj, obj._uow_state)
+            for obj in self._map.objects()
+            if obj._uow_state.status is ObjectState.PERSISTENT
+        )
+
+    def what_changed(self) -> dict[tuple[str, Any], dict[str, tuple[Any, Any]]]:
+        """Unflushed changes of persistent documents: ``{(collection, id): {path: (old, new)}}``."""
+        self._check_open()
+        changes: dict[tuple[str, Any], dict[str, tuple[Any, Any]]] = {}
+        for obj in self._map.objects():
+            if obj._uow_state.status is not ObjectState.PERSISTENT:
+                continue
+            paths = self._changed_paths(obj)
+            if paths:
+                changes[obj._uow_state.key] = paths
+        return changes
+
+    def stats(self) -> SessionStats:
+        """A copy of the session's counters, with the queue sizes as of now."""
+        stats = attrs.evolve(self._stats)
+        stats.identity_map_size = len(self._map)
+        stats.pending_inserts = len(self._inserts)
+        stats.pending_deletes = len(self._deletes)
+        dirty = {
+            obj._uow_state.key
+            for obj in self._map.objects()
+            if obj._uow_state.status is ObjectState.PERSISTENT
+            and self._has_change(obj, obj._uow_state)
+        }
+        stats.pending_updates = len(dirty | set(self._updates))
+        return stats
+
+    # -- reading ------------------------------------------------------------------
+
+    @overload
+    def get(self, cls: type[D], id: Any) -> D | None: ...
+    @overload
+    def get(self, cls: type[D], id: Any, *, default: D) -> D: ...
+
+    def get(self, cls: type[D], id: Any, **kwargs: Any) -> D | None:
+        """The document of ``cls`` with this id, or None.
+
+        The identity map answers first (no query on a hit; a pending document is
+        found too); a miss reads the database.
+        """
+        self._check_open()
+        meta = cls._uow_meta
+        stored_id = _stored_id(meta, id)
+        key = self._key(meta, stored_id)
+        found = self._map.get(key)
+        if found is not None:
+            state = found._uow_state
+            if state.status is ObjectState.DELETED or not isinstance(found, cls):
+                return cast("D | None", kwargs.get("default"))
+            if not state.expired:
+                self._stats.cache_hits += 1
+                return cast(D, found)
+        self._stats.cache_misses += 1
+        filter_ = {"_id": stored_id, **class_filter(meta, exclude_subclasses=False)}
+        raw = self._find_one(meta, filter_)
+        self._stats.queries += 1
+        if raw is None:
+            return cast("D | None", kwargs.get("default"))
+        return cast(D, self._load(cls, raw))
+
+    def query(self, cls: type[D], exclude_subclasses: bool = False) -> Query[D]:
+        """A query on ``cls`` (and its subclasses, unless ``exclude_subclasses``)."""
+        self._check_open()
+        return Query(self, cls, exclude_subclasses)
+
+    def filter(self, cls: type[D], *exprs: Expr, **lookups: Any) -> list[D]:
+        """Every ``cls`` document matching the expressions and lookups."""
+        return self.query(cls).filter(*exprs, **lookups).all()
+
+    def all(self, cls: type[D]) -> list[D]:
+        """Every stored ``cls`` document."""
+        return self.query(cls).all()
+
+    def count(self, cls: type[D], *exprs: Expr, **lookups: Any) -> int:
+        """How many ``cls`` documents match."""
+        return self.query(cls).filter(*exprs, **lookups).count()
+
+    def remove_query(self, cls: type[D]) -> RemoveQuery[D]:
+        """A delete by filter: ``s.remove_query(User).filter(...).execute()``."""
+        self._check_open()
+        return RemoveQuery(self, cls)
+
+    def dereference(self, ref: Ref[D] | D | Any, allow_none: bool = False) -> D | None:
+        """The document a ``Ref`` points at, through the identity map.
+
+        Raises:
+            NotFound: the document is gone (unless ``allow_none``).
+        """
+        self._check_open()
+        if isinstance(ref, Document):
+            return cast(D, ref)
+        if not isinstance(ref, Ref):
+            raise ValidationError(f"dereference() takes a uow.Ref, got {type(ref).__name__}")
+        found = self.get(ref.cls, ref.id)
+        if found is None and not allow_none:
+            raise NotFound(
+                f"{ref.cls.__name__} {ref.id!r} is not stored (a dangling reference); "
+                "pass allow_none=True to get None instead"
+            )
+        return found
+
+    # -- internals: tracking --------------------------------------------------------
+
+    def on_modified(self, obj: Document, state: DocState) -> None:
+        """A tracked document was assigned to: hold it until flushed."""
+        if state.status is ObjectState.PERSISTENT:
+            self._map.hold(state.key, obj)
+            self._modified[state.key] = obj
+            self._collections.setdefault(state.key[0], None)
+
+    def on_dropped(self, obj: Document, state: DocState) -> None:
+        """The finalizer's look at a document nobody holds: keep it if it changed."""
+        if self._closed or state.status is not ObjectState.PERSISTENT:
+            return
+        if state.modified or (
+            type(obj)._uow_meta.mutable and encode(obj._uow_to_bson()) != state.snapshot
+        ):
+            state.pinned = True
+            self._map.hold(state.key, obj)
+            self._modified[state.key] = obj
+
+    def _has_change(self, obj: Document, state: DocState) -> bool:
+        if state.modified or state.key in self._updates:
+            return True
+        if not type(obj)._uow_meta.mutable:
+            return False
+        return encode(obj._uow_to_bson()) != state.snapshot
+
+    def _changed_paths(self, obj: Document) -> dict[str, tuple[Any, Any]]:
+        state: DocState | None = obj._uow_state
+        if state is None or state.owner is not self or state.snapshot is None:
+            return {}
+        data = encode(obj._uow_to_bson())
+        if data == state.snapshot:
+            return {}
+        return changed_paths(type(obj)._uow_meta, decode(state.snapshot), decode(data))
+
+    def _load(
+        self, cls: type[D], raw: Mapping[str, Any], absent: frozenset[str] | None = None
+    ) -> D:
+        """The tracked object for a stored document: the one already loaded, or a new one."""
+        if self.no_tracking:
+            obj = cls._uow_load(raw, self._ctx, absent)
+            object.__setattr__(obj, "_uow_state", DETACHED)
+            return obj
+        meta = cls._uow_meta
+        key = (meta.collection, raw["_id"])
+        found = self._map.get(key)
+        if found is not None:
+            self._merge_loaded(found, raw, absent)
+            return cast(D, found)
+        obj = cls._uow_load(raw, self._ctx, absent)
+        state = DocState(self, key, ObjectState.PERSISTENT, encode(obj._uow_to_bson()))
+        object.__setattr__(obj, "_uow_state", state)
+        self._map.add_clean(key, obj)
+        return obj
+
+    def _merge_loaded(
+        self, obj: Any, raw: Mapping[str, Any], absent: frozenset[str] | None
+    ) -> None:
+        """A query met a document already loaded: never overwrite unflushed changes.
+
+        Only what the server decides ($currentDate fields) and fields a partial load
+        left out are taken from the new result, and only while the object is clean.
+        """
+        state: DocState = obj._uow_state
+        if state.status is not ObjectState.PERSISTENT:
+            return
+        fill = set(obj._uow_absent or ()) - set(absent or ())
+        if not state.expired and not fill:
+            return
+        if self._has_change(obj, state) and not (state.expired and not fill):
+            return
+        fresh = type(obj)._uow_load(raw, self._ctx, absent)
+        meta: ModelMeta = type(obj)._uow_meta
+        names = {meta.by_key[k].name for k in state.expired if k in meta.by_key} | fill
+        for name in names:
+            if name in (fresh._uow_absent or ()):
+                continue
+            object.__setattr__(obj, name, getattr(fresh, name))
+        if fill:
+            remaining = frozenset(set(obj._uow_absent or ()) - fill) or None
+            object.__setattr__(obj, "_uow_absent", remaining)
+        state.expired = frozenset()
+        state.snapshot = encode(obj._uow_to_bson())
+
+    # -- internals: flush -----------------------------------------------------------
+
+    def _organize(self) -> list[WriteOp]:
+        """The queue and the tracked documents' changes as write operations."""
+        ops: list[WriteOp] = []
+        replaced: set[Key] = set()
+        for key, obj in self._inserts.items():
+            meta = type(obj)._uow_meta
+            obj._uow_check_deep(meta.name, "")
+            doc = obj._uow_to_bson()
+            data = encode(doc)
+            if key in self._deletes:
+                # Deleted and re-added with the same id: one replace, not a colliding insert.
+                replaced.add(key)
+                request: Any = ReplaceOne({"_id": key[1]}, doc)
+                ops.append(WriteOp(UPDATE, key[0], obj, request, data, doc))
+            else:
+                ops.append(WriteOp(INSERT, key[0], obj, doc, data, doc))
+        for obj in self._update_candidates():
+            op = self._update_op(obj)
+            if op is not None:
+                ops.append(op)
+        for key, explicit in self._updates.items():
+            if not explicit.tracked:
+                ops.append(self._untracked_update_op(explicit))
+        for key, obj in self._deletes.items():
+            if key in replaced:
+                continue
+            filter_ = self._target_filter(obj, obj._uow_state)
+            ops.append(WriteOp(DELETE, key[0], obj, DeleteOne(filter_), None, filter_))
+        return ops
+
+    def _update_candidates(self) -> list[Document]:
+        """Documents that may hold a change: assigned, explicitly updated, or mutable."""
+        seen: dict[int, Document] = {}
+        for obj in self._modified.values():
+            seen[id(obj)] = obj
+        for explicit in self._updates.values():
+            if explicit.tracked:
+                seen[id(explicit.doc)] = explicit.doc
+        for obj in self._map.objects():
+            if type(obj)._uow_meta.mutable:
+                seen.setdefault(id(obj), obj)
+        return [obj for obj in seen.values() if obj._uow_state.status is ObjectState.PERSISTENT]
+
+    def _update_op(self, obj: Document) -> WriteOp | None:
+        state: DocState = obj._uow_state
+        meta: ModelMeta = type(obj)._uow_meta
+        explicit = self._updates.get(state.key)
+        doc = obj._uow_to_bson()
+        data = encode(doc)
+        if data == state.snapshot and explicit is None:
+            state.modified = False
+            self._modified.pop(state.key, None)
+            return None
+        obj._uow_check_deep(meta.name, "")
+        assert state.snapshot is not None
+        old = decode(state.snapshot)
+        new = decode(data)
+        update = update_for(meta, old, new)
+        if explicit is not None and explicit.operators:
+            update = _with_operators(meta, update, old, new, explicit.operators)
+        if not update:
+            if explicit is None:
+                state.snapshot = data  # same to MongoDB (say, dict keys reordered)
+                state.modified = False
+                self._modified.pop(state.key, None)
+                return None
+            update = full_update(meta, new, explicit.operators, as_new=False)
+            if not update:
+                return None
+        for key in meta.current_date_keys:
+            update.setdefault("$currentDate", {})[key] = True
+        filter_ = self._target_filter(obj, state, old)
+        if explicit is not None and explicit.filter is not None:
+            filter_ = explicit.filter
+        request = UpdateOne(filter_, update)
+        return WriteOp(UPDATE, state.key[0], obj, request, data, update)
+
+    def _untracked_update_op(self, explicit: _ExplicitUpdate) -> WriteOp:
+        obj = explicit.doc
+        meta: ModelMeta = type(obj)._uow_meta
+        obj._uow_check_deep(meta.name, "")
+        doc = obj._uow_to_bson()
+        update = full_update(meta, doc, explicit.operators, as_new=True)
+        filter_ = explicit.filter if explicit.filter is not None else {"_id": doc["_id"]}
+        request = UpdateOne(filter_, update, upsert=explicit.upsert)
+        assert meta.collection is not None
+        return WriteOp(UPDATE, meta.collection, obj, request, None, update)
+
+    def _target_filter(
+        self, obj: Document, state: DocState, old: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``_id`` plus the shard key as loaded, so the write targets one shard."""
+        filter_: dict[str, Any] = {"_id": state.key[1]}
+        meta: ModelMeta = type(obj)._uow_meta
+        if meta.shard_key and state.snapshot is not None:
+            loaded = old if old is not None else decode(state.snapshot)
+            for name in meta.shard_key:
+                key = meta.by_name[name].key
+                if key in loaded:
+                    filter_[key] = loaded[key]
+        return filter_
+
+    def _finalize(self, ops: list[WriteOp]) -> None:
+        """Mark the documents whose writes landed: clean, persistent, or gone."""
+        for op in ops:
+            obj = op.doc
+            state: DocState | None = obj._uow_state
+            if state is None or state.owner is not self:
+                continue  # an untracked explicit update
+            key = state.key
+            if op.kind == INSERT or isinstance(op.request, ReplaceOne):
+                replaced = self._deletes.pop(key, None)
+                if replaced is not None and replaced is not obj:
+                    object.__setattr__(replaced, "_uow_state", DETACHED)
+                self._inserts.pop(key, None)
+                state.status = ObjectState.PERSISTENT
+                state.snapshot = op.snapshot
+                if self._in_transaction:
+                    self._tx_inserted.setdefault(key, obj)
+                else:
+                    state.committed = op.snapshot
+                self._map.add_clean(key, obj)
+            elif op.kind == UPDATE:
+                state.snapshot = op.snapshot
+                state.modified = False
+                self._modified.pop(key, None)
+                self._updates.pop(key, None)
+                meta: ModelMeta = type(obj)._uow_meta
+                if meta.current_date_keys:
+                    state.expired = meta.current_date_keys
+                if not self._in_transaction:
+                    state.committed = op.snapshot
+                if state.pinned:
+                    self._map.hold(key, obj)
+                else:
+                    self._map.add_clean(key, obj)
+            else:
+                self._deletes.pop(key, None)
+                self._map.discard(key)
+                if self._in_transaction:
+                    self._tx_deleted[key] = obj
+                    object.__setattr__(obj, "_uow_state", _detached_copy(state))
+                else:
+                    object.__setattr__(obj, "_uow_state", DETACHED)
+        for key in [k for k, u in self._updates.items() if not u.tracked]:
+            if any(op.doc is self._updates[key].doc for op in ops):
+                del self._updates[key]
+
+    # -- internals: transactions ----------------------------------------------------
+
+    def _begin_transaction_if_needed(self) -> None:
+        if self._transactional and not self._in_transaction:
+            self._driver_session.start_transaction()
+            self._in_transaction = True
+
+    def _send_transaction(self, command: str, call: Callable[[], Any]) -> None:
+        self._send(command, "admin", call, None)
+
+    def _abort_transaction(self) -> None:
+        # Clean-up is never refused by max_requests.
+        self._in_transaction = False
+        try:
+            self._log("abortTransaction", "admin", None)
+            self._stats.requests += 1
+            self._driver_session.abort_transaction()
+        except Exception as exc:
+            logger.debug("abortTransaction failed (ignored): %s", exc)
+
+    def _transaction_failed(self) -> None:
+        """A write failed inside a transaction: the server undid all of it."""
+        self._abort_transaction()
+        for key, obj in self._tx_inserted.items():
+            state = obj._uow_state
+            state.status = ObjectState.PENDING
+            state.snapshot = None
+            self._inserts[key] = obj
+            self._map.hold(key, obj)
+        for key, obj in self._tx_deleted.items():
+            state = DocState(self, key, ObjectState.DELETED, obj._uow_state.committed)
+            object.__setattr__(obj, "_uow_state", state)
+            self._deletes[key] = obj
+            self._map.hold(key, obj)
+        self._tx_inserted.clear()
+        self._tx_deleted.clear()
+        for obj in self._map.objects():
+            state = obj._uow_state
+            if state.status is ObjectState.PERSISTENT and state.snapshot != state.committed:
+                state.snapshot = state.committed
+                self._modified[state.key] = obj
+                self._map.hold(state.key, obj)
+
+    # -- internals: I/O -------------------------------------------------------------
+
+    def _send(self, command: str, collection: str, call: Callable[[], Any], detail: Any) -> Any:
+        """Send one command: the request limit, the log line, the count."""
+        limit = self.max_requests
+        if limit is not None and self._stats.requests >= limit:
+            raise TooManyRequests(
+                f"max_requests={limit} reached: the session refused to send {command} on "
+                f"{collection!r} (an N+1 loop? load related documents with one query)",
+                limit=limit,
+            )
+        self._log(command, collection, detail)
+        self._stats.requests += 1
+        return call()
+
+    def _log(self, command: str, collection: str, detail: Any) -> None:
+        level = logging.INFO if self.echo else logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s %s.%s %s", command, self._db.name, collection, _short(detail))
+
+    def _session_kw(self, write: bool = True) -> dict[str, Any]:
+        return {"session": self._driver_session} if self._driver_session is not None else {}
+
+    def _collection(self, meta: ModelMeta) -> Any:
+        if meta.collection is None:
+            raise UowError(f"{meta.name} is abstract: it has no collection")
+        return self._db[meta.collection]
+
+    def _find_one(self, meta: ModelMeta, filter_: dict[str, Any]) -> Any:
+        collection = self._collection(meta)
+        return self._send(
+            "find",
+            collection.name,
+            lambda: collection.find_one(filter_, **self._session_kw(write=False)),
+            filter_,
+        )
+
+    def _find(
+        self,
+        meta: ModelMeta,
+        filter_: dict[str, Any],
+        *,
+        sort: list[tuple[str, int]] | None = None,
+        skip: int = 0,
+        limit: int = 0,
+        projection: dict[str, int] | None = None,
+    ) -> Iterator[Mapping[str, Any]]:
+        """Stream stored documents, counting every batch the cursor fetches."""
+        collection = self._collection(meta)
+        kwargs: dict[str, Any] = self._session_kw(write=False)
+        if projection is not None:
+            kwargs["projection"] = projection
+        if sort:
+            kwargs["sort"] = sort
+        if skip:
+            kwargs["skip"] = skip
+        if limit:
+            kwargs["limit"] = limit
+        cursor = self._send(
+            "find", collection.name, lambda: collection.find(filter_, **kwargs), filter_
+        )
+        self._stats.queries += 1
+        return self._stream(cursor, collection.name)
+
+    def _stream(self, cursor: Any, collection: str) -> Iterator[Mapping[str, Any]]:
+        first = True
+        try:
+            while True:
+                buffered = getattr(cursor, "_data", None)
+                fetches = (
+                    not first
+                    and buffered is not None
+                    and len(buffered) == 0
+                    and (getattr(cursor, "alive", False) and getattr(cursor, "cursor_id", 0))
+                )
+                if fetches:
+                    # The cursor is about to send getMore: it counts, and may be refused.
+                    limit = self.max_requests
+                    if limit is not None and self._stats.requests >= limit:
+                        raise TooManyRequests(
+                            f"max_requests={limit} reached while reading {collection!r}",
+                            limit=limit,
+                        )
+                    self._stats.requests += 1
+                    self._log("getMore", collection, None)
+                first = False
+                try:
+                    raw = next(cursor)
+                except StopIteration:
+                    return
+                yield raw
+        finally:
+            close = getattr(cursor, "close", None)
+            if close is not None:
+                close()
+
+    def _count(self, meta: ModelMeta, filter_: dict[str, Any]) -> int:
+        collection = self._collection(meta)
+        self._stats.queries += 1
+        result: int = self._send(
+            "count",
+            collection.name,
+            lambda: collection.count_documents(filter_, **self._session_kw(write=False)),
+            filter_,
+        )
+        return result
+
+    def _auto_ensure(self, cls: type[Document]) -> None:
+        meta = cls._uow_meta
+        if not meta.indexes or meta.collection is None:
+            return
+        if (self._db.name, meta.collection) in _ensured_for(self._client):
+            return
+        if self._in_transaction:
+            return  # index builds cannot run inside a transaction; next flush builds them
+        self.ensure_indexes(cls)
+
+    def autoflush_for(self, meta: ModelMeta) -> None:
+        """Before a query on ``meta``'s collection: flush if anything could change its result."""
+        if not self.autoflush:
+            return
+        if self._inserts or self._deletes or self._updates or self._modified:
+            self.flush()
+            return
+        collection = meta.collection
+        for obj in self._map.objects():
+            state = obj._uow_state
+            if (
+                state.key[0] == collection
+                and state.status is ObjectState.PERSISTENT
+                and self._has_change(obj, state)
+            ):
+                self.flush()
+                return
+
+    def _forget(self, obj: Document) -> None:
+        state: DocState = obj._uow_state
+        self._map.discard(state.key)
+        self._modified.pop(state.key, None)
+        self._updates.pop(state.key, None)
+        self._deletes.pop(state.key, None)
+        object.__setattr__(obj, "_uow_state", DETACHED)
+
+    # -- internals: helpers ---------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError("this session is closed; open a new one")
+
+    def _meta(self, obj: Any) -> ModelMeta:
+        if not isinstance(obj, Document):
+            raise ValidationError(f"expected a uow.Document instance, got {type(obj).__name__}")
+        meta: ModelMeta = type(obj)._uow_meta
+        if meta.collection is None:
+            raise UowError(f"{meta.name} is abstract: it has no collection")
+        return meta
+
+    def _key(self, meta: ModelMeta, id_value: Any) -> Key:
+        assert meta.collection is not None
+        return (meta.collection, _stored_id(meta, id_value))
+
+    def _note_collection(self, meta: ModelMeta) -> None:
+        assert meta.collection is not None
+        self._collections.setdefault(meta.collection, None)
+
+    def __repr__(self) -> str:
+        status = "closed" if self._closed else f"{len(self._map)} tracked"
+        return f"<uow.Session {self._db.name} {status}>"
+
+
+def _stored_id(meta: ModelMeta, value: Any) -> Any:
+    """An id as stored, checked so that it can never become an operator."""
+    spec = meta.id_spec
+    if spec is None:
+        return value
+    if isinstance(value, Ref):
+        value = value.id
+    spec.check(meta.name, "id", value)
+    return spec.dump(value) if spec.needs_dump else value
+
+
+def _restore(obj: Document, snapshot: bytes, ctx: LoadContext) -> None:
+    """Put ``obj``'s fields back to a stored form (rollback)."""
+    fresh = type(obj)._uow_load(decode(snapshot), ctx, obj._uow_absent)
+    _copy_fields(fresh, obj)
+
+
+def _copy_fields(source: Any, target: Any) -> None:
+    absent = source._uow_absent or ()
+    for f in type(source)._uow_meta.fields:
+        if f.name not in absent:
+            object.__setattr__(target, f.name, getattr(source, f.name))
+    object.__setattr__(target, "_uow_extra", source._uow_extra)
+    object.__setattr__(target, "_uow_absent", source._uow_absent)
+
+
+def _detached_copy(state: DocState) -> DocState:
+    """A deleted document's state while its transaction may still roll back."""
+    copy = DocState(None, state.key, ObjectState.DETACHED, state.snapshot)
+    copy.committed = state.committed
+    return copy
+
+
+def _with_operators(
+    meta: ModelMeta,
+    update: UpdateSpec,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    operators: Mapping[str, str],
+) -> UpdateSpec:
+    """Re-diff the fields whose operator an explicit ``update()`` overrides."""
+    from .operators import MISSING, OPERATORS, same
+
+    overridden = {meta.by_name[name].key: op for name, op in operators.items()}
+    result: UpdateSpec = {}
+    for op_name, paths in update.items():
+        for path, value in paths.items():
+            if path.split(".", 1)[0] not in overridden:
+                result.setdefault(op_name, {})[path] = value
+    for key, op_name in overridden.items():
+        before, after = old.get(key, MISSING), new.get(key, MISSING)
+        if not same(before, after):
+            OPERATORS[op_name](result, key, before, after)
+    return result
+
+
+def _short(detail: Any, limit: int = 300) -> str:
+    text = repr(detail) if detail is not None else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _add_echo_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("uow: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler
