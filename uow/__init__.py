@@ -22,7 +22,11 @@ from .exceptions import (
     UowError,
     ValidationError,
 )
+from ._context import current_session
+from ._reading import Query, RemoveQuery
+from ._state import ObjectState
 from .fields import field
+from .session import FlushResult, Session, SessionStats
 
 __version__ = "0.1.0.dev0"
 
@@ -33,16 +37,23 @@ __all__ = [
     "Embedded",
     "FieldNotLoaded",
     "FlushError",
+    "FlushResult",
     "Index",
     "MultipleFound",
     "NoActiveSession",
     "NotFound",
+    "ObjectState",
+    "Query",
     "Ref",
+    "RemoveQuery",
+    "Session",
     "SessionClosedError",
+    "SessionStats",
     "StaleDocumentError",
     "TooManyRequests",
     "TransactionError",
     "UowError",
     "ValidationError",
+    "current_session",
     "field",
 ]

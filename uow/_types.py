@@ -111,6 +111,9 @@ class TypeSpec:
 
     def query_value(self, owner: str, path: str, value: Any) -> Any:
         """A value compared with this field in a filter: validated, in stored form."""
+        convert = self.converter()
+        if convert is not None:
+            value = convert(value)
         self.check(owner, path, value)
         return self.dump(value)
 
@@ -118,26 +121,47 @@ class TypeSpec:
         """The element type of a container (for ``contains`` and ``$push``)."""
         return None
 
+    def converter(self) -> Callable[[Any], Any] | None:
+        """What turns an accepted input into the value kept (a document into its Ref).
+
+        ``None`` when values are kept as given, which is every type without a Ref in it.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+#: The range of a BSON int64: a larger Python int cannot be stored at all.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 class ScalarSpec(TypeSpec):
     """str, int, float, bool, bytes, ObjectId: stored as they are."""
 
-    __slots__ = ("accepted", "refused")
+    __slots__ = ("accepted", "int_range", "refused")
 
     def __init__(
-        self, name: str, accepted: tuple[type, ...], refused: tuple[type, ...] = ()
+        self,
+        name: str,
+        accepted: tuple[type, ...],
+        refused: tuple[type, ...] = (),
+        *,
+        int_range: bool = False,
     ) -> None:
         super().__init__(name)
         self.accepted = accepted
         self.refused = refused
+        #: ints are accepted and must fit in a BSON int64
+        self.int_range = int_range
 
     def check(self, owner: str, path: str, value: Any) -> None:
         # bool is an int subclass: True is not a valid int or float here.
         if not isinstance(value, self.accepted) or isinstance(value, self.refused):
             fail(owner, path, self.name, value)
+        if self.int_range and isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            fail(owner, path, f"{self.name} (an int must fit in 64 bits for BSON)", value)
 
 
 class DecimalSpec(TypeSpec):
@@ -146,9 +170,22 @@ class DecimalSpec(TypeSpec):
     def check(self, owner: str, path: str, value: Any) -> None:
         if not isinstance(value, decimal.Decimal):
             fail(owner, path, "Decimal", value, "wrap numbers as decimal.Decimal('1.10')")
+        digits, exponent = value.as_tuple()[1:]
+        if len(digits) <= 34 and isinstance(exponent, int) and -6176 <= exponent <= 6111:
+            return  # Decimal128 holds it exactly: no need to build one
+        try:  # infinities, NaN, and values Decimal128 can hold only by clamping
+            Decimal128(value)
+        except decimal.DecimalException:
+            fail(
+                owner,
+                path,
+                "Decimal (at most 34 significant digits, exponent within Decimal128's range)",
+                value,
+                "round it, e.g. value.quantize(Decimal('0.01'))",
+            )
 
     def dump(self, value: Any) -> Any:
-        return Decimal128(value)
+        return Decimal128(value) if isinstance(value, decimal.Decimal) else value
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         return value.to_decimal() if isinstance(value, Decimal128) else value
@@ -164,7 +201,9 @@ class UUIDSpec(TypeSpec):
             fail(owner, path, "uuid.UUID", value)
 
     def dump(self, value: Any) -> Any:
-        return Binary.from_uuid(value, UuidRepresentation.STANDARD)
+        if isinstance(value, uuid.UUID):
+            return Binary.from_uuid(value, UuidRepresentation.STANDARD)
+        return value
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         if isinstance(value, Binary) and value.subtype == 4:
@@ -203,7 +242,9 @@ class DateSpec(TypeSpec):
             fail(owner, path, "date", value)
 
     def dump(self, value: Any) -> Any:
-        return _dt.datetime(value.year, value.month, value.day)
+        if isinstance(value, _dt.date):
+            return _dt.datetime(value.year, value.month, value.day)
+        return value
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         return value.date() if isinstance(value, _dt.datetime) else value
@@ -237,6 +278,16 @@ class OptionalSpec(TypeSpec):
     def element(self) -> TypeSpec | None:
         return self.inner.element()
 
+    def converter(self) -> Callable[[Any], Any] | None:
+        inner = self.inner.converter()
+        if inner is None:
+            return None
+
+        def convert_optional(value: Any) -> Any:
+            return None if value is None else inner(value)
+
+        return convert_optional
+
 
 class ListSpec(TypeSpec):
     __slots__ = ("inner",)
@@ -258,25 +309,51 @@ class ListSpec(TypeSpec):
 
     def _check_items(self, owner: str, path: str, value: Any) -> None:
         inner = self.inner
-        if isinstance(inner, ScalarSpec):
-            accepted, refused = inner.accepted, inner.refused
+        if type(inner) is ScalarSpec:
+            accepted, refused, ranged = inner.accepted, inner.refused, inner.int_range
             for index, item in enumerate(value):
-                if not isinstance(item, accepted) or isinstance(item, refused):
-                    fail(owner, f"{path}[{index}]", inner.name, item)
+                if (
+                    not isinstance(item, accepted)
+                    or isinstance(item, refused)
+                    or (ranged and isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX)
+                ):
+                    inner.check(owner, f"{path}[{index}]", item)  # raises, with the reason
         else:
             for index, item in enumerate(value):
                 inner.check(owner, f"{path}[{index}]", item)
 
     def dump(self, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value  # stored data of another shape, loaded as it was
         dump = self.inner.dump
         return [dump(item) for item in value]
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
+        if not isinstance(value, list):
+            return value  # stored data of another shape: kept as it is, never dropped
         load = self.inner.load
         return [load(item, ctx) for item in value]
 
     def element(self) -> TypeSpec | None:
         return self.inner
+
+    def converter(self) -> Callable[[Any], Any] | None:
+        inner = self.inner.converter()
+        if inner is None:
+            return None
+        kind = (set, frozenset) if isinstance(self, SetSpec) else list
+
+        def convert_items(value: Any) -> Any:
+            # A new container only when an item changed: the caller's object stays
+            # the field's value when it already holds Refs.
+            if not isinstance(value, kind):
+                return value
+            items = [inner(item) for item in value]
+            if all(new is old for new, old in zip(items, value, strict=True)):
+                return value
+            return type(value)(items)
+
+        return convert_items
 
 
 class SetSpec(ListSpec):
@@ -293,19 +370,30 @@ class SetSpec(ListSpec):
         self._check_items(owner, path, value)
 
     def dump(self, value: Any) -> Any:
+        if not isinstance(value, (set, frozenset)):
+            return value  # stored data of another shape, loaded as it was
         inner = self.inner
         if inner.needs_dump:
             return [inner.dump(item) for item in value]
         return list(value)
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
+        if not isinstance(value, list):
+            return value  # stored data of another shape: kept as it is, never dropped
         inner = self.inner
-        if inner.needs_load:
-            return {inner.load(item, ctx) for item in value}
-        return set(value)
+        try:
+            if inner.needs_load:
+                return {inner.load(item, ctx) for item in value}
+            return set(value)
+        except TypeError:  # unhashable stored elements: keep the array as it is
+            return value
 
     def query_value(self, owner: str, path: str, value: Any) -> Any:
         if isinstance(value, list):  # comparing with a stored array
+            convert = self.inner.converter()
+            if convert is not None:
+                value = [convert(item) for item in value]
+            self._check_items(owner, path, value)  # unhashable items fail here, clearly
             value = set(value)
         return super().query_value(owner, path, value)
 
@@ -333,15 +421,34 @@ class DictSpec(TypeSpec):
             inner.check(owner, f"{path}[{key!r}]", item)
 
     def dump(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # stored data of another shape, loaded as it was
         dump = self.inner.dump
         return {key: dump(item) for key, item in value.items()}
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
+        if not isinstance(value, dict):
+            return value  # stored data of another shape: kept as it is, never dropped
         load = self.inner.load
         return {key: load(item, ctx) for key, item in value.items()}
 
     def element(self) -> TypeSpec | None:
         return self.inner
+
+    def converter(self) -> Callable[[Any], Any] | None:
+        inner = self.inner.converter()
+        if inner is None:
+            return None
+
+        def convert_values(value: Any) -> Any:
+            if not isinstance(value, dict):
+                return value
+            items = {key: inner(item) for key, item in value.items()}
+            if all(items[key] is item for key, item in value.items()):
+                return value
+            return items
+
+        return convert_values
 
 
 class EmbeddedSpec(TypeSpec):
@@ -363,6 +470,8 @@ class EmbeddedSpec(TypeSpec):
         value._uow_check_deep(owner, path)
 
     def dump(self, value: Any) -> Any:
+        if not isinstance(value, self.cls):
+            return value  # stored data of another shape, loaded as it was
         return value._uow_to_bson()
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
@@ -410,6 +519,12 @@ class RefSpec(TypeSpec):
 
         if not isinstance(value, Ref) or not issubclass(value.cls, self.target):
             fail(owner, path, f"{self.name}, a {self.target.__name__} or its id", value)
+        id_spec = value.cls._uow_meta.id_spec
+        if id_spec is not None:
+            id_spec.check(owner, f"{path}.id", value.id)
+
+    def converter(self) -> Callable[[Any], Any] | None:
+        return self.convert
 
     def dump(self, value: Any) -> Any:
         id_spec = value.cls._uow_meta.id_spec
@@ -422,11 +537,6 @@ class RefSpec(TypeSpec):
         id_spec = target._uow_meta.id_spec
         return Ref(target, id_spec.load(value, ctx) if id_spec is not None else value)
 
-    def query_value(self, owner: str, path: str, value: Any) -> Any:
-        converted = self.convert(value)
-        self.check(owner, path, converted)
-        return self.dump(converted)
-
 
 def _matches(spec: TypeSpec, value: Any) -> bool:
     try:
@@ -438,8 +548,8 @@ def _matches(spec: TypeSpec, value: Any) -> bool:
 
 _SCALARS: dict[Any, Callable[[], TypeSpec]] = {
     str: lambda: ScalarSpec("str", (str,)),
-    int: lambda: ScalarSpec("int", (int,), (bool,)),
-    float: lambda: ScalarSpec("float", (float, int), (bool,)),
+    int: lambda: ScalarSpec("int", (int,), (bool,), int_range=True),
+    float: lambda: ScalarSpec("float", (float, int), (bool,), int_range=True),
     bool: lambda: ScalarSpec("bool", (bool,)),
     bytes: lambda: ScalarSpec("bytes", (bytes,)),
     bson.ObjectId: lambda: ScalarSpec("ObjectId", (bson.ObjectId,)),
@@ -475,7 +585,13 @@ def spec_for(annotation: Any, where: str, resolve_ref: Callable[[str], type]) ->
     if origin is list and len(args) == 1:
         return ListSpec(spec_for(args[0], where, resolve_ref))
     if origin in (set, frozenset) and len(args) == 1:
-        return SetSpec(spec_for(args[0], where, resolve_ref))
+        inner = spec_for(args[0], where, resolve_ref)
+        if inner.mutable:
+            raise DefinitionError(
+                f"{where}: the elements of {annotation!r} can change in place, so they "
+                f"cannot be hashed into a set; use list[{inner.name}]"
+            )
+        return SetSpec(inner)
     if origin is dict and len(args) == 2:
         if args[0] is not str:
             raise DefinitionError(

@@ -15,6 +15,9 @@ access while ``User.visits`` answers with a ``query.QueryField``.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import inspect
 import re
 import sys
 import threading
@@ -25,25 +28,24 @@ from typing import Any, ClassVar, Generic, TypeVar
 import attrs
 import bson
 
-from .exceptions import DefinitionError, FieldNotLoaded, ValidationError
-from .fields import METADATA_KEY, FieldOptions, field
-from .operators import MISSING, OPERATORS, Operator
 from ._types import (
     DEFAULT_LOAD_CONTEXT,
-    DatetimeSpec,
+    INT64_MAX,
+    INT64_MIN,
     DateSpec,
+    DatetimeSpec,
     DecimalSpec,
-    DictSpec,
     EmbeddedSpec,
     ListSpec,
     LoadContext,
     OptionalSpec,
-    RefSpec,
     ScalarSpec,
-    SetSpec,
     TypeSpec,
     spec_for,
 )
+from .exceptions import DefinitionError, FieldNotLoaded, ValidationError
+from .fields import METADATA_KEY, FieldOptions, field
+from .operators import MISSING, OPERATORS, Operator
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -94,6 +96,7 @@ class FieldMeta:
         "spec",
         "unique",
         "user_validator",
+        "validators",
         "version",
     )
 
@@ -113,9 +116,13 @@ class FieldMeta:
         self.index = options.index
         self.unique = options.unique
         self.user_validator = options.validator
-        self.convert: Callable[[Any], Any] | None = (
-            spec.convert if isinstance(spec, RefSpec) else None
-        )
+        #: field(validator=...) and attrs.field(validator=...) validators, run on
+        #: construction and on assignment after the type check
+        self.validators: tuple[Callable[..., Any], ...] = (
+            (options.validator,) if options.validator is not None else ()
+        ) + tuple(_attrs_validators(attribute))
+        #: turns an accepted input into the value kept (documents into Refs)
+        self.convert: Callable[[Any], Any] | None = spec.converter()
         inner = spec.inner if isinstance(spec, OptionalSpec) else spec
         #: the KeySchema mapping of an embedded document's keys, for diffs
         self.nested: Mapping[str, FieldMeta] | None = (
@@ -151,12 +158,11 @@ class ModelMeta:
         self.indexes: list[Index] = []
         self.shard_key: tuple[str, ...] = ()
         self.known_keys: frozenset[str] = frozenset()
+        self.own_names = frozenset(inspect.get_annotations(cls))
 
     def hierarchy_names(self) -> list[str]:
         """The _cls values of this class and of every subclass of it."""
-        return [
-            name for name, sub in self.subclasses.items() if issubclass(sub, self.cls)
-        ]
+        return [name for name, sub in self.subclasses.items() if issubclass(sub, self.cls)]
 
 
 class _QueryFieldDescriptor:
@@ -214,16 +220,17 @@ class _ModelMeta(type):
 
 def _define(plain: type, is_document: bool) -> Any:
     return attrs.define(
-            plain,
-            slots=True,
-            kw_only=True,
-            init=False,  # _generate_init writes one with inline type checks
-            eq=not is_document,  # documents compare by identity, embedded by value
-            repr=False,
-            on_setattr=attrs.setters.NO_OP,  # our __setattr__ validates and tracks
-            weakref_slot=False,  # Document declares __weakref__ once
-            auto_attribs=True,
-        )
+        plain,
+        slots=True,
+        kw_only=True,
+        init=False,  # _generate_init writes one with inline type checks
+        eq=not is_document,  # documents compare by identity, embedded by value
+        repr=False,
+        on_setattr=attrs.setters.NO_OP,  # our __setattr__ validates and tracks
+        weakref_slot=False,  # Document declares __weakref__ once
+        getstate_setstate=False,  # _BaseModel's keep unknown keys and partial loads
+        auto_attribs=True,
+    )
 
 
 def _check_namespace(name: str, namespace: dict[str, Any]) -> None:
@@ -250,22 +257,54 @@ def _resolve_annotations(
     globalns = dict(vars(module)) if module is not None else {}
     localns: dict[str, Any] = {**_classes_by_name, **namespace}
     resolved: dict[str, Any] = {}
-    for attr, annotation in own.items():
-        if isinstance(annotation, str):
+    for attr, written in own.items():
+        annotation = written
+        if isinstance(written, str):
             try:
-                annotation = eval(annotation, globalns, localns)  # noqa: S307 - annotations
+                annotation = eval(written, globalns, localns)
+            except NameError as exc:
+                # Under `from __future__ import annotations`, `Ref[Later]` names a
+                # class not defined yet: it becomes Ref["Later"], resolved on first use.
+                annotation = eval(written, globalns, _LateNames(localns, globalns))
+                if not _names_only_in_refs(annotation):
+                    raise DefinitionError(
+                        f"{class_name}.{attr}: cannot resolve the annotation {written!r} "
+                        f"({exc}); define the classes it names first"
+                    ) from exc
             except Exception as exc:
                 raise DefinitionError(
-                    f"{class_name}.{attr}: cannot resolve the annotation {annotation!r} "
+                    f"{class_name}.{attr}: cannot resolve the annotation {written!r} "
                     f"({exc}); define the classes it names first"
                 ) from exc
         resolved[attr] = annotation
     return resolved
 
 
-def _attach_fields(
-    class_name: str, namespace: dict[str, Any], annotations: dict[str, Any]
-) -> None:
+class _LateNames(dict[str, Any]):
+    """Names for eval: a name defined nowhere stands for itself (a forward reference)."""
+
+    def __init__(self, local: Mapping[str, Any], globalns: Mapping[str, Any]) -> None:
+        super().__init__(local)
+        self.globalns = globalns
+
+    def __missing__(self, name: str) -> Any:
+        if name in self.globalns:
+            return self.globalns[name]
+        if hasattr(builtins, name):
+            return getattr(builtins, name)
+        return name
+
+
+def _names_only_in_refs(annotation: Any) -> bool:
+    """Whether every unresolved name in ``annotation`` is the target of a ``Ref[...]``."""
+    if typing.get_origin(annotation) is Ref:
+        return True
+    if isinstance(annotation, (str, typing.ForwardRef)):
+        return False
+    return all(_names_only_in_refs(arg) for arg in typing.get_args(annotation))
+
+
+def _attach_fields(class_name: str, namespace: dict[str, Any], annotations: dict[str, Any]) -> None:
     """Check each own field and put our type check into its attrs validators."""
     for attr, annotation in annotations.items():
         if typing.get_origin(annotation) is ClassVar or annotation is ClassVar:
@@ -275,12 +314,11 @@ def _attach_fields(
             raise DefinitionError(f"{where}: names starting with _uow_ are reserved for uow")
         spec = spec_for(annotation, where, _resolve_ref)
         current = namespace.get(attr, attrs.NOTHING)
-        if isinstance(current, attrs.Attribute) or type(current).__name__ == "_CountingAttr":
+        counting: Any
+        if type(current).__name__ == "_CountingAttr":  # attrs.field() / uow.field()
             counting = current
-            options = counting.metadata.get(METADATA_KEY) or FieldOptions()  # type: ignore[union-attr]
-            metadata = dict(counting.metadata)  # type: ignore[union-attr]
-            metadata[METADATA_KEY] = options
-            counting.metadata = metadata  # type: ignore[union-attr]
+            options = counting.metadata.get(METADATA_KEY) or FieldOptions()
+            counting.metadata = {**counting.metadata, METADATA_KEY: options}
         else:
             options = FieldOptions()
             kwargs: dict[str, Any] = {"metadata": {METADATA_KEY: options}, "kw_only": True}
@@ -301,9 +339,10 @@ def _attach_fields(
                 "are uow's; pick another db_name"
             )
         _check_operator(where, spec, options)
-        counting.validator(_make_validator(spec, options))  # type: ignore[union-attr]
-        if isinstance(spec, RefSpec):
-            counting.converter = spec.convert  # type: ignore[union-attr]
+        counting.validator(_make_validator(spec, options))
+        converter = spec.converter()
+        if converter is not None:
+            counting.converter = converter
 
 
 _NUMERIC = (ScalarSpec, DecimalSpec)
@@ -345,7 +384,9 @@ def _make_validator(spec: TypeSpec, options: FieldOptions) -> Callable[..., None
     return validate_uow_type
 
 
-def _run_user_validator(user: Callable[..., Any], instance: Any, attribute: Any, value: Any) -> None:
+def _run_user_validator(
+    user: Callable[..., Any], instance: Any, attribute: Any, value: Any
+) -> None:
     try:
         user(instance, attribute, value)
     except ValidationError:
@@ -370,6 +411,15 @@ def _finish_class(cls: Any, namespace: dict[str, Any], is_document: bool) -> Non
         annotation = _annotation_of(cls, attribute.name)
         spec = spec_for(annotation, f"{cls.__name__}.{attribute.name}", _resolve_ref)
         fields.append(FieldMeta(attribute, spec, options))
+    stored_by: dict[str, str] = {}
+    for f in fields:
+        other = stored_by.setdefault(f.key, f.name)
+        if other != f.name:
+            raise DefinitionError(
+                f"{cls.__name__}.{f.name}: the stored name {f.key!r} is already the stored "
+                f"name of {cls.__name__}.{other}; one of them would overwrite the other. "
+                "Give one a different db_name"
+            )
     meta = ModelMeta(cls, fields)
     if meta.version_field is not None and sum(f.version for f in fields) > 1:
         raise DefinitionError(f"{cls.__name__}: only one field can have version=True")
@@ -421,7 +471,7 @@ def _finish_class(cls: Any, namespace: dict[str, Any], is_document: bool) -> Non
 
 def _annotation_of(cls: type, name: str) -> Any:
     for klass in cls.__mro__:
-        own = klass.__dict__.get("__annotations__", {})
+        own = inspect.get_annotations(klass)
         if name in own:
             annotation = own[name]
             if isinstance(annotation, str):
@@ -438,12 +488,10 @@ def _collect_indexes(
     indexes: list[Index] = list(parent.indexes) if parent is not None else []
     for index in namespace.get("__indexes__", ()):
         if not isinstance(index, Index):
-            raise DefinitionError(
-                f"{cls.__name__}.__indexes__ holds {index!r}; use uow.Index(...)"
-            )
+            raise DefinitionError(f"{cls.__name__}.__indexes__ holds {index!r}; use uow.Index(...)")
         indexes.append(index)
     for f in meta.fields:
-        if (f.index or f.unique) and f.attribute.inherited is False:
+        if (f.index or f.unique) and f.name in meta.own_names:
             indexes.append(Index(f.name, unique=f.unique))
     return indexes
 
@@ -457,13 +505,15 @@ def _member_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
     raise DefinitionError(f"{cls.__name__}.{name}: no slot found")
 
 
-def _fast_type(spec: TypeSpec) -> tuple[type | None, bool]:
-    """The exact type that needs no further check, and whether None is allowed."""
+def _fast_type(spec: TypeSpec) -> tuple[type | None, bool, bool]:
+    """The exact type that needs no further check, whether None is allowed, and
+    whether an int of that type must still be tested against the int64 range."""
     optional = isinstance(spec, OptionalSpec)
     inner = spec.inner if isinstance(spec, OptionalSpec) else spec
     if isinstance(inner, ScalarSpec):
-        return inner.accepted[0], optional
-    return None, optional
+        fast = inner.accepted[0]
+        return fast, optional, inner.int_range and fast is int
+    return None, optional, False
 
 
 def _generate_init(cls: type, meta: ModelMeta) -> Callable[..., None]:
@@ -493,6 +543,7 @@ def _generate_init(cls: type, meta: ModelMeta) -> Callable[..., None]:
         if default is attrs.NOTHING:
             params.append(arg)
         elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            assert default is not None
             params.append(f"{arg}=_NOTHING")
             env[f"_factory{index}"] = default.factory
             call = f"_factory{index}(self)" if default.takes_self else f"_factory{index}()"
@@ -503,11 +554,13 @@ def _generate_init(cls: type, meta: ModelMeta) -> Callable[..., None]:
         if f.convert is not None:
             env[f"_convert{index}"] = f.convert
             body.append(f"    {arg} = _convert{index}({arg})")
-        fast, optional = _fast_type(f.spec)
+        fast, optional, ranged = _fast_type(f.spec)
         full = f"_check{index}(_owner, {f.name!r}, {arg})"
         if fast is not None:
             env[f"_type{index}"] = fast
             test = f"type({arg}) is not _type{index}"
+            if ranged:
+                test = f"({test} or not {INT64_MIN} <= {arg} <= {INT64_MAX})"
             if optional:
                 test = f"{arg} is not None and {test}"
             body += [f"    if {test}:", f"        {full}"]
@@ -515,29 +568,25 @@ def _generate_init(cls: type, meta: ModelMeta) -> Callable[..., None]:
             body.append(f"    {full}")
         body.append(f"    _set{index}(self, {arg})")
     for index, f in enumerate(meta.fields):
-        if f.user_validator is not None:
-            env[f"_user{index}"] = f.user_validator
+        for number, validator in enumerate(f.validators):
+            env[f"_user{index}_{number}"] = validator
             env[f"_attribute{index}"] = f.attribute
             body.append(
-                f"    _run_user(_user{index}, self, _attribute{index}, self.{f.name})"
+                f"    _run_user(_user{index}_{number}, self, _attribute{index}, self.{f.name})"
             )
-        for extra in _attrs_validators(f):
-            env[f"_extra{index}"] = extra
-            env[f"_attribute{index}"] = f.attribute
-            body.append(f"    _extra{index}(self, _attribute{index}, self.{f.name})")
     if hasattr(cls, "__attrs_post_init__"):
         body.append("    self.__attrs_post_init__()")
     signature = ", ".join(["self", "*", *params]) if params else "self"
     source = f"def __init__({signature}):\n" + "\n".join(body) + "\n"
-    exec(compile(source, f"<uow {cls.__qualname__}.__init__>", "exec"), env)  # noqa: S102
+    exec(compile(source, f"<uow {cls.__qualname__}.__init__>", "exec"), env)
     init = env["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     return init  # type: ignore[no-any-return]
 
 
-def _attrs_validators(f: FieldMeta) -> list[Callable[..., Any]]:
+def _attrs_validators(attribute: attrs.Attribute[Any]) -> list[Callable[..., Any]]:
     """Validators given with attrs.field(validator=...), besides our own type check."""
-    validator = f.attribute.validator
+    validator = attribute.validator
     if validator is None:
         return []
     parts = getattr(validator, "_validators", (validator,))
@@ -572,7 +621,7 @@ def _generate_to_bson(cls: type, meta: ModelMeta) -> Callable[[Any], dict[str, A
         "        doc.update(extra)\n"
         "    return doc\n"
     )
-    exec(compile(source, f"<uow {cls.__qualname__}._uow_to_bson>", "exec"), env)  # noqa: S102
+    exec(compile(source, f"<uow {cls.__qualname__}._uow_to_bson>", "exec"), env)
     return env["_uow_to_bson"]  # type: ignore[no-any-return]
 
 
@@ -621,9 +670,10 @@ def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
         default = f.attribute.default
         if default is attrs.NOTHING:
             missing = [
-                "        absent = (absent or frozenset()) | {%r}" % f.name,
+                f"        absent = (absent or frozenset()) | {{{f.name!r}}}",
             ]
         elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            assert default is not None
             env[f"_factory{index}"] = default.factory
             call = f"_factory{index}(obj)" if default.takes_self else f"_factory{index}()"
             missing = [f"        _set{index}(obj, {call})"]
@@ -649,7 +699,7 @@ def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
         "    return obj",
     ]
     source = "\n".join(lines) + "\n"
-    exec(compile(source, f"<uow {cls.__qualname__}._uow_load>", "exec"), env)  # noqa: S102
+    exec(compile(source, f"<uow {cls.__qualname__}._uow_load>", "exec"), env)
     return env["_uow_load_exact"]  # type: ignore[no-any-return]
 
 
@@ -662,7 +712,7 @@ class Ref(Generic[D]):
 
     __slots__ = ("cls", "id")
 
-    def __init__(self, cls: type[D], id: Any) -> None:  # noqa: A002 - the field's name
+    def __init__(self, cls: type[D], id: Any) -> None:
         object.__setattr__(self, "cls", cls)
         object.__setattr__(self, "id", id)
 
@@ -674,9 +724,7 @@ class Ref(Generic[D]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Ref):
-            return bool(
-                self.cls._uow_meta.root is other.cls._uow_meta.root and self.id == other.id
-            )
+            return bool(self.cls._uow_meta.root is other.cls._uow_meta.root and self.id == other.id)
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -705,12 +753,29 @@ class _BaseModel:
         if meta.convert is not None:
             value = meta.convert(value)
         meta.spec.check(type(self).__name__, name, value)
-        if meta.user_validator is not None:
-            _run_user_validator(meta.user_validator, self, meta.attribute, value)
+        for validator in meta.validators:
+            _run_user_validator(validator, self, meta.attribute, value)
         object.__setattr__(self, name, value)
         absent = self._uow_absent
         if absent and name in absent:
             object.__setattr__(self, "_uow_absent", absent - {name} or None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # For copy and pickle: the loaded fields, the unknown stored keys, and which
+        # fields a partial load left out; never a session's tracking state.
+        absent = self._uow_absent or ()
+        state = {
+            f.name: object.__getattribute__(self, f.name)
+            for f in self._uow_meta.fields
+            if f.name not in absent
+        }
+        state["_uow_extra"] = self._uow_extra
+        state["_uow_absent"] = self._uow_absent
+        return state
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when a slot is empty: a field left out of a partial load.
@@ -797,6 +862,10 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
     __slots__ = ("__weakref__", "_uow_state")
     _uow_base_class = True
 
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_uow_state", None)  # a copy is tracked by no session
+        _BaseModel.__setstate__(self, state)
+
     def __setattr__(self, name: str, value: Any) -> None:
         _BaseModel.__setattr__(self, name, value)
         state = self._uow_state
@@ -812,10 +881,8 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
         except AttributeError:
             return
         if state is not None:
-            try:
+            with contextlib.suppress(Exception):  # never raise from a finalizer
                 state.dropped(self)
-            except Exception:  # noqa: BLE001 - never raise from a finalizer
-                pass
 
 
 class Document(_DocumentBase):

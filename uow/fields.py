@@ -87,7 +87,7 @@ def field(
     validator: Validator | None = None,
     index: bool = False,
     unique: bool = False,
-    repr: bool = True,  # noqa: A002 - the attrs name users know
+    repr: bool = True,
 ) -> Any:
     """Declare a Document or Embedded field with uow's options.
 

@@ -129,7 +129,14 @@ def inc(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     """``$inc`` by the delta since load, so concurrent increments add up."""
     new_number = _number(new)
     if old is MISSING:
-        old_number: Any = 0 if isinstance(new_number, (int, float, decimal.Decimal)) else None
+        # An untracked document: the update adds the whole value (Decimal to Decimal).
+        old_number: Any = (
+            decimal.Decimal(0)
+            if isinstance(new_number, decimal.Decimal)
+            else 0
+            if isinstance(new_number, (int, float))
+            else None
+        )
     else:
         old_number = _number(old)
     numeric = (int, float, decimal.Decimal)
@@ -141,7 +148,11 @@ def inc(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     ):
         set_(update, path, old, new)  # null, or a type $inc cannot add to
         return
-    delta = new_number - old_number
+    if isinstance(new_number, decimal.Decimal) != isinstance(old_number, decimal.Decimal):
+        set_(update, path, old, new)  # Decimal and float do not add up exactly
+        return
+    before: Any = old_number
+    delta: Any = new_number - before
     if isinstance(delta, decimal.Decimal):
         _put(update, "$inc", path, Decimal128(delta))
     elif isinstance(delta, int) and not -(2**31) <= delta < 2**31:

@@ -14,7 +14,7 @@ input before it becomes a regular expression.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._types import (
@@ -107,7 +107,11 @@ class QueryField:
     __slots__ = ("_meta", "_owner", "_spec", "attribute_path", "stored_path")
 
     def __init__(
-        self, owner: str, attribute_path: str, stored_path: str, spec: TypeSpec,
+        self,
+        owner: str,
+        attribute_path: str,
+        stored_path: str,
+        spec: TypeSpec,
         meta: ModelMeta | None,
     ) -> None:
         self._owner = owner
@@ -315,7 +319,21 @@ class Expr:
         self.filter = filter
         self._same_fields = same_fields
 
+    def _usable(self) -> Expr:
+        """This expression, refused if it compares two fields (which matches anything)."""
+        if self._same_fields is not None:
+            left, right = self._same_fields
+            raise ValidationError(
+                f"{left._owner}.{left.attribute_path} == {right._owner}."
+                f"{right.attribute_path}: comparing two fields is not a filter uow can "
+                "build; compare a field with a value",
+                document_class=left._owner,
+                field=left.attribute_path,
+            )
+        return self
+
     def _parts(self, operator: str) -> list[dict[str, Any]]:
+        self._usable()
         keys = list(self.filter)
         if keys == [operator]:
             return list(self.filter[operator])
@@ -332,7 +350,7 @@ class Expr:
         return Expr({"$or": self._parts("$or") + other._parts("$or")})
 
     def __invert__(self) -> Expr:
-        return Expr({"$nor": [self.filter]})
+        return Expr({"$nor": [self._usable().filter]})
 
     def __bool__(self) -> bool:
         # `User.a == User.a` (as in dict key lookups) is a plain comparison.
@@ -389,8 +407,8 @@ def lookup(meta: ModelMeta, name: str, value: Any) -> Expr:
         raise ValidationError(f"{meta.name}: the lookup {name!r} is malformed")
     target = _resolve(meta, parts, name)
     if operator == "exact":
-        return target == value
-    method = {
+        return target.__eq__(value)
+    methods: dict[str, Callable[[Any], Expr]] = {
         "gt": target.__gt__,
         "gte": target.__ge__,
         "lt": target.__lt__,
@@ -402,9 +420,8 @@ def lookup(meta: ModelMeta, name: str, value: Any) -> Expr:
         "contains": target.contains,
         "startswith": target.startswith,
         "icontains": target.icontains,
-    }[operator]
-    result: Expr = method(value)
-    return result
+    }
+    return methods[operator](value)
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -431,7 +448,7 @@ def compile_filter(meta: ModelMeta, *exprs: Expr, **lookups: Any) -> dict[str, A
             raise ValidationError(
                 f"{meta.name}: filter() takes query expressions, got {describe(expr)}"
             )
-        if expr.filter:
+        if expr._usable().filter:
             parts.append(expr.filter)
     for name, value in lookups.items():
         parts.append(lookup(meta, name, value).filter)
@@ -449,8 +466,9 @@ def compile_sort(meta: ModelMeta, keys: Iterable[Any]) -> list[tuple[str, int]]:
         elif isinstance(key, str):
             direction = -1 if key.startswith("-") else 1
             name = key.lstrip("-+")
-            pairs.append((_resolve(meta, name.replace(".", "__").split("__"), key).stored_path,
-                          direction))
+            pairs.append(
+                (_resolve(meta, name.replace(".", "__").split("__"), key).stored_path, direction)
+            )
         else:
             raise ValidationError(f"{meta.name}: cannot sort by {describe(key)}")
     return pairs
