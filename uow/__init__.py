@@ -6,6 +6,9 @@ Documents are attrs classes whose fields may name the update operator that
 persists them.
 """
 
+from ._context import current_session
+from ._reading import Query, RemoveQuery
+from ._state import ObjectState
 from .document import Document, Embedded, Index, Ref
 from .exceptions import (
     DefinitionError,
@@ -22,9 +25,6 @@ from .exceptions import (
     UowError,
     ValidationError,
 )
-from ._context import current_session
-from ._reading import Query, RemoveQuery
-from ._state import ObjectState
 from .fields import field
 from .session import FlushResult, Session, SessionStats
 
