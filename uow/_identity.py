@@ -62,8 +62,19 @@ class IdentityMap:
         if self.clean is not None:
             self.clean.pop(key, None)
 
-    def discard(self, key: Key) -> None:
-        """Forget ``key`` entirely."""
+    def release(self, key: Key, obj: Any) -> None:
+        """A held document is clean again: back to the bounded tier (if it was held)."""
+        if self.strong.get(key) is obj:
+            self.add_clean(key, obj)
+
+    def discard(self, key: Key, obj: Any = None) -> None:
+        """Forget ``key`` entirely; with ``obj``, only if ``key`` stands for that object.
+
+        (A deleted document and the new one replacing it share a key: dropping
+        one must not drop the other.)
+        """
+        if obj is not None and self.weak.get(key) is not obj:
+            return
         self.weak.pop(key, None)
         self.strong.pop(key, None)
         if self.clean is not None:

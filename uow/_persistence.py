@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import bson
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from ._plan import INSERT, Batch, WriteOp
@@ -97,7 +98,7 @@ def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError
     name = type(doc).__name__
     ident = getattr(doc, "id", None)
     if first.get("code") == _DUPLICATE_KEY:
-        duplicated = first.get("keyValue") or first.get("errmsg")
+        duplicated = first.get("keyValue") or _unique_values(failed) or first.get("errmsg")
         message = (
             f"{name} with id {ident!r} was refused by a unique index of "
             f"{batch.collection!r}: duplicate value {duplicated}. {len(applied)} earlier "
@@ -115,3 +116,26 @@ def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError
     return index, FlushError(
         message, cause=exc, documents=[doc], applied=applied, not_applied=not_applied
     )
+
+
+def _unique_values(op: WriteOp) -> dict[str, Any] | None:
+    """The document's values under its unique indexes, as stored paths.
+
+    For a duplicate-key error that does not say which value collided (mongomock
+    leaves ``keyValue`` out), so that the message still names a value.
+    """
+    doc = op.request if op.kind == INSERT else None
+    if doc is None and op.snapshot is not None:
+        doc = bson.decode(op.snapshot)
+    if not isinstance(doc, dict):
+        return None
+    meta = getattr(type(op.doc), "_uow_meta", None)
+    values: dict[str, Any] = {}
+    for index in getattr(meta, "indexes", ()):
+        if index.options.get("unique"):
+            for path, _direction in index.stored_keys(type(op.doc)):
+                value: Any = doc
+                for part in path.split("."):
+                    value = value.get(part) if isinstance(value, dict) else None
+                values[path] = value
+    return values or None

@@ -8,7 +8,7 @@ session's identity map.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
 
 from .exceptions import MultipleFound, NotFound, ValidationError
 from .query import Expr, QueryField, class_filter, compile_filter, compile_sort
@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 __all__ = ["Query", "RemoveQuery"]
 
 D = TypeVar("D", bound="Document")
+
+#: What ``filter()`` takes positionally: query expressions. ``bool`` is there for
+#: type checkers only: they read ``User.age`` with the field's type (the class is
+#: an attrs-style dataclass to them), so ``User.age > 3`` looks like a bool.
+ExprArg: TypeAlias = Expr | bool
 
 
 class _Filtered(Generic[D]):
@@ -36,9 +41,9 @@ class _Filtered(Generic[D]):
         clone._parts = list(self._parts)
         return clone
 
-    def filter(self, *exprs: Expr, **lookups: Any) -> Any:
+    def filter(self, *exprs: ExprArg, **lookups: Any) -> Any:
         """Narrow the query: expressions (``User.age > 3``) and lookups (``age__gt=3``)."""
-        compiled = compile_filter(self._meta, *exprs, **lookups)
+        compiled = compile_filter(self._meta, *cast("tuple[Expr, ...]", exprs), **lookups)
         clone = self._copy()
         if compiled:
             clone._parts.append(compiled)
@@ -72,7 +77,7 @@ class Query(_Filtered[D]):
         self._limit = 0
         self._fields: list[str] | None = None
 
-    def filter(self, *exprs: Expr, **lookups: Any) -> Query[D]:
+    def filter(self, *exprs: ExprArg, **lookups: Any) -> Query[D]:
         """Narrow the query: expressions (``User.age > 3``) and lookups (``age__gt=3``)."""
         result: Query[D] = super().filter(*exprs, **lookups)
         return result
@@ -121,7 +126,14 @@ class Query(_Filtered[D]):
         keep = set(self._fields) | {"id"}
         projection = {self._meta.by_name[name].key: 1 for name in keep}
         projection["_cls"] = 1
-        absent = frozenset(name for name in self._meta.by_name if name not in keep)
+        # Every field of the hierarchy: a subclass's own fields are not loaded either.
+        names = {
+            name
+            for sub in self._meta.subclasses.values()
+            if issubclass(sub, self._cls)
+            for name in sub._uow_meta.by_name
+        }
+        absent = frozenset(name for name in names | self._meta.by_name.keys() if name not in keep)
         return projection, absent or None
 
     def _iterate(self, limit: int | None = None) -> Iterator[D]:
@@ -182,7 +194,7 @@ class Query(_Filtered[D]):
 class RemoveQuery(_Filtered[D]):
     """A delete by filter: ``s.remove_query(User).filter(...).execute()``."""
 
-    def filter(self, *exprs: Expr, **lookups: Any) -> RemoveQuery[D]:
+    def filter(self, *exprs: ExprArg, **lookups: Any) -> RemoveQuery[D]:
         """Narrow what is deleted."""
         result: RemoveQuery[D] = super().filter(*exprs, **lookups)
         return result
@@ -208,6 +220,7 @@ class RemoveQuery(_Filtered[D]):
             target,
         )
         collection_name = self._meta.collection
+        assert collection_name is not None  # _collection() refused an abstract class
         for stored_id in ids:
             obj = session._map.get((collection_name, stored_id))
             if obj is not None:

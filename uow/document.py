@@ -23,7 +23,7 @@ import sys
 import threading
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
 import bson
@@ -47,7 +47,9 @@ from .exceptions import DefinitionError, FieldNotLoaded, ValidationError
 from .fields import METADATA_KEY, FieldOptions, field
 from .operators import MISSING, OPERATORS, Operator
 
-if sys.version_info >= (3, 11):
+if TYPE_CHECKING:  # type checkers know it on every Python version
+    from typing_extensions import dataclass_transform
+elif sys.version_info >= (3, 11):
     from typing import dataclass_transform
 else:  # pragma: no cover - Python 3.10
 
@@ -651,6 +653,8 @@ def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
         "_MISSING": MISSING,
         "_KNOWN": meta.known_keys,
         "_OWN": meta.cls_name,
+        # absent may name fields of other classes of the hierarchy (a fields() query)
+        "_OWN_FIELDS": frozenset(f.name for f in meta.fields if not f.is_id),
         "_set_extra": _member_setter(cls, "_uow_extra"),
         "_set_absent": _member_setter(cls, "_uow_absent"),
     }
@@ -680,6 +684,11 @@ def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
         else:
             env[f"_default{index}"] = default
             missing = [f"        _set{index}(obj, _default{index})"]
+        if default is not attrs.NOTHING:
+            # A field a partial load left out stays empty: no default stands in for it.
+            missing = [f"        if absent is None or {f.name!r} not in absent:"] + [
+                "    " + line for line in missing
+            ]
         lines += [
             f"    value = get({f.key!r}, _MISSING)",
             "    if value is _MISSING:",
@@ -688,6 +697,8 @@ def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
             f"        _set{index}(obj, {value})",
         ]
     lines += [
+        "    if absent:",
+        "        absent = (absent & _OWN_FIELDS) or None",
         "    _set_absent(obj, absent)",
         "    if _KNOWN.issuperset(raw) and get('_cls', _OWN) == _OWN:",
         "        _set_extra(obj, None)",

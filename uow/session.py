@@ -5,8 +5,10 @@ Nothing in uow imports this module; it sits on top of everything else.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -19,7 +21,7 @@ from . import _backend, _context
 from ._identity import IdentityMap, Key
 from ._persistence import BatchFailed, run_batch
 from ._plan import DELETE, INSERT, UPDATE, WriteOp, build_plan
-from ._reading import Query, RemoveQuery
+from ._reading import ExprArg, Query, RemoveQuery
 from ._state import (
     DETACHED,
     DocState,
@@ -100,16 +102,31 @@ class _ExplicitUpdate:
         self.tracked = tracked
 
 
-# Indexes already built, per client and collection: built once, not on every write.
-_ensured: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
-_ensured_by_id: dict[int, set[tuple[str, str]]] = {}
+# Indexes already built, per client and (database, collection): built once, not on
+# every write. Keyed by id(client) with a weak reference to check the entry is that
+# very client's: clients compare and hash by their address (pymongo's by seeds and
+# options, mongomock's by a default address shared by every embedded store), so a
+# dict keyed by the client would take one server's indexes for another's.
+_ensured: dict[int, tuple[Callable[[], Any], set[tuple[str, str]]]] = {}
+_ensured_lock = threading.Lock()
 
 
 def _ensured_for(client: Any) -> set[tuple[str, str]]:
-    try:
-        return _ensured.setdefault(client, set())
-    except TypeError:  # a client that cannot be weakly referenced or hashed
-        return _ensured_by_id.setdefault(id(client), set())
+    key = id(client)
+    with _ensured_lock:
+        entry = _ensured.get(key)
+        if entry is not None and entry[0]() is client:
+            return entry[1]
+        for stale in [k for k, (ref, _) in _ensured.items() if ref() is None]:
+            del _ensured[stale]
+        ref: Callable[[], Any]
+        try:
+            ref = weakref.ref(client)
+        except TypeError:  # a client without weak references: kept alive here
+            ref = functools.partial(lambda kept: kept, client)
+        built: set[tuple[str, str]] = set()
+        _ensured[key] = (ref, built)
+        return built
 
 
 class Session:
@@ -210,7 +227,8 @@ class Session:
         self._in_transaction = False
         # What the open transaction did, to undo in memory if it is aborted.
         self._tx_inserted: dict[Key, Document] = {}
-        self._tx_deleted: dict[Key, Document] = {}
+        # Documents deleted in the open transaction, with their last committed form.
+        self._tx_deleted: dict[Key, tuple[Document, bytes | None]] = {}
         self._context_tokens: list[Any] = []
         self._echo_handler: logging.Handler | None = None
         if echo:
@@ -344,25 +362,28 @@ class Session:
             )
         key = self._key(meta, obj.id)
         current = self._map.get(key)
-        if current is not None and current is not obj:
-            if current._uow_state.status is not ObjectState.DELETED:
-                raise UowError(
-                    f"another {type(current).__name__} object with id {obj.id!r} is already "
-                    "in this session; get() it, or expunge it first"
-                )
+        if (
+            current is not None
+            and current is not obj
+            and current._uow_state.status is not ObjectState.DELETED
+        ):
+            raise UowError(
+                f"another {type(current).__name__} object with id {obj.id!r} is already "
+                "in this session; get() it, or expunge it first"
+            )
         self._note_collection(meta)
-        if state is DETACHED:
+        if state is DETACHED and current is None:
             # Stored already: track it again as it is now.
             new_state = DocState(self, key, ObjectState.PERSISTENT, encode(obj._uow_to_bson()))
             object.__setattr__(obj, "_uow_state", new_state)
             self._map.add_clean(key, obj)
             return
+        # New, or replacing a deleted document of the same id: the deleted one stays
+        # queued in _deletes (held strongly there) and the key now finds this one.
         new_state = DocState(self, key, ObjectState.PENDING)
         object.__setattr__(obj, "_uow_state", new_state)
         self._inserts[key] = obj
-        if current is None:
-            self._map.hold(key, obj)
-        # else: a deleted object holds the key until the flush replaces it.
+        self._map.hold(key, obj)
 
     def add_all(self, objs: Iterable[Document]) -> None:
         """``add()`` each document."""
@@ -381,9 +402,7 @@ class Session:
         state: DocState | None = obj._uow_state
         if state is not None and state.owner is self:
             if state.status is ObjectState.PENDING:
-                del self._inserts[state.key]
-                self._map.discard(state.key)
-                object.__setattr__(obj, "_uow_state", None)
+                self._drop_insert(state.key, obj)
                 return
             if state.status is ObjectState.DELETED:
                 return
@@ -516,6 +535,11 @@ class Session:
                 else:
                     self._finalize(done + failed.batch.ops[: failed.applied])
                 raise failed.error from failed.error.cause
+            except BaseException:
+                # Refused before it was sent (TooManyRequests) or interrupted: the
+                # batches before it landed and are marked so; the rest stay queued.
+                self._finalize(done)
+                raise
             round_trips += 1
             self._stats.round_trips += 1
             done.extend(batch.ops)
@@ -550,23 +574,21 @@ class Session:
         aborted = self._in_transaction
         if aborted:
             self._abort_transaction()
-        for obj in list(self._inserts.values()):
-            self._map.discard(obj._uow_state.key)
-            object.__setattr__(obj, "_uow_state", None)
-        self._inserts.clear()
-        for key, obj in list(self._deletes.items()):
-            obj._uow_state.status = ObjectState.PERSISTENT
-            del self._deletes[key]
+        for key, obj in list(self._inserts.items()):
+            self._drop_insert(key, obj)
+        self._undelete_queued()
         self._updates.clear()
         self._modified.clear()
         if aborted:
-            for key, obj in self._tx_deleted.items():
-                obj._uow_state.status = ObjectState.PERSISTENT
-                object.__setattr__(obj, "_uow_state", obj._uow_state)
-                self._map.add_clean(key, obj)
             for key, obj in self._tx_inserted.items():
-                self._map.discard(key)
+                self._map.discard(key, obj)
                 object.__setattr__(obj, "_uow_state", None)
+            for key, (obj, committed) in self._tx_deleted.items():
+                # Its delete was aborted: tracked again, as last committed.
+                object.__setattr__(
+                    obj, "_uow_state", DocState(self, key, ObjectState.PERSISTENT, committed)
+                )
+                self._map.add_clean(key, obj)
         self._tx_inserted.clear()
         self._tx_deleted.clear()
         for obj in self._map.objects():
@@ -581,6 +603,19 @@ class Session:
             if not state.pinned:
                 self._map.add_clean(state.key, obj)
 
+    def _undelete_queued(self) -> None:
+        """Queued deletes are dropped: their documents are persistent again."""
+        for key, obj in self._deletes.items():
+            state: DocState = obj._uow_state
+            state.status = ObjectState.PERSISTENT
+            if state.modified or state.pinned:
+                self._map.hold(key, obj)
+                if state.modified:
+                    self._modified[key] = obj
+            else:
+                self._map.add_clean(key, obj)
+        self._deletes.clear()
+
     def close(self) -> None:
         """Release everything; a second ``close()`` does nothing. ``end()`` is an alias.
 
@@ -593,7 +628,7 @@ class Session:
                 self._abort_transaction()
         finally:
             self._closed = True
-            for obj in self._map.objects():
+            for obj in [*self._map.objects(), *self._deletes.values()]:
                 object.__setattr__(obj, "_uow_state", DETACHED)
             for obj in self._inserts.values():
                 object.__setattr__(obj, "_uow_state", None)
@@ -608,7 +643,7 @@ class Session:
             if self._owns_client:
                 self._client.close()
             if self._echo_handler is not None:
-                logger.removeHandler(self._echo_handler)
+                _remove_echo_handler(self._echo_handler)
                 self._echo_handler = None
 
     end = close
@@ -622,19 +657,25 @@ class Session:
         if state is None or state.owner is not self:
             raise UowError(f"{type(obj).__name__} {obj.id!r} is not in this session")
         key = state.key
-        self._map.discard(key)
-        self._modified.pop(key, None)
-        self._updates.pop(key, None)
-        self._deletes.pop(key, None)
-        if self._inserts.pop(key, None) is not None:
-            object.__setattr__(obj, "_uow_state", None)
+        if state.status is ObjectState.PENDING:
+            self._drop_insert(key, obj)
+            return
+        self._map.discard(key, obj)
+        if self._deletes.get(key) is obj:
+            del self._deletes[key]
+            replacing = self._inserts.get(key)
+            if replacing is not None:  # the insert of the same id is no replace any more
+                self._map.hold(key, replacing)
         else:
-            object.__setattr__(obj, "_uow_state", DETACHED)
+            self._modified.pop(key, None)
+            self._updates.pop(key, None)
+        object.__setattr__(obj, "_uow_state", DETACHED)
 
     def expunge_all(self) -> None:
         """``expunge()`` every tracked document."""
         self._check_open()
-        for obj in self._map.objects() + list(self._inserts.values()):
+        everything = [*self._map.objects(), *self._inserts.values(), *self._deletes.values()]
+        for obj in everything:
             if obj._uow_state is not None and obj._uow_state.owner is self:
                 self.expunge(obj)
 
@@ -671,12 +712,12 @@ class Session:
         """
         self._check_open()
         for key, obj in list(self._inserts.items()):
-            self._map.discard(key)
-            object.__setattr__(obj, "_uow_state", None)
-        self._inserts.clear()
-        for obj in self._deletes.values():
-            obj._uow_state.status = ObjectState.PERSISTENT
-        self._deletes.clear()
+            self._drop_insert(key, obj)
+        self._undelete_queued()
+        for key, explicit in self._updates.items():
+            state = explicit.doc._uow_state
+            if explicit.tracked and not state.modified and not state.pinned:
+                self._map.release(key, explicit.doc)
         self._updates.clear()
 
     def clear_cache(self) -> None:
@@ -691,6 +732,7 @@ class Session:
 
     def clone(self, obj: D) -> D:
         """A transient copy of ``obj`` with a new id (deep: nothing is shared)."""
+        self._check_open()
         meta = self._meta(obj)
         copy = type(obj)._uow_load(decode(encode(obj._uow_to_bson())), self._ctx)
         id_field = meta.id_field
@@ -703,7 +745,7 @@ class Session:
                 f"clone(): {meta.name}.id has no factory to make a new id; copy it yourself"
             )
         object.__setattr__(copy, "id", new_id)
-        return cast(D, copy)
+        return copy
 
     def clear_collection(self, *classes: type[Document]) -> int:
         """Delete every stored document of ``classes`` now; returns how many."""
@@ -713,12 +755,8 @@ class Session:
             meta = cls._uow_meta
             filter_ = class_filter(meta, exclude_subclasses=False)
             collection = self._collection(meta)
-            result = self._send(
-                "delete",
-                collection.name,
-                lambda c=collection, f=filter_: c.delete_many(f, **self._session_kw()),
-                filter_,
-            )
+            delete_all = functools.partial(collection.delete_many, filter_, **self._session_kw())
+            result = self._send("delete", collection.name, delete_all, filter_)
             removed += result.deleted_count
             for key, obj in self._map.items():
                 if key[0] == meta.collection and isinstance(obj, cls):
@@ -758,6 +796,7 @@ class Session:
 
     def state(self, obj: Document) -> ObjectState:
         """Where ``obj`` stands with this session."""
+        self._check_open()
         state: DocState | None = obj._uow_state
         if state is None:
             return ObjectState.TRANSIENT
@@ -767,6 +806,7 @@ class Session:
 
     def is_dirty(self, obj: Document) -> bool:
         """Whether a tracked stored document has unflushed changes."""
+        self._check_open()
         state: DocState | None = obj._uow_state
         if state is None or state.owner is not self or state.status is not ObjectState.PERSISTENT:
             return False
@@ -774,17 +814,19 @@ class Session:
 
     def dirty_fields(self, obj: Document) -> list[str]:
         """Top-level attribute names with unflushed changes, sorted."""
+        self._check_open()
         return sorted({path.split(".", 1)[0] for path in self._changed_paths(obj)})
 
     def original_value(self, obj: Document, name: str) -> Any:
         """The value of field ``name`` as last loaded or flushed."""
+        self._check_open()
         state: DocState | None = obj._uow_state
         meta = self._meta(obj)
         if name not in meta.by_name:
             raise AttributeError(f"{meta.name} has no field {name!r}")
         if state is None or state.owner is not self or state.snapshot is None:
             return getattr(obj, name)
-        original = type(obj)._uow_load(decode(state.snapshot), self._ctx, obj._uow_absent)
+        original = _load_partial(type(obj), decode(state.snapshot), self._ctx, obj._uow_absent)
         return getattr(original, name)
 
     def has_changes(self) -> bool:
@@ -812,6 +854,7 @@ class Session:
 
     def stats(self) -> SessionStats:
         """A copy of the session's counters, with the queue sizes as of now."""
+        self._check_open()
         stats = attrs.evolve(self._stats)
         stats.identity_map_size = len(self._map)
         stats.pending_inserts = len(self._inserts)
@@ -849,21 +892,21 @@ class Session:
                 return cast("D | None", kwargs.get("default"))
             if not state.expired:
                 self._stats.cache_hits += 1
-                return cast(D, found)
+                return found
         self._stats.cache_misses += 1
         filter_ = {"_id": stored_id, **class_filter(meta, exclude_subclasses=False)}
         raw = self._find_one(meta, filter_)
         self._stats.queries += 1
         if raw is None:
             return cast("D | None", kwargs.get("default"))
-        return cast(D, self._load(cls, raw))
+        return self._load(cls, raw)
 
     def query(self, cls: type[D], exclude_subclasses: bool = False) -> Query[D]:
         """A query on ``cls`` (and its subclasses, unless ``exclude_subclasses``)."""
         self._check_open()
         return Query(self, cls, exclude_subclasses)
 
-    def filter(self, cls: type[D], *exprs: Expr, **lookups: Any) -> list[D]:
+    def filter(self, cls: type[D], *exprs: ExprArg, **lookups: Any) -> list[D]:
         """Every ``cls`` document matching the expressions and lookups."""
         return self.query(cls).filter(*exprs, **lookups).all()
 
@@ -871,7 +914,7 @@ class Session:
         """Every stored ``cls`` document."""
         return self.query(cls).all()
 
-    def count(self, cls: type[D], *exprs: Expr, **lookups: Any) -> int:
+    def count(self, cls: type[D], *exprs: ExprArg, **lookups: Any) -> int:
         """How many ``cls`` documents match."""
         return self.query(cls).filter(*exprs, **lookups).count()
 
@@ -920,10 +963,11 @@ class Session:
             self._modified[state.key] = obj
 
     def _has_change(self, obj: Document, state: DocState) -> bool:
-        if state.modified or state.key in self._updates:
+        if state.key in self._updates:
             return True
-        if not type(obj)._uow_meta.mutable:
-            return False
+        if not state.modified and not type(obj)._uow_meta.mutable:
+            return False  # no assignment, and nothing to change in place
+        # Assigned to, or mutable: compare (a value assigned back is no change).
         return encode(obj._uow_to_bson()) != state.snapshot
 
     def _changed_paths(self, obj: Document) -> dict[str, tuple[Any, Any]]:
@@ -940,16 +984,17 @@ class Session:
     ) -> D:
         """The tracked object for a stored document: the one already loaded, or a new one."""
         if self.no_tracking:
-            obj = cls._uow_load(raw, self._ctx, absent)
+            obj = _load_partial(cls, raw, self._ctx, absent)
             object.__setattr__(obj, "_uow_state", DETACHED)
             return obj
         meta = cls._uow_meta
+        assert meta.collection is not None
         key = (meta.collection, raw["_id"])
         found = self._map.get(key)
         if found is not None:
             self._merge_loaded(found, raw, absent)
-            return cast(D, found)
-        obj = cls._uow_load(raw, self._ctx, absent)
+            return found  # type: ignore[no-any-return]
+        obj = _load_partial(cls, raw, self._ctx, absent)
         state = DocState(self, key, ObjectState.PERSISTENT, encode(obj._uow_to_bson()))
         object.__setattr__(obj, "_uow_state", state)
         self._map.add_clean(key, obj)
@@ -1006,7 +1051,7 @@ class Session:
             op = self._update_op(obj)
             if op is not None:
                 ops.append(op)
-        for key, explicit in self._updates.items():
+        for explicit in self._updates.values():
             if not explicit.tracked:
                 ops.append(self._untracked_update_op(explicit))
         for key, obj in self._deletes.items():
@@ -1015,6 +1060,13 @@ class Session:
             filter_ = self._target_filter(obj, obj._uow_state)
             ops.append(WriteOp(DELETE, key[0], obj, DeleteOne(filter_), None, filter_))
         return ops
+
+    def _settle(self, obj: Document, state: DocState) -> None:
+        """Assigned to, but nothing to write: clean again, and evictable again."""
+        state.modified = False
+        self._modified.pop(state.key, None)
+        if not state.pinned:
+            self._map.release(state.key, obj)
 
     def _update_candidates(self) -> list[Document]:
         """Documents that may hold a change: assigned, explicitly updated, or mutable."""
@@ -1036,8 +1088,7 @@ class Session:
         doc = obj._uow_to_bson()
         data = encode(doc)
         if data == state.snapshot and explicit is None:
-            state.modified = False
-            self._modified.pop(state.key, None)
+            self._settle(obj, state)
             return None
         obj._uow_check_deep(meta.name, "")
         assert state.snapshot is not None
@@ -1049,8 +1100,7 @@ class Session:
         if not update:
             if explicit is None:
                 state.snapshot = data  # same to MongoDB (say, dict keys reordered)
-                state.modified = False
-                self._modified.pop(state.key, None)
+                self._settle(obj, state)
                 return None
             update = full_update(meta, new, explicit.operators, as_new=False)
             if not update:
@@ -1124,9 +1174,9 @@ class Session:
                     self._map.add_clean(key, obj)
             else:
                 self._deletes.pop(key, None)
-                self._map.discard(key)
+                self._map.discard(key, obj)
                 if self._in_transaction:
-                    self._tx_deleted[key] = obj
+                    self._tx_deleted[key] = (obj, state.committed)
                     object.__setattr__(obj, "_uow_state", _detached_copy(state))
                 else:
                     object.__setattr__(obj, "_uow_state", DETACHED)
@@ -1163,8 +1213,16 @@ class Session:
             state.snapshot = None
             self._inserts[key] = obj
             self._map.hold(key, obj)
-        for key, obj in self._tx_deleted.items():
-            state = DocState(self, key, ObjectState.DELETED, obj._uow_state.committed)
+        for key, (obj, committed) in self._tx_deleted.items():
+            if self._inserts.get(key) is obj:
+                # Deleted and added back: as far as the server knows, neither happened.
+                del self._inserts[key]
+                state = DocState(self, key, ObjectState.PERSISTENT, committed)
+                object.__setattr__(obj, "_uow_state", state)
+                self._modified[key] = obj
+                self._map.hold(key, obj)
+                continue
+            state = DocState(self, key, ObjectState.DELETED, committed)
             object.__setattr__(obj, "_uow_state", state)
             self._deletes[key] = obj
             self._map.hold(key, obj)
@@ -1312,6 +1370,19 @@ class Session:
                 self.flush()
                 return
 
+    def _drop_insert(self, key: Key, obj: Document) -> None:
+        """Forget a pending insert: ``obj`` becomes transient.
+
+        If it was to replace a deleted document of the same id, the key finds the
+        deleted one again.
+        """
+        self._inserts.pop(key, None)
+        self._map.discard(key, obj)
+        replaced = self._deletes.get(key)
+        if replaced is not None:
+            self._map.hold(key, replaced)
+        object.__setattr__(obj, "_uow_state", None)
+
     def _forget(self, obj: Document) -> None:
         state: DocState = obj._uow_state
         self._map.discard(state.key)
@@ -1356,6 +1427,13 @@ def _stored_id(meta: ModelMeta, value: Any) -> Any:
         value = value.id
     spec.check(meta.name, "id", value)
     return spec.dump(value) if spec.needs_dump else value
+
+
+def _load_partial(
+    cls: type[D], raw: Mapping[str, Any], ctx: LoadContext, absent: frozenset[str] | None
+) -> D:
+    """Load ``raw``; the fields named in ``absent`` (a ``fields()`` query) stay unloaded."""
+    return cls._uow_load(raw, ctx, absent)
 
 
 def _restore(obj: Document, snapshot: bytes, ctx: LoadContext) -> None:
@@ -1408,11 +1486,30 @@ def _short(detail: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# The uow logger's level before the first open echo session lowered it to INFO;
+# put back when the last one closes.
+_echo_lock = threading.Lock()
+_echo_sessions = [0]
+_level_before_echo = [logging.NOTSET]
+
+
 def _add_echo_handler() -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("uow: %(message)s"))
     handler.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        logger.setLevel(logging.INFO)
+    with _echo_lock:
+        logger.addHandler(handler)
+        if _echo_sessions[0] == 0:
+            _level_before_echo[0] = logger.level
+        _echo_sessions[0] += 1
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
     return handler
+
+
+def _remove_echo_handler(handler: logging.Handler) -> None:
+    with _echo_lock:
+        logger.removeHandler(handler)
+        _echo_sessions[0] -= 1
+        if _echo_sessions[0] == 0 and logger.level == logging.INFO:
+            logger.setLevel(_level_before_echo[0])
