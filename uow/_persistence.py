@@ -26,11 +26,20 @@ _DUPLICATE_KEY = 11000
 class BatchFailed(Exception):
     """A batch failed after its first ``applied`` writes landed."""
 
-    def __init__(self, batch: Batch, applied: int, error: FlushError) -> None:
+    def __init__(
+        self,
+        batch: Batch,
+        applied: int,
+        error: FlushError,
+        landed_ops: list[WriteOp] | None = None,
+    ) -> None:
         super().__init__(str(error))
         self.batch = batch
+        #: how many writes at the start of the batch landed (ordered writes)
         self.applied = applied
         self.error = error
+        #: the writes that landed, where they are not a prefix (lost races)
+        self.landed_ops = landed_ops
 
 
 def run_batch(
@@ -38,8 +47,12 @@ def run_batch(
     collection: Any,
     driver_session: Any,
     send: Callable[[str, str, Callable[[], Any], Any], Any],
-) -> None:
-    """Send one batch as one command; raise ``BatchFailed`` saying what landed."""
+) -> Any:
+    """Send one batch as one command and return pymongo's result.
+
+    Raises:
+        BatchFailed: saying how many of the batch's writes landed.
+    """
     kwargs: dict[str, Any] = {"ordered": True}
     if driver_session is not None:
         kwargs["session"] = driver_session
@@ -56,7 +69,7 @@ def run_batch(
             return collection.bulk_write(requests, **kwargs)
 
     try:
-        send(command, batch.collection, call, [op.statement for op in batch.ops])
+        return send(command, batch.collection, call, [op.statement for op in batch.ops])
     except BulkWriteError as exc:
         applied, error = _from_bulk_error(batch, exc)
         raise BatchFailed(batch, applied, error) from exc

@@ -21,7 +21,16 @@ KINDS = (INSERT, UPDATE, DELETE)
 class WriteOp:
     """One document's write: the pymongo request and what to adopt once it landed."""
 
-    __slots__ = ("collection", "doc", "kind", "request", "snapshot", "statement")
+    __slots__ = (
+        "checked",
+        "collection",
+        "doc",
+        "kind",
+        "request",
+        "snapshot",
+        "statement",
+        "version_before",
+    )
 
     def __init__(
         self,
@@ -41,6 +50,10 @@ class WriteOp:
         self.snapshot = snapshot
         #: the update document or filter, for logs and error messages
         self.statement = statement
+        #: a tracked update or delete whose match the flush verifies (lost races)
+        self.checked = False
+        #: a versioned document's version as loaded (put back if the write fails)
+        self.version_before: Any = None
 
     def __repr__(self) -> str:
         return f"<WriteOp {self.kind} {self.collection} {self.statement!r}>"

@@ -5,10 +5,12 @@ Nothing in uow imports this module; it sits on top of everything else.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -16,11 +18,12 @@ from typing import Any, TypeVar, cast, overload
 
 import attrs
 from pymongo import DeleteOne, IndexModel, ReplaceOne, UpdateOne
+from pymongo.errors import PyMongoError
 
 from . import _backend, _context
 from ._identity import IdentityMap, Key
 from ._persistence import BatchFailed, run_batch
-from ._plan import DELETE, INSERT, UPDATE, WriteOp, build_plan
+from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, build_plan
 from ._reading import ExprArg, Query, RemoveQuery
 from ._state import (
     DETACHED,
@@ -35,14 +38,16 @@ from ._state import (
 from ._types import LoadContext
 from .document import Document, ModelMeta, Ref
 from .exceptions import (
+    FlushError,
     NotFound,
     SessionClosedError,
+    StaleDocumentError,
     TooManyRequests,
     TransactionError,
     UowError,
     ValidationError,
 )
-from .operators import UpdateSpec
+from .operators import MISSING, UpdateSpec, same
 from .query import Expr, QueryField, class_filter
 
 __all__ = ["FlushResult", "Session", "SessionStats"]
@@ -50,6 +55,7 @@ __all__ = ["FlushResult", "Session", "SessionStats"]
 logger = logging.getLogger("uow")
 
 D = TypeVar("D", bound=Document)
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -225,6 +231,7 @@ class Session:
         if not self._info.is_embedded:
             self._driver_session = self._client.start_session(causal_consistency=True)
         self._in_transaction = False
+        self._rollback_only: str | None = None
         # What the open transaction did, to undo in memory if it is aborted.
         self._tx_inserted: dict[Key, Document] = {}
         # Documents deleted in the open transaction, with their last committed form.
@@ -516,12 +523,23 @@ class Session:
         self._begin_transaction_if_needed()
         done: list[WriteOp] = []
         round_trips = 0
-        for batch in plan:
+        for position, batch in enumerate(plan):
             try:
-                run_batch(batch, self._db[batch.collection], self._driver_session, self._send)
+                result = run_batch(
+                    batch, self._db[batch.collection], self._driver_session, self._send
+                )
+                stale = self._stale_ops(batch, result)
+                if stale:
+                    raise self._stale_failure(batch, stale, plan[position + 1 :])
             except BatchFailed as failed:
                 round_trips += 1
                 self._stats.round_trips += 1
+                landed_ops: list[WriteOp] = (
+                    []
+                    if self._in_transaction
+                    else (failed.landed_ops or failed.batch.ops[: failed.applied])
+                )
+                _put_back_versions([op for op in ops if op not in done and op not in landed_ops])
                 if self._in_transaction:
                     self._transaction_failed()
                     failed.error.transaction_aborted = True
@@ -533,11 +551,12 @@ class Session:
                         "stays queued.",
                     )
                 else:
-                    self._finalize(done + failed.batch.ops[: failed.applied])
+                    self._finalize(done + landed_ops)
                 raise failed.error from failed.error.cause
             except BaseException:
                 # Refused before it was sent (TooManyRequests) or interrupted: the
                 # batches before it landed and are marked so; the rest stay queued.
+                _put_back_versions([op for op in ops if op not in done])
                 self._finalize(done)
                 raise
             round_trips += 1
@@ -550,12 +569,26 @@ class Session:
         return FlushResult(counts[INSERT], counts[UPDATE], counts[DELETE], round_trips)
 
     def commit(self) -> None:
-        """Flush, then commit the open transaction (if any)."""
+        """Flush, then commit the open transaction (if any).
+
+        A commit that ends in ``UnknownTransactionCommitResult`` is retried
+        (committing twice is safe) within ``transaction_retry_s``.
+
+        Raises:
+            TransactionError: the server aborted the transaction (``retryable`` when
+                it was a ``TransientTransactionError``: run the work again), or a
+                joined ``unit_of_work`` failed and ``rollback()`` was not called yet.
+            FlushError: the flush failed; see ``flush()``.
+        """
         self._check_open()
+        if self._rollback_only is not None:
+            raise TransactionError(
+                f"this session cannot commit: {self._rollback_only}. Call rollback() "
+                "first: MongoDB has no savepoints, so half a unit of work is never committed"
+            )
         self.flush()
         if self._in_transaction:
-            self._send_transaction("commitTransaction", self._driver_session.commit_transaction)
-            self._in_transaction = False
+            self._commit_transaction()
         self._tx_inserted.clear()
         self._tx_deleted.clear()
         if self._transactional:
@@ -571,6 +604,7 @@ class Session:
         Pending inserts become ``TRANSIENT``.
         """
         self._check_open()
+        self._rollback_only = None
         aborted = self._in_transaction
         if aborted:
             self._abort_transaction()
@@ -1058,7 +1092,9 @@ class Session:
             if key in replaced:
                 continue
             filter_ = self._target_filter(obj, obj._uow_state)
-            ops.append(WriteOp(DELETE, key[0], obj, DeleteOne(filter_), None, filter_))
+            op = WriteOp(DELETE, key[0], obj, DeleteOne(filter_), None, filter_)
+            op.checked = True
+            ops.append(op)
         return ops
 
     def _settle(self, obj: Document, state: DocState) -> None:
@@ -1097,21 +1133,43 @@ class Session:
         update = update_for(meta, old, new)
         if explicit is not None and explicit.operators:
             update = _with_operators(meta, update, old, new, explicit.operators)
+        version = meta.version_field
         if not update:
             if explicit is None:
-                state.snapshot = data  # same to MongoDB (say, dict keys reordered)
+                if version is not None and not same(
+                    old.get(version.key, MISSING), new.get(version.key, MISSING)
+                ):
+                    # Only the version differs: never adopt a version nobody wrote.
+                    _restore(obj, state.snapshot, self._ctx)
+                else:
+                    state.snapshot = data  # same to MongoDB (say, dict keys reordered)
                 self._settle(obj, state)
                 return None
             update = full_update(meta, new, explicit.operators, as_new=False)
             if not update:
                 return None
+        version_before: Any = None
+        if version is not None:
+            # Optimistic concurrency: the write is conditional on the version loaded
+            # (see _target_filter) and bumps it.
+            version_before = getattr(obj, version.name)
+            loaded = old.get(version.key, MISSING)
+            start = loaded if isinstance(loaded, int) and not isinstance(loaded, bool) else 0
+            bumped = start + 1
+            object.__setattr__(obj, version.name, bumped)
+            data = encode(obj._uow_to_bson())
+            update.setdefault("$set", {})[version.key] = bumped
         for key in meta.current_date_keys:
             update.setdefault("$currentDate", {})[key] = True
         filter_ = self._target_filter(obj, state, old)
+        own_target = explicit is None or explicit.filter is None
         if explicit is not None and explicit.filter is not None:
             filter_ = explicit.filter
         request = UpdateOne(filter_, update)
-        return WriteOp(UPDATE, state.key[0], obj, request, data, update)
+        op = WriteOp(UPDATE, state.key[0], obj, request, data, update)
+        op.checked = own_target
+        op.version_before = version_before
+        return op
 
     def _untracked_update_op(self, explicit: _ExplicitUpdate) -> WriteOp:
         obj = explicit.doc
@@ -1127,15 +1185,19 @@ class Session:
     def _target_filter(
         self, obj: Document, state: DocState, old: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """``_id`` plus the shard key as loaded, so the write targets one shard."""
+        """``_id``, the shard key as loaded (one shard), and the version loaded."""
         filter_: dict[str, Any] = {"_id": state.key[1]}
         meta: ModelMeta = type(obj)._uow_meta
-        if meta.shard_key and state.snapshot is not None:
+        version = meta.version_field
+        if (meta.shard_key or version is not None) and state.snapshot is not None:
             loaded = old if old is not None else decode(state.snapshot)
             for name in meta.shard_key:
                 key = meta.by_name[name].key
                 if key in loaded:
                     filter_[key] = loaded[key]
+            if version is not None:
+                # A stored document without the key is matched by its absence.
+                filter_[version.key] = loaded.get(version.key, {"$exists": False})
         return filter_
 
     def _finalize(self, ops: list[WriteOp]) -> None:
@@ -1193,6 +1255,175 @@ class Session:
 
     def _send_transaction(self, command: str, call: Callable[[], Any]) -> None:
         self._send(command, "admin", call, None)
+
+    def _commit_transaction(self) -> None:
+        """commitTransaction, retried while its outcome is unknown."""
+        deadline = time.monotonic() + self.transaction_retry_s
+        while True:
+            try:
+                self._send_transaction("commitTransaction", self._driver_session.commit_transaction)
+            except PyMongoError as exc:
+                if (
+                    exc.has_error_label("UnknownTransactionCommitResult")
+                    and time.monotonic() < deadline
+                ):
+                    logger.info("commitTransaction outcome unknown (%s); retrying", exc)
+                    continue
+                retryable = exc.has_error_label("TransientTransactionError")
+                self._transaction_failed()
+                raise TransactionError(
+                    f"the transaction could not commit: {exc}. Every change since the last "
+                    "commit is unflushed again and stays queued"
+                    + ("; run the work again (or use run_in_transaction)" if retryable else ""),
+                    retryable=retryable,
+                ) from exc
+            self._in_transaction = False
+            return
+
+    def _mark_rollback_only(self, reason: str) -> None:
+        """Refuse every commit until ``rollback()`` (a joined unit of work failed)."""
+        self._rollback_only = reason
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Run the block's flushes in one transaction; leaving it flushes and commits.
+
+        A transaction already open from earlier flushes is joined. An exception
+        does what ``rollback()`` does. A commit whose outcome is unknown is retried;
+        a ``TransientTransactionError`` rolls back and raises ``TransactionError``
+        with ``retryable = True`` (use ``run_in_transaction`` to retry the work).
+
+        Raises:
+            TransactionError: the server has no transactions, or see ``commit()``.
+        """
+        self._check_open()
+        self._require_transactions("transaction()")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        try:
+            self.commit()
+        except TransactionError as exc:
+            if exc.retryable:
+                self.rollback()
+            raise
+        except FlushError as exc:
+            if _transient(exc):
+                self.rollback()
+                raise TransactionError(
+                    f"the transaction was aborted by the server ({exc.cause}) and rolled "
+                    "back; run the block again (or use run_in_transaction)",
+                    retryable=True,
+                ) from exc
+            raise
+
+    def run_in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call ``fn(*args, **kwargs)`` in a transaction, commit, and return its result.
+
+        Like pymongo's ``with_transaction``: a ``TransientTransactionError`` runs
+        ``fn`` again (after a ``rollback()``, so it starts from what the database
+        holds), and a commit whose outcome is unknown is retried, all within
+        ``transaction_retry_s``.
+
+        Raises:
+            TransactionError: the server has no transactions, or the retries ran
+                out of time (``retryable = True``).
+        """
+        self._check_open()
+        self._require_transactions("run_in_transaction()")
+        deadline = time.monotonic() + self.transaction_retry_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = fn(*args, **kwargs)
+                self.commit()
+                return result
+            except (TransactionError, FlushError, PyMongoError) as exc:
+                retryable = exc.retryable if isinstance(exc, TransactionError) else _transient(exc)
+                self.rollback()
+                if not retryable:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise TransactionError(
+                        f"run_in_transaction gave up after {attempt} attempts in "
+                        f"{self.transaction_retry_s} s: {exc}",
+                        retryable=True,
+                    ) from exc
+                logger.info("transaction attempt %d aborted (%s); running it again", attempt, exc)
+            except BaseException:
+                self.rollback()
+                raise
+
+    def _require_transactions(self, what: str) -> None:
+        if not self._transactional:
+            reason = (
+                "this server has no transactions (they need a replica set or a sharded cluster)"
+                if not self._info.supports_transactions
+                else "the session was opened with transactional=False"
+            )
+            raise TransactionError(f"{what}: {reason}")
+
+    # -- internals: lost races ------------------------------------------------------
+
+    def _stale_ops(self, batch: Batch, result: Any) -> list[WriteOp]:
+        """Checked writes of a landed batch that matched nothing: lost races."""
+        checked = [op for op in batch.ops if op.checked]
+        if not checked or result is None:
+            return []
+        if batch.kind == UPDATE:
+            everything_checked = len(checked) == len(batch.ops)
+            matched = getattr(result, "matched_count", None)
+            if everything_checked and matched is not None and matched >= len(checked):
+                return []
+        elif batch.kind == DELETE:
+            deleted = getattr(result, "deleted_count", None)
+            if deleted is not None and deleted >= len(checked):
+                return []
+        else:
+            return []
+        # Some write matched nothing; read back which (an ordered bulk write's
+        # result does not say per statement).
+        ids = [op.doc._uow_state.key[1] for op in checked]
+        collection = self._db[batch.collection]
+        query = {"_id": {"$in": ids}}
+        found = self._send(
+            "find",
+            collection.name,
+            lambda: list(collection.find(query, **self._session_kw())),
+            query,
+        )
+        stored = {raw["_id"]: raw for raw in found}
+        stale: list[WriteOp] = []
+        for op in checked:
+            meta: ModelMeta = type(op.doc)._uow_meta
+            now = stored.get(op.doc._uow_state.key[1])
+            if op.kind == DELETE:
+                if now is not None or meta.version_field is not None:
+                    stale.append(op)
+            elif now is None or not _landed_as(now, op, meta):
+                stale.append(op)
+        return stale
+
+    def _stale_failure(self, batch: Batch, stale: list[WriteOp], later: list[Batch]) -> BatchFailed:
+        """The error for a batch some of whose writes lost a race."""
+        docs = [op.doc for op in stale]
+        landed = [op for op in batch.ops if op not in stale]
+        names = ", ".join(f"{type(d).__name__} {d.id!r}" for d in docs[:10])
+        more = f" and {len(docs) - 10} more" if len(docs) > 10 else ""
+        later_docs = [op.doc for b in later for op in b.ops]
+        error = StaleDocumentError(
+            f"{names}{more} changed or vanished in the database since this session loaded "
+            f"{'it' if len(docs) == 1 else 'them'}: the {batch.kind} matched nothing. "
+            f"{len(landed)} other write(s) of this batch landed. refresh() the stale "
+            "document(s) and apply the change again.",
+            documents=docs,
+            applied=[op.doc for op in landed],
+            not_applied=docs + later_docs,
+        )
+        return BatchFailed(batch, 0, error, landed_ops=landed)
 
     def _abort_transaction(self) -> None:
         # Clean-up is never refused by max_requests.
@@ -1434,6 +1665,39 @@ def _load_partial(
 ) -> D:
     """Load ``raw``; the fields named in ``absent`` (a ``fields()`` query) stay unloaded."""
     return cls._uow_load(raw, ctx, absent)
+
+
+def _put_back_versions(ops: Iterable[WriteOp]) -> None:
+    """Writes that did not land: their documents keep the version they loaded."""
+    for op in ops:
+        version = type(op.doc)._uow_meta.version_field
+        if op.version_before is not None and version is not None:
+            object.__setattr__(op.doc, version.name, op.version_before)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether the server labelled the failure TransientTransactionError."""
+    cause = exc.cause if isinstance(exc, FlushError) else exc
+    has_label = getattr(cause, "has_error_label", None)
+    return bool(has_label is not None and has_label("TransientTransactionError"))
+
+
+def _path_value(doc: Mapping[str, Any], path: str) -> Any:
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def _landed_as(stored: Mapping[str, Any], op: WriteOp, meta: ModelMeta) -> bool:
+    """Whether the stored document shows this update's ``$set``/``$unset`` writes."""
+    update: Mapping[str, Any] = op.statement or {}
+    for path, value in update.get("$set", {}).items():
+        if not same(_path_value(stored, path), value):
+            return False
+    return all(_path_value(stored, path) is MISSING for path in update.get("$unset", {}))
 
 
 def _restore(obj: Document, snapshot: bytes, ctx: LoadContext) -> None:
