@@ -26,6 +26,7 @@ from .exceptions import (
     ValidationError,
 )
 from .fields import field
+from .service import configure, unit_of_work
 from .session import FlushResult, Session, SessionStats
 
 __version__ = "0.1.0.dev0"
@@ -54,6 +55,8 @@ __all__ = [
     "TransactionError",
     "UowError",
     "ValidationError",
+    "configure",
     "current_session",
     "field",
+    "unit_of_work",
 ]

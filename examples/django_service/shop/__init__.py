@@ -1,0 +1,1 @@
+"""The shop app: customers place orders; the data is kept by uow."""
