@@ -13,7 +13,18 @@ from collections.abc import Callable
 from typing import Any
 
 import bson
-from pymongo.errors import BulkWriteError, PyMongoError
+from bson.errors import BSONError
+from pymongo.errors import (
+    BulkWriteError,
+    ConfigurationError,
+    InvalidOperation,
+    NotPrimaryError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WaitQueueTimeoutError,
+    WriteConcernError,
+)
 
 from ._plan import INSERT, Batch, WriteOp
 from .exceptions import DuplicateKeyError, FlushError
@@ -32,6 +43,8 @@ class BatchFailed(Exception):
         applied: int,
         error: FlushError,
         landed_ops: list[WriteOp] | None = None,
+        *,
+        in_doubt: bool = False,
     ) -> None:
         super().__init__(str(error))
         self.batch = batch
@@ -40,6 +53,34 @@ class BatchFailed(Exception):
         self.error = error
         #: the writes that landed, where they are not a prefix (lost races)
         self.landed_ops = landed_ops
+        #: the command went out but no answer came back: any of its writes may
+        #: have landed (a dropped connection, a timeout)
+        self.in_doubt = in_doubt
+
+
+# Errors raised before the command reached the server, or the server's refusal of
+# the whole command: none of the batch's writes was applied.
+_NOT_SENT = (
+    ServerSelectionTimeoutError,
+    WaitQueueTimeoutError,
+    NotPrimaryError,
+    InvalidOperation,
+    ConfigurationError,
+)
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """Whether a failed write command may have been applied, in part or whole.
+
+    A network error or timeout after the command was sent leaves it unknown (the
+    reply was lost, not the write). A server's error reply to the whole command
+    (``OperationFailure``) or a failure before sending says it was not applied.
+    A write-concern error says it was applied, so it is not "unknown" either, but
+    one raised on its own (not in a bulk result) is kept unknown to be safe.
+    """
+    if isinstance(exc, _NOT_SENT):
+        return False
+    return not (isinstance(exc, OperationFailure) and not isinstance(exc, WriteConcernError))
 
 
 def run_batch(
@@ -73,18 +114,31 @@ def run_batch(
     except BulkWriteError as exc:
         applied, error = _from_bulk_error(batch, exc)
         raise BatchFailed(batch, applied, error) from exc
-    except PyMongoError as exc:
-        # The server may or may not have applied the writes; nothing is marked
-        # done, so a later flush sends them again (client-side ids make a
-        # repeated insert fail loudly instead of storing a duplicate).
+    except (PyMongoError, BSONError) as exc:
+        docs = [op.doc for op in batch.ops]
+        what = f"{batch.kind} of {len(docs)} document(s) in {batch.collection!r}"
+        if not outcome_unknown(exc):
+            error = FlushError(
+                f"{what} failed: {exc}. The server applied none of them; they stay queued.",
+                cause=exc,
+                documents=docs,
+                not_applied=docs,
+            )
+            raise BatchFailed(batch, 0, error) from exc
+        # The command may have been applied, in part or whole, with the reply lost.
+        # Nothing is marked written and everything stays queued; the session
+        # remembers these writes as in doubt and settles them at the next flush
+        # (Session._reconcile) instead of blindly sending them again.
         error = FlushError(
-            f"{batch.kind} of {len(batch.ops)} document(s) in {batch.collection!r} failed: "
-            f"{exc}. None of them is marked as written; they stay queued.",
+            f"{what}: the outcome is unknown ({exc}). The server may have applied some, "
+            "all or none of them. They stay queued: the next flush first reads back which "
+            "of them landed and sends only the rest (an unversioned $inc or $push that "
+            "cannot be checked is refused rather than applied twice).",
             cause=exc,
-            documents=[op.doc for op in batch.ops],
-            not_applied=[op.doc for op in batch.ops],
+            documents=docs,
+            not_applied=docs,
         )
-        raise BatchFailed(batch, 0, error) from exc
+        raise BatchFailed(batch, 0, error, in_doubt=True) from exc
 
 
 def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError]:
@@ -95,8 +149,10 @@ def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError
         # A write-concern error: every write was applied, durability is not assured.
         concern = details.get("writeConcernErrors") or []
         error = FlushError(
-            f"{batch.kind} in {batch.collection!r} was applied but the write concern "
-            f"failed: {concern}",
+            f"{batch.kind} of {len(ops)} document(s) in {batch.collection!r} was applied, "
+            f"but its write concern was not satisfied: {concern}. They are marked written "
+            "and will not be sent again; that they survive a failover is not assured. "
+            "Writes after this command were not sent and stay queued.",
             cause=exc,
             documents=[op.doc for op in ops],
             applied=[op.doc for op in ops],
@@ -105,8 +161,15 @@ def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError
     first = write_errors[0]
     index = int(first.get("index", 0))
     failed: WriteOp = ops[index]
-    applied = [op.doc for op in ops[:index]]
-    not_applied = [op.doc for op in ops[index:]]
+    # An ordered write stops at the first failing statement, so the ones before it
+    # landed. For inserts the server also says how many it stored; where that is
+    # fewer (a server that refused the whole batch), what it says it did wins.
+    landed = index
+    inserted = details.get("nInserted")
+    if batch.kind == INSERT and isinstance(inserted, int) and 0 <= inserted < index:
+        landed = inserted
+    applied = [op.doc for op in ops[:landed]]
+    not_applied = [op.doc for op in ops[landed:]]
     doc = failed.doc
     name = type(doc).__name__
     ident = getattr(doc, "id", None)
@@ -115,18 +178,18 @@ def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError
         message = (
             f"{name} with id {ident!r} was refused by a unique index of "
             f"{batch.collection!r}: duplicate value {duplicated}. {len(applied)} earlier "
-            f"write(s) of this batch landed; this one and {len(not_applied) - 1} after it "
-            "stay queued. Change the value (or delete the other document) and flush again."
+            f"write(s) of this batch landed; {len(not_applied)} stay queued, this one "
+            "included. Change the value (or delete the other document) and flush again."
         )
-        return index, DuplicateKeyError(
+        return landed, DuplicateKeyError(
             message, cause=exc, documents=[doc], applied=applied, not_applied=not_applied
         )
     message = (
         f"{batch.kind} of {name} with id {ident!r} in {batch.collection!r} failed: "
         f"{first.get('errmsg')} (code {first.get('code')}). {len(applied)} earlier write(s) "
-        f"of this batch landed; the remaining {len(not_applied)} stay queued."
+        f"of this batch landed; {len(not_applied)} stay queued, this one included."
     )
-    return index, FlushError(
+    return landed, FlushError(
         message, cause=exc, documents=[doc], applied=applied, not_applied=not_applied
     )
 

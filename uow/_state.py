@@ -113,7 +113,35 @@ def update_for(meta: ModelMeta, old: Mapping[str, Any], new: Mapping[str, Any]) 
     if meta.version_field is not None:
         skip = skip | {meta.version_field.key}
     diff_document(update, "", old, new, meta.by_key, skip)
-    return update
+    return _addressable(update, new)
+
+
+def _addressable(update: UpdateSpec, new: Mapping[str, Any]) -> UpdateSpec:
+    """The update, with every path MongoDB cannot address replaced.
+
+    A dict field may hold an empty key (a stored document may have one), but an
+    update path may not have an empty part (``"scores."``): the server refuses
+    the whole write. Such a field is sent whole, with ``$set`` (or ``$unset``).
+    """
+    whole = {
+        path.split(".", 1)[0]
+        for paths in update.values()
+        for path in paths
+        if "" in path.split(".")
+    }
+    if not whole:
+        return update
+    result: UpdateSpec = {}
+    for operator, paths in update.items():
+        kept = {path: value for path, value in paths.items() if path.split(".", 1)[0] not in whole}
+        if kept:
+            result[operator] = kept
+    for top in sorted(whole):
+        if top in new:
+            result.setdefault("$set", {})[top] = new[top]
+        else:
+            result.setdefault("$unset", {})[top] = ""
+    return result
 
 
 def full_update(

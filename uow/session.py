@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import random
 import sys
 import threading
 import time
@@ -17,8 +18,9 @@ from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
 import attrs
+import bson
 from pymongo import DeleteOne, IndexModel, ReplaceOne, UpdateOne
-from pymongo.errors import PyMongoError
+from pymongo.errors import PyMongoError, WriteConcernError
 
 from . import _backend, _context
 from ._identity import IdentityMap, Key
@@ -106,6 +108,24 @@ class _ExplicitUpdate:
         self.filter = filter
         self.upsert = upsert
         self.tracked = tracked
+
+
+class _InDoubt:
+    """Writes that were sent but whose outcome is unknown (no reply came back).
+
+    ``atomic``: they were one transaction's, whose commit outcome stayed unknown,
+    so all of them landed or none did.
+    """
+
+    __slots__ = ("atomic", "ops")
+
+    def __init__(self, atomic: bool, ops: list[WriteOp]) -> None:
+        self.atomic = atomic
+        self.ops = ops
+
+
+# Update operators that give the same document when applied twice.
+_IDEMPOTENT = frozenset({"$set", "$unset", "$max", "$min", "$addToSet", "$currentDate"})
 
 
 # Indexes already built, per client and (database, collection): built once, not on
@@ -198,6 +218,12 @@ class Session:
         }
         if options:
             database = database.with_options(**options)
+        # A transaction ignores the database's concerns (its commands must not carry
+        # them): the session's own go to start_transaction instead. Its read
+        # preference stays the client's (a transaction reads from the primary).
+        self._transaction_options = {
+            name: value for name, value in options.items() if name != "read_preference"
+        }
         self._db = database
         self._client = database.client
         self._owns_client = False
@@ -236,6 +262,13 @@ class Session:
         self._tx_inserted: dict[Key, Document] = {}
         # Documents deleted in the open transaction, with their last committed form.
         self._tx_deleted: dict[Key, tuple[Document, bytes | None]] = {}
+        # Every write of the open transaction, in order (their documents are held
+        # until it ends, so an abort can queue each of them again), and the
+        # explicit update() calls it sent.
+        self._tx_ops: list[WriteOp] = []
+        self._tx_explicit: dict[Any, _ExplicitUpdate] = {}
+        # Writes whose outcome is unknown (sent, no reply): settled by the next flush.
+        self._in_doubt: list[_InDoubt] = []
         self._context_tokens: list[Any] = []
         self._echo_handler: logging.Handler | None = None
         if echo:
@@ -508,10 +541,14 @@ class Session:
         landed.
 
         Raises:
-            FlushError: (or ``DuplicateKeyError``) a write failed; the error says
-                what was applied, and everything not applied stays queued.
+            FlushError: (or ``DuplicateKeyError``, ``StaleDocumentError``) a write
+                failed; the error says what was applied, and everything not applied
+                stays queued. Also raised, before anything is sent, when an earlier
+                write whose outcome is unknown cannot be checked (see ``_reconcile``).
         """
         self._check_open()
+        if self._in_doubt:
+            self._reconcile()
         ops = self._organize()
         self._stats.flushes += 1
         if not ops:
@@ -528,35 +565,19 @@ class Session:
                 result = run_batch(
                     batch, self._db[batch.collection], self._driver_session, self._send
                 )
-                stale = self._stale_ops(batch, result)
+                stale, guessed = self._stale_ops(batch, result)
                 if stale:
-                    raise self._stale_failure(batch, stale, plan[position + 1 :])
+                    raise self._stale_failure(batch, stale, plan[position + 1 :], guessed)
             except BatchFailed as failed:
                 round_trips += 1
                 self._stats.round_trips += 1
-                landed_ops: list[WriteOp] = (
-                    []
-                    if self._in_transaction
-                    else (failed.landed_ops or failed.batch.ops[: failed.applied])
-                )
-                _put_back_versions([op for op in ops if op not in done and op not in landed_ops])
-                if self._in_transaction:
-                    self._transaction_failed()
-                    failed.error.transaction_aborted = True
-                    failed.error.not_applied = list({id(op.doc): op.doc for op in ops}.values())
-                    failed.error.applied = []
-                    failed.error.args = (
-                        f"{failed.error.args[0]} The server aborted the transaction: "
-                        "every change since the last commit is unflushed again and "
-                        "stays queued.",
-                    )
-                else:
-                    self._finalize(done + landed_ops)
+                self._batch_failed(failed, ops, done, plan[position + 1 :])
                 raise failed.error from failed.error.cause
             except BaseException:
                 # Refused before it was sent (TooManyRequests) or interrupted: the
                 # batches before it landed and are marked so; the rest stay queued.
-                _put_back_versions([op for op in ops if op not in done])
+                sent = {id(op) for op in done}
+                _put_back_versions([op for op in ops if id(op) not in sent])
                 self._finalize(done)
                 raise
             round_trips += 1
@@ -568,6 +589,41 @@ class Session:
             counts[op.kind] += 1
         return FlushResult(counts[INSERT], counts[UPDATE], counts[DELETE], round_trips)
 
+    def _batch_failed(
+        self, failed: BatchFailed, ops: list[WriteOp], done: list[WriteOp], later: list[Batch]
+    ) -> None:
+        """Bring the session in line with a failed batch and complete its error."""
+        error = failed.error
+        if self._in_transaction:
+            # The server aborted the transaction: nothing of it (earlier flushes
+            # included) landed. Every document goes back to its last committed version.
+            _put_back_versions(reversed([*self._tx_ops, *ops]))
+            unflushed = self._transaction_failed()
+            error.transaction_aborted = True
+            error.applied = []
+            error.not_applied = _unique_docs([*unflushed, *(op.doc for op in ops)])
+            error.args = (
+                f"{error.args[0]} The server aborted the transaction: every change since "
+                "the last commit is unflushed again and stays queued.",
+            )
+            return
+        landed = (
+            failed.landed_ops
+            if failed.landed_ops is not None
+            else failed.batch.ops[: failed.applied]
+        )
+        kept = {id(op) for op in done} | {id(op) for op in landed}
+        _put_back_versions([op for op in ops if id(op) not in kept])
+        self._finalize(done + landed)
+        # What landed: the earlier batches of this flush, and the failed one's part.
+        error.applied = _unique_docs([*(op.doc for op in done), *error.applied])
+        if failed.in_doubt:
+            self._in_doubt.append(_InDoubt(False, list(failed.batch.ops)))
+        # The batches after the failed one were not sent: they stay queued too.
+        error.not_applied = _unique_docs(
+            [*error.not_applied, *(op.doc for batch in later for op in batch.ops)]
+        )
+
     def commit(self) -> None:
         """Flush, then commit the open transaction (if any).
 
@@ -576,8 +632,11 @@ class Session:
 
         Raises:
             TransactionError: the server aborted the transaction (``retryable`` when
-                it was a ``TransientTransactionError``: run the work again), or a
-                joined ``unit_of_work`` failed and ``rollback()`` was not called yet.
+                it was a ``TransientTransactionError``: run the work again); or the
+                commit's outcome stayed unknown (its changes are queued again, in
+                doubt: the next flush settles them); or it committed but its write
+                concern failed; or a joined ``unit_of_work`` failed and
+                ``rollback()`` was not called yet.
             FlushError: the flush failed; see ``flush()``.
         """
         self._check_open()
@@ -587,14 +646,19 @@ class Session:
                 "first: MongoDB has no savepoints, so half a unit of work is never committed"
             )
         self.flush()
-        if self._in_transaction:
-            self._commit_transaction()
-        self._tx_inserted.clear()
-        self._tx_deleted.clear()
+        concern_error = self._commit_transaction() if self._in_transaction else None
+        self._end_transaction_bookkeeping()
         if self._transactional:
             for obj in self._map.objects():
                 state = obj._uow_state
                 state.committed = state.snapshot
+        if concern_error is not None:
+            raise TransactionError(
+                f"the transaction committed, but its write concern was not satisfied: "
+                f"{concern_error}. Its changes are written and not queued again; that "
+                "they survive a failover is not assured.",
+                retryable=False,
+            ) from concern_error
 
     def rollback(self) -> None:
         """Abort any open transaction, drop the queue, and restore tracked documents.
@@ -605,6 +669,9 @@ class Session:
         """
         self._check_open()
         self._rollback_only = None
+        # Unknown outcomes are forgotten with the queue: what the session holds
+        # afterwards is the last state it knew the database to have.
+        self._in_doubt.clear()
         aborted = self._in_transaction
         if aborted:
             self._abort_transaction()
@@ -625,12 +692,14 @@ class Session:
                 self._map.add_clean(key, obj)
         self._tx_inserted.clear()
         self._tx_deleted.clear()
+        self._tx_ops.clear()
+        self._tx_explicit.clear()
         for obj in self._map.objects():
             state = obj._uow_state
             target = state.committed if aborted else state.snapshot
             if target is None:
                 continue
-            if target != state.snapshot or encode(obj._uow_to_bson()) != target:
+            if target != state.snapshot or _encoded(obj) != target:
                 _restore(obj, target, self._ctx)
             state.snapshot = target
             state.modified = False
@@ -671,6 +740,9 @@ class Session:
             self._deletes.clear()
             self._modified.clear()
             self._updates.clear()
+            self._tx_ops.clear()
+            self._tx_explicit.clear()
+            self._in_doubt.clear()
             if self._driver_session is not None:
                 self._driver_session.end_session()
                 self._driver_session = None
@@ -691,6 +763,7 @@ class Session:
         if state is None or state.owner is not self:
             raise UowError(f"{type(obj).__name__} {obj.id!r} is not in this session")
         key = state.key
+        self._drop_doubts(obj)
         if state.status is ObjectState.PENDING:
             self._drop_insert(key, obj)
             return
@@ -728,6 +801,7 @@ class Session:
         if raw is None:
             raise NotFound(f"{meta.name} {obj.id!r} is no longer stored")
         self._stats.queries += 1
+        self._drop_doubts(obj)
         fresh = type(obj)._uow_load(raw, self._ctx)
         _copy_fields(fresh, obj)
         state.snapshot = encode(obj._uow_to_bson())
@@ -808,7 +882,7 @@ class Session:
         names: list[str] = self._send(
             "createIndexes",
             collection.name,
-            lambda: collection.create_indexes(models, **self._session_kw(write=False)),
+            lambda: collection.create_indexes(models, **self._index_session_kw()),
             [index.keys for index in meta.indexes],
         )
         _ensured_for(self._client).add((self._db.name, meta.collection))
@@ -821,7 +895,7 @@ class Session:
         info: dict[str, Any] = self._send(
             "listIndexes",
             collection.name,
-            lambda: collection.index_information(**self._session_kw(write=False)),
+            lambda: collection.index_information(**self._index_session_kw()),
             None,
         )
         return info
@@ -989,9 +1063,7 @@ class Session:
         """The finalizer's look at a document nobody holds: keep it if it changed."""
         if self._closed or state.status is not ObjectState.PERSISTENT:
             return
-        if state.modified or (
-            type(obj)._uow_meta.mutable and encode(obj._uow_to_bson()) != state.snapshot
-        ):
+        if state.modified or (type(obj)._uow_meta.mutable and _encoded(obj) != state.snapshot):
             state.pinned = True
             self._map.hold(state.key, obj)
             self._modified[state.key] = obj
@@ -1002,16 +1074,18 @@ class Session:
         if not state.modified and not type(obj)._uow_meta.mutable:
             return False  # no assignment, and nothing to change in place
         # Assigned to, or mutable: compare (a value assigned back is no change).
-        return encode(obj._uow_to_bson()) != state.snapshot
+        return _encoded(obj) != state.snapshot
 
     def _changed_paths(self, obj: Document) -> dict[str, tuple[Any, Any]]:
         state: DocState | None = obj._uow_state
         if state is None or state.owner is not self or state.snapshot is None:
             return {}
-        data = encode(obj._uow_to_bson())
+        data = _encoded(obj)
         if data == state.snapshot:
             return {}
-        return changed_paths(type(obj)._uow_meta, decode(state.snapshot), decode(data))
+        # Unencodable (a bad key put in place, refused at flush): diff what there is.
+        new = decode(data) if data is not None else obj._uow_to_bson()
+        return changed_paths(type(obj)._uow_meta, decode(state.snapshot), new)
 
     def _load(
         self, cls: type[D], raw: Mapping[str, Any], absent: frozenset[str] | None = None
@@ -1066,8 +1140,20 @@ class Session:
     # -- internals: flush -----------------------------------------------------------
 
     def _organize(self) -> list[WriteOp]:
-        """The queue and the tracked documents' changes as write operations."""
+        """The queue and the tracked documents' changes as write operations.
+
+        Building an update bumps a versioned document's version in memory; if a
+        later document is refused (``ValidationError``), those are put back.
+        """
         ops: list[WriteOp] = []
+        try:
+            self._collect_ops(ops)
+        except BaseException:
+            _put_back_versions(ops)
+            raise
+        return ops
+
+    def _collect_ops(self, ops: list[WriteOp]) -> None:
         replaced: set[Key] = set()
         for key, obj in self._inserts.items():
             meta = type(obj)._uow_meta
@@ -1095,7 +1181,6 @@ class Session:
             op = WriteOp(DELETE, key[0], obj, DeleteOne(filter_), None, filter_)
             op.checked = True
             ops.append(op)
-        return ops
 
     def _settle(self, obj: Document, state: DocState) -> None:
         """Assigned to, but nothing to write: clean again, and evictable again."""
@@ -1122,7 +1207,12 @@ class Session:
         meta: ModelMeta = type(obj)._uow_meta
         explicit = self._updates.get(state.key)
         doc = obj._uow_to_bson()
-        data = encode(doc)
+        try:
+            data = encode(doc)
+        except (bson.errors.BSONError, TypeError, ValueError, OverflowError):
+            # Something put in place that BSON cannot hold: say which field.
+            obj._uow_check_deep(meta.name, "")
+            raise
         if data == state.snapshot and explicit is None:
             self._settle(obj, state)
             return None
@@ -1177,7 +1267,15 @@ class Session:
         obj._uow_check_deep(meta.name, "")
         doc = obj._uow_to_bson()
         update = full_update(meta, doc, explicit.operators, as_new=True)
-        filter_ = explicit.filter if explicit.filter is not None else {"_id": doc["_id"]}
+        filter_ = explicit.filter
+        if filter_ is None:
+            # The document stands for the stored one: its shard key targets one shard
+            # (and an upsert on a sharded collection needs the whole shard key).
+            filter_ = {"_id": doc["_id"]}
+            for name in meta.shard_key:
+                key = meta.by_name[name].key
+                if key in doc:
+                    filter_[key] = doc[key]
         request = UpdateOne(filter_, update, upsert=explicit.upsert)
         assert meta.collection is not None
         return WriteOp(UPDATE, meta.collection, obj, request, None, update)
@@ -1196,12 +1294,18 @@ class Session:
                 if key in loaded:
                     filter_[key] = loaded[key]
             if version is not None:
-                # A stored document without the key is matched by its absence.
-                filter_[version.key] = loaded.get(version.key, {"$exists": False})
+                filter_[version.key] = _version_condition(version, loaded)
         return filter_
 
     def _finalize(self, ops: list[WriteOp]) -> None:
-        """Mark the documents whose writes landed: clean, persistent, or gone."""
+        """Mark the documents whose writes landed: clean, persistent, or gone.
+
+        Inside a transaction they are held (never evicted) until it ends, so that
+        an abort can queue every one of them again.
+        """
+        in_transaction = self._in_transaction
+        if in_transaction:
+            self._tx_ops.extend(ops)
         for op in ops:
             obj = op.doc
             state: DocState | None = obj._uow_state
@@ -1215,70 +1319,105 @@ class Session:
                 self._inserts.pop(key, None)
                 state.status = ObjectState.PERSISTENT
                 state.snapshot = op.snapshot
-                if self._in_transaction:
+                # Assigned to while pending: that is in the insert. Left set, the
+                # flag would keep the next assignment from queueing the document.
+                state.modified = False
+                if in_transaction:
                     self._tx_inserted.setdefault(key, obj)
+                    self._map.hold(key, obj)
                 else:
                     state.committed = op.snapshot
-                self._map.add_clean(key, obj)
+                    self._map.add_clean(key, obj)
             elif op.kind == UPDATE:
                 state.snapshot = op.snapshot
                 state.modified = False
                 self._modified.pop(key, None)
-                self._updates.pop(key, None)
+                explicit = self._updates.pop(key, None)
                 meta: ModelMeta = type(obj)._uow_meta
                 if meta.current_date_keys:
                     state.expired = meta.current_date_keys
-                if not self._in_transaction:
-                    state.committed = op.snapshot
-                if state.pinned:
+                if in_transaction:
+                    if explicit is not None:
+                        self._tx_explicit.setdefault(key, explicit)
                     self._map.hold(key, obj)
                 else:
-                    self._map.add_clean(key, obj)
+                    state.committed = op.snapshot
+                    if state.pinned:
+                        self._map.hold(key, obj)
+                    else:
+                        self._map.add_clean(key, obj)
             else:
                 self._deletes.pop(key, None)
                 self._map.discard(key, obj)
-                if self._in_transaction:
+                if in_transaction:
                     self._tx_deleted[key] = (obj, state.committed)
                     object.__setattr__(obj, "_uow_state", _detached_copy(state))
                 else:
                     object.__setattr__(obj, "_uow_state", DETACHED)
+        untracked = {id(op.doc) for op in ops}
         for key in [k for k, u in self._updates.items() if not u.tracked]:
-            if any(op.doc is self._updates[key].doc for op in ops):
+            explicit = self._updates[key]
+            if id(explicit.doc) in untracked:
+                if in_transaction:
+                    self._tx_explicit.setdefault(key, explicit)
                 del self._updates[key]
 
     # -- internals: transactions ----------------------------------------------------
 
     def _begin_transaction_if_needed(self) -> None:
         if self._transactional and not self._in_transaction:
-            self._driver_session.start_transaction()
+            self._driver_session.start_transaction(**self._transaction_options)
             self._in_transaction = True
 
     def _send_transaction(self, command: str, call: Callable[[], Any]) -> None:
         self._send(command, "admin", call, None)
 
-    def _commit_transaction(self) -> None:
-        """commitTransaction, retried while its outcome is unknown."""
+    def _commit_transaction(self) -> PyMongoError | None:
+        """commitTransaction, retried while its outcome is unknown (as pymongo's
+        ``with_transaction`` does), within ``transaction_retry_s``.
+
+        Returns the error of a commit that was applied but whose write concern
+        failed (not a timeout: that outcome is unknown, and retried).
+        """
         deadline = time.monotonic() + self.transaction_retry_s
         while True:
             try:
                 self._send_transaction("commitTransaction", self._driver_session.commit_transaction)
             except PyMongoError as exc:
-                if (
-                    exc.has_error_label("UnknownTransactionCommitResult")
-                    and time.monotonic() < deadline
-                ):
+                unknown = exc.has_error_label("UnknownTransactionCommitResult")
+                if unknown and not _max_time_expired(exc) and time.monotonic() < deadline:
                     logger.info("commitTransaction outcome unknown (%s); retrying", exc)
                     continue
+                if unknown:
+                    self._commit_unknown(exc)
+                if isinstance(exc, WriteConcernError):
+                    self._in_transaction = False  # committed: only durability is in question
+                    return exc
                 retryable = exc.has_error_label("TransientTransactionError")
-                self._transaction_failed()
+                self._transaction_failed(abort=False)
                 raise TransactionError(
-                    f"the transaction could not commit: {exc}. Every change since the last "
-                    "commit is unflushed again and stays queued"
+                    f"the transaction could not commit: {exc}. Nothing of it was applied; "
+                    "every change since the last commit is unflushed again and stays queued"
                     + ("; run the work again (or use run_in_transaction)" if retryable else ""),
                     retryable=retryable,
                 ) from exc
             self._in_transaction = False
-            return
+            return None
+
+    def _commit_unknown(self, exc: PyMongoError) -> None:
+        """The commit's outcome stayed unknown: queue it all again, as in doubt."""
+        ops = list(self._tx_ops)
+        self._transaction_failed(abort=False)
+        if ops:
+            self._in_doubt.append(_InDoubt(True, ops))
+        raise TransactionError(
+            f"the outcome of commitTransaction is unknown after retrying for "
+            f"{self.transaction_retry_s} s ({exc}): the transaction may or may not have "
+            "committed. Its changes are queued again as in doubt: the next flush first "
+            "reads back whether they landed and sends only what is missing (a write it "
+            "cannot check is refused, never applied twice). rollback() forgets them instead.",
+            retryable=False,
+        ) from exc
 
     def _mark_rollback_only(self, reason: str) -> None:
         """Refuse every commit until ``rollback()`` (a joined unit of work failed)."""
@@ -1290,8 +1429,9 @@ class Session:
 
         A transaction already open from earlier flushes is joined. An exception
         does what ``rollback()`` does. A commit whose outcome is unknown is retried;
-        a ``TransientTransactionError`` rolls back and raises ``TransactionError``
-        with ``retryable = True`` (use ``run_in_transaction`` to retry the work).
+        a ``TransientTransactionError`` (at a write in the block, or at the commit)
+        rolls back and raises ``TransactionError`` with ``retryable = True`` (use
+        ``run_in_transaction`` to retry the work).
 
         Raises:
             TransactionError: the server has no transactions, or see ``commit()``.
@@ -1300,8 +1440,14 @@ class Session:
         self._require_transactions("transaction()")
         try:
             yield self
-        except BaseException:
+        except BaseException as exc:
             self.rollback()
+            if isinstance(exc, (FlushError, PyMongoError)) and _transient(exc):
+                raise TransactionError(
+                    f"the transaction was aborted by the server ({_cause(exc)}) and rolled "
+                    "back; run the block again (or use run_in_transaction)",
+                    retryable=True,
+                ) from exc
             raise
         try:
             self.commit()
@@ -1324,8 +1470,8 @@ class Session:
 
         Like pymongo's ``with_transaction``: a ``TransientTransactionError`` runs
         ``fn`` again (after a ``rollback()``, so it starts from what the database
-        holds), and a commit whose outcome is unknown is retried, all within
-        ``transaction_retry_s``.
+        holds, and after a short randomized backoff), and a commit whose outcome is
+        unknown is retried, all within ``transaction_retry_s``.
 
         Raises:
             TransactionError: the server has no transactions, or the retries ran
@@ -1333,7 +1479,8 @@ class Session:
         """
         self._check_open()
         self._require_transactions("run_in_transaction()")
-        deadline = time.monotonic() + self.transaction_retry_s
+        start = time.monotonic()
+        deadline = start + self.transaction_retry_s
         attempt = 0
         while True:
             attempt += 1
@@ -1346,13 +1493,16 @@ class Session:
                 self.rollback()
                 if not retryable:
                     raise
-                if time.monotonic() >= deadline:
+                # pymongo's backoff: jittered, growing, at most half a second.
+                backoff = random.random() * min(0.005 * 1.5**attempt, 0.5)
+                if time.monotonic() + backoff >= deadline:
                     raise TransactionError(
                         f"run_in_transaction gave up after {attempt} attempts in "
                         f"{self.transaction_retry_s} s: {exc}",
                         retryable=True,
                     ) from exc
                 logger.info("transaction attempt %d aborted (%s); running it again", attempt, exc)
+                time.sleep(backoff)
             except BaseException:
                 self.rollback()
                 raise
@@ -1368,55 +1518,72 @@ class Session:
 
     # -- internals: lost races ------------------------------------------------------
 
-    def _stale_ops(self, batch: Batch, result: Any) -> list[WriteOp]:
-        """Checked writes of a landed batch that matched nothing: lost races."""
+    def _stale_ops(self, batch: Batch, result: Any) -> tuple[list[WriteOp], bool]:
+        """Checked writes of a landed batch that matched nothing: lost races.
+
+        Returns them, and whether uow had to guess: an ordered bulk write's
+        result gives only the batch's total of matched (deleted) documents, so
+        when some write matched nothing the documents are read back to see
+        which. A document that shows this write's values (or, for a versioned
+        delete, is gone) may show another session's identical write instead;
+        when the total says more writes missed than the read-back can name,
+        those documents are reported too, rather than a lost write taken for a
+        landed one.
+        """
         checked = [op for op in batch.ops if op.checked]
-        if not checked or result is None:
-            return []
-        if batch.kind == UPDATE:
-            everything_checked = len(checked) == len(batch.ops)
-            matched = getattr(result, "matched_count", None)
-            if everything_checked and matched is not None and matched >= len(checked):
-                return []
-        elif batch.kind == DELETE:
-            deleted = getattr(result, "deleted_count", None)
-            if deleted is not None and deleted >= len(checked):
-                return []
-        else:
-            return []
-        # Some write matched nothing; read back which (an ordered bulk write's
-        # result does not say per statement).
+        if not checked or result is None or batch.kind not in (UPDATE, DELETE):
+            return [], False
+        count = getattr(result, "matched_count" if batch.kind == UPDATE else "deleted_count", None)
+        # With only checked writes in the batch, the total says how many missed.
+        missed: int | None = None
+        if len(checked) == len(batch.ops) and isinstance(count, int):
+            missed = len(checked) - count
+        if missed is not None and missed <= 0:
+            return [], False
+        if batch.kind == UPDATE and missed == len(checked):
+            return checked, False  # none matched: nothing to read back
         ids = [op.doc._uow_state.key[1] for op in checked]
         collection = self._db[batch.collection]
         query = {"_id": {"$in": ids}}
-        found = self._send(
-            "find",
-            collection.name,
-            lambda: list(collection.find(query, **self._session_kw())),
-            query,
-        )
-        stored = {raw["_id"]: raw for raw in found}
-        stale: list[WriteOp] = []
+        read = functools.partial(_find_all, collection, query, self._session_kw())
+        stored = {raw["_id"]: raw for raw in self._send("find", collection.name, read, query)}
+        definite: list[WriteOp] = []
+        unsure: list[WriteOp] = []
         for op in checked:
             meta: ModelMeta = type(op.doc)._uow_meta
             now = stored.get(op.doc._uow_state.key[1])
             if op.kind == DELETE:
-                if now is not None or meta.version_field is not None:
-                    stale.append(op)
+                if now is not None:
+                    definite.append(op)
+                elif meta.version_field is not None:
+                    unsure.append(op)  # gone: by this delete, or by another session's
             elif now is None or not _landed_as(now, op, meta):
-                stale.append(op)
-        return stale
+                definite.append(op)
+            else:
+                unsure.append(op)
+        if missed is None or len(definite) >= missed:
+            return definite, False
+        return definite + unsure, True
 
-    def _stale_failure(self, batch: Batch, stale: list[WriteOp], later: list[Batch]) -> BatchFailed:
+    def _stale_failure(
+        self, batch: Batch, stale: list[WriteOp], later: list[Batch], guessed: bool = False
+    ) -> BatchFailed:
         """The error for a batch some of whose writes lost a race."""
         docs = [op.doc for op in stale]
-        landed = [op for op in batch.ops if op not in stale]
+        lost = {id(op) for op in stale}
+        landed = [op for op in batch.ops if id(op) not in lost]
         names = ", ".join(f"{type(d).__name__} {d.id!r}" for d in docs[:10])
         more = f" and {len(docs) - 10} more" if len(docs) > 10 else ""
         later_docs = [op.doc for b in later for op in b.ops]
+        doubt = (
+            " (Another session wrote the same values to some of them at the same moment, "
+            "so which write landed cannot be told: all of them are reported.)"
+            if guessed
+            else ""
+        )
         error = StaleDocumentError(
             f"{names}{more} changed or vanished in the database since this session loaded "
-            f"{'it' if len(docs) == 1 else 'them'}: the {batch.kind} matched nothing. "
+            f"{'it' if len(docs) == 1 else 'them'}: the {batch.kind} matched nothing.{doubt} "
             f"{len(landed)} other write(s) of this batch landed. refresh() the stale "
             "document(s) and apply the change again.",
             documents=docs,
@@ -1435,9 +1602,20 @@ class Session:
         except Exception as exc:
             logger.debug("abortTransaction failed (ignored): %s", exc)
 
-    def _transaction_failed(self) -> None:
-        """A write failed inside a transaction: the server undid all of it."""
-        self._abort_transaction()
+    def _transaction_failed(self, *, abort: bool = True) -> list[Document]:
+        """The open transaction is aborted (by the server, or by ``abort``): queue all of it again.
+
+        Documents inserted in it are ``PENDING`` again, deleted ones ``DELETED``,
+        updated ones dirty against their last committed form, explicit updates
+        queued again. ``abort=False`` when a commit was sent (the driver cannot
+        abort after that; the server aborted it, or will when it expires).
+        Returns the documents whose writes are unflushed again.
+        """
+        if abort:
+            self._abort_transaction()
+        else:
+            self._in_transaction = False
+        unflushed = _unique_docs(op.doc for op in self._tx_ops)
         for key, obj in self._tx_inserted.items():
             state = obj._uow_state
             state.status = ObjectState.PENDING
@@ -1446,9 +1624,16 @@ class Session:
             self._map.hold(key, obj)
         for key, (obj, committed) in self._tx_deleted.items():
             if self._inserts.get(key) is obj:
-                # Deleted and added back: as far as the server knows, neither happened.
                 del self._inserts[key]
+                if committed is None:
+                    # Inserted and deleted in the aborted transaction: neither
+                    # happened, and nothing is left to do.
+                    self._map.discard(key, obj)
+                    object.__setattr__(obj, "_uow_state", None)
+                    continue
+                # Deleted and added back: as far as the server knows, neither happened.
                 state = DocState(self, key, ObjectState.PERSISTENT, committed)
+                state.modified = True
                 object.__setattr__(obj, "_uow_state", state)
                 self._modified[key] = obj
                 self._map.hold(key, obj)
@@ -1457,12 +1642,180 @@ class Session:
             object.__setattr__(obj, "_uow_state", state)
             self._deletes[key] = obj
             self._map.hold(key, obj)
+        for key, explicit in self._tx_explicit.items():
+            state = explicit.doc._uow_state
+            if not explicit.tracked or (
+                state is not None and state.owner is self and state.status is ObjectState.PERSISTENT
+            ):
+                self._updates.setdefault(key, explicit)
+                if explicit.tracked:
+                    self._map.hold(key, explicit.doc)
         self._tx_inserted.clear()
         self._tx_deleted.clear()
+        self._tx_explicit.clear()
+        self._tx_ops.clear()
         for obj in self._map.objects():
             state = obj._uow_state
             if state.status is ObjectState.PERSISTENT and state.snapshot != state.committed:
                 state.snapshot = state.committed
+                # Marked as assigned to: a document without mutable fields is only
+                # compared with its snapshot when it is (is_dirty, has_changes...).
+                state.modified = True
+                self._modified[state.key] = obj
+                self._map.hold(state.key, obj)
+        return unflushed
+
+    def _end_transaction_bookkeeping(self) -> None:
+        """The transaction committed: its documents may be evicted again."""
+        for op in self._tx_ops:
+            state = op.doc._uow_state
+            if (
+                state is not None
+                and state.owner is self
+                and state.status is ObjectState.PERSISTENT
+                and not state.modified
+                and not state.pinned
+                and state.key not in self._updates
+            ):
+                self._map.release(state.key, op.doc)
+        self._tx_ops.clear()
+        self._tx_explicit.clear()
+        self._tx_inserted.clear()
+        self._tx_deleted.clear()
+
+    # -- internals: writes of unknown outcome -----------------------------------------
+
+    def _drop_doubts(self, obj: Document) -> None:
+        """``obj`` was reloaded or let go of: its unknown outcomes no longer matter."""
+        for group in self._in_doubt:
+            group.ops = [op for op in group.ops if op.doc is not obj]
+        self._in_doubt = [group for group in self._in_doubt if group.ops]
+
+    def _still_queued(self, op: WriteOp) -> bool:
+        """Whether ``op``'s work is still waiting in the queue, as it was."""
+        obj = op.doc
+        state: DocState | None = obj._uow_state
+        if state is None or state.owner is not self:
+            return any(u.doc is obj and not u.tracked for u in self._updates.values())
+        if op.kind == INSERT or isinstance(op.request, ReplaceOne):
+            return self._inserts.get(state.key) is obj
+        if op.kind == DELETE:
+            return self._deletes.get(state.key) is obj
+        return state.status is ObjectState.PERSISTENT
+
+    def _reconcile(self) -> None:
+        """Settle writes whose outcome is unknown before anything is sent again.
+
+        Sending them again blindly could apply them twice. So the documents that
+        can tell are read back (one ``find`` per collection): an insert landed if
+        its id is stored; a versioned update if the stored version is the one it
+        wrote; a versioned delete if the document is gone. Those that landed are
+        marked written; the rest are sent by this flush. A write that cannot be
+        checked is sent again if applying it twice changes nothing (``$set``,
+        ``$unset``, ``$max``, ``$min``, ``$addToSet``, a replace, a delete). One that
+        would count twice (an unversioned ``$inc`` or ``$push``) is refused: the
+        flush raises ``FlushError`` before sending anything, until the document
+        is ``refresh()``-ed (or expunged, or the session rolled back).
+
+        The writes of one transaction whose commit outcome stayed unknown are
+        settled together: one write found landed means all did.
+        """
+        groups, self._in_doubt = self._in_doubt, []
+        refused: list[_InDoubt] = []
+        for group in groups:
+            # A document's later writes in the group (an insert, then updates, in one
+            # transaction) go with its first: queued as it was, or not at all.
+            first: dict[int, WriteOp] = {}
+            for op in group.ops:
+                first.setdefault(id(op.doc), op)
+            queued = {key for key, op in first.items() if self._still_queued(op)}
+            ops = [op for op in group.ops if id(op.doc) in queued]
+            if not ops:
+                continue
+            verdicts = self._read_back(ops)
+            if group.atomic:
+                known = set(verdicts.values())
+                if len(known) == 1:
+                    landed_all = known.pop()
+                    verdicts = {id(op): landed_all for op in ops}
+            landed = [op for op in ops if verdicts.get(id(op)) is True]
+            unknown = [op for op in ops if id(op) not in verdicts and not _idempotent(op)]
+            self._adopt(landed)
+            if unknown:
+                refused.append(_InDoubt(group.atomic, unknown))
+        self._in_doubt = refused
+        if refused:
+            docs = _unique_docs(op.doc for group in refused for op in group.ops)
+            names = ", ".join(f"{type(d).__name__} {d.id!r}" for d in docs[:10])
+            more = f" and {len(docs) - 10} more" if len(docs) > 10 else ""
+            raise FlushError(
+                f"the outcome of an earlier write of {names}{more} is unknown (the "
+                "connection failed before the server replied), and it cannot be checked: "
+                "sending it again could apply its $inc or $push twice. Nothing was sent. "
+                "refresh() the document(s) to see what the server holds (their unflushed "
+                "changes are dropped) and apply the change again if it is missing, or "
+                "rollback(); an explicit update() of an untracked document is forgotten by "
+                "clear_queue().",
+                documents=docs,
+                not_applied=docs,
+            )
+
+    def _read_back(self, ops: list[WriteOp]) -> dict[int, bool]:
+        """For the writes that can be checked: did each land? (by ``id(op)``)"""
+        checkable: dict[str, list[WriteOp]] = {}
+        for op in ops:
+            meta: ModelMeta = type(op.doc)._uow_meta
+            state = op.doc._uow_state
+            if state is None or state.owner is not self:
+                continue  # an untracked update: nothing says what it changed
+            if (
+                op.kind == INSERT
+                or (op.kind == UPDATE and op.version_before is not None)
+                or (op.kind == DELETE and meta.version_field is not None)
+            ):
+                checkable.setdefault(op.collection, []).append(op)
+        verdicts: dict[int, bool] = {}
+        for name, group in checkable.items():
+            collection = self._db[name]
+            query = {"_id": {"$in": [op.doc._uow_state.key[1] for op in group]}}
+            read = functools.partial(_find_all, collection, query, self._session_kw(write=False))
+            found = self._send("find", name, read, query)
+            self._stats.queries += 1
+            stored = {raw["_id"]: raw for raw in found}
+            for op in group:
+                now = stored.get(op.doc._uow_state.key[1])
+                if op.kind == INSERT:
+                    verdicts[id(op)] = now is not None
+                elif op.kind == DELETE:
+                    verdicts[id(op)] = now is None
+                else:
+                    version = type(op.doc)._uow_meta.version_field
+                    assert version is not None
+                    wrote = (op.statement or {}).get("$set", {}).get(version.key, MISSING)
+                    verdicts[id(op)] = now is not None and same(
+                        now.get(version.key, MISSING), wrote
+                    )
+        return verdicts
+
+    def _adopt(self, ops: list[WriteOp]) -> None:
+        """Writes found to have landed: mark them as a flush would have."""
+        for op in ops:
+            version = type(op.doc)._uow_meta.version_field
+            if op.kind == UPDATE and op.version_before is not None and version is not None:
+                bumped = (op.statement or {}).get("$set", {}).get(version.key)
+                object.__setattr__(op.doc, version.name, bumped)
+        self._finalize(ops)
+        for op in ops:
+            obj = op.doc
+            state: DocState | None = obj._uow_state
+            if (
+                state is not None
+                and state.owner is self
+                and state.status is ObjectState.PERSISTENT
+                and _encoded(obj) != state.snapshot
+            ):
+                # Changed again in memory since: that change is still to be sent.
+                state.modified = True
                 self._modified[state.key] = obj
                 self._map.hold(state.key, obj)
 
@@ -1488,6 +1841,11 @@ class Session:
 
     def _session_kw(self, write: bool = True) -> dict[str, Any]:
         return {"session": self._driver_session} if self._driver_session is not None else {}
+
+    def _index_session_kw(self) -> dict[str, Any]:
+        """For index commands, which MongoDB refuses inside a transaction: the
+        session's, unless a transaction is open (then they run beside it)."""
+        return {} if self._in_transaction else self._session_kw(write=False)
 
     def _collection(self, meta: ModelMeta) -> Any:
         if meta.collection is None:
@@ -1673,6 +2031,58 @@ def _put_back_versions(ops: Iterable[WriteOp]) -> None:
         version = type(op.doc)._uow_meta.version_field
         if op.version_before is not None and version is not None:
             object.__setattr__(op.doc, version.name, op.version_before)
+
+
+def _unique_docs(docs: Iterable[Document]) -> list[Document]:
+    """``docs`` without repeats (by identity), in order."""
+    return list({id(doc): doc for doc in docs}.values())
+
+
+def _idempotent(op: WriteOp) -> bool:
+    """Whether sending ``op`` a second time leaves the same document."""
+    if op.kind == DELETE or isinstance(op.request, ReplaceOne):
+        return True
+    if op.kind == INSERT:
+        return False  # a second insert of the id is refused (duplicate key)
+    return set(op.statement or {}) <= _IDEMPOTENT
+
+
+def _encoded(obj: Document) -> bytes | None:
+    """``obj``'s stored form as BSON, or None when it cannot be encoded (a value
+    or key put in place that BSON refuses: the flush reports it)."""
+    try:
+        return encode(obj._uow_to_bson())
+    except (bson.errors.BSONError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _find_all(collection: Any, query: dict[str, Any], kwargs: dict[str, Any]) -> list[Any]:
+    return list(collection.find(query, **kwargs))
+
+
+def _version_condition(version: Any, loaded: Mapping[str, Any]) -> Any:
+    """What the stored version must be for a write based on ``loaded`` to apply.
+
+    A stored document without the version key loads with the field's default, so
+    the loaded default matches the key's absence (or null) as well; its first
+    update sets the key. Any other version must be there exactly.
+    """
+    value = loaded.get(version.key, MISSING)
+    if value is MISSING:
+        return {"$exists": False}
+    default = version.attribute.default
+    if value is None or (type(value) is int and type(default) is int and value == default):
+        return {"$in": [value, None]} if value is not None else None
+    return value
+
+
+def _max_time_expired(exc: PyMongoError) -> bool:
+    """MaxTimeMSExpired: pymongo's with_transaction does not retry such a commit."""
+    return getattr(exc, "code", None) == 50
+
+
+def _cause(exc: BaseException) -> BaseException:
+    return exc.cause or exc if isinstance(exc, FlushError) else exc
 
 
 def _transient(exc: BaseException) -> bool:
