@@ -207,6 +207,8 @@ class RemoveQuery(_Filtered[D]):
         session = self._session
         session._check_open()
         session.autoflush_for(self._meta)
+        # Inside the session's transaction, so that rollback() undoes it too.
+        session._begin_transaction_if_needed()
         filter_ = self.raw()
         ids = [raw["_id"] for raw in session._find(self._meta, filter_, projection={"_id": 1})]
         if not ids:

@@ -161,6 +161,14 @@ class QueryField:
                 field=self.attribute_path,
             )
         check_key(self._owner, self.attribute_path, key)
+        if key == "":
+            raise ValidationError(
+                f"{self._owner}.{self.attribute_path}['']: an empty key cannot be part of a "
+                "query path (MongoDB would read 'field.' as a path); compare the whole dict",
+                document_class=self._owner,
+                field=self.attribute_path,
+                value=key,
+            )
         return QueryField(
             self._owner,
             f"{self.attribute_path}.{key}",

@@ -859,6 +859,8 @@ class Session:
         """Delete every stored document of ``classes`` now; returns how many."""
         self._check_open()
         removed = 0
+        # Inside the session's transaction, so that rollback() undoes it too.
+        self._begin_transaction_if_needed()
         for cls in classes:
             meta = cls._uow_meta
             filter_ = class_filter(meta, exclude_subclasses=False)
@@ -1973,12 +1975,18 @@ class Session:
         object.__setattr__(obj, "_uow_state", None)
 
     def _forget(self, obj: Document) -> None:
+        """A tracked document deleted by filter (remove_query, clear_collection)."""
         state: DocState = obj._uow_state
         self._map.discard(state.key)
         self._modified.pop(state.key, None)
         self._updates.pop(state.key, None)
         self._deletes.pop(state.key, None)
-        object.__setattr__(obj, "_uow_state", DETACHED)
+        if self._in_transaction:
+            # Deleted inside the open transaction: rollback() brings it back.
+            self._tx_deleted[state.key] = (obj, state.committed)
+            object.__setattr__(obj, "_uow_state", _detached_copy(state))
+        else:
+            object.__setattr__(obj, "_uow_state", DETACHED)
 
     # -- internals: helpers ---------------------------------------------------------
 

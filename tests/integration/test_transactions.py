@@ -610,3 +610,35 @@ def test_a_failed_flush_in_a_transaction_unflushes_the_earlier_ones_too(
     assert [s.state(first), s.state(doomed), s.state(later)] == [PENDING, DELETED, PENDING]
     s.commit()
     assert _names(fsessions.db) == ["first", "later"]
+
+
+@pytest.mark.transactions
+@pytest.mark.parametrize("how", ["remove_query", "clear_collection"])
+def test_deletes_by_filter_run_in_the_transaction_and_roll_back(
+    sessions: Sessions, how: str
+) -> None:
+    s = sessions.open()
+    kept, gone = TxItem(name="kept"), TxItem(name="gone")
+    s.add_all([kept, gone])
+    s.commit()
+    if how == "remove_query":
+        assert s.remove_query(TxItem).filter(name="gone").execute() == 1
+    else:
+        assert s.clear_collection(TxItem) == 2
+    assert s.state(gone) is ObjectState.DETACHED
+    # Not committed: another client still sees both documents.
+    assert sorted(doc["name"] for doc in stored(sessions.db, "items")) == ["gone", "kept"]
+    s.rollback()
+    assert s.state(gone) is PERSISTENT
+    assert s.get(TxItem, gone.id) is gone
+    assert sorted(doc["name"] for doc in stored(sessions.db, "items")) == ["gone", "kept"]
+
+
+@pytest.mark.transactions
+def test_a_delete_by_filter_commits_with_the_session(sessions: Sessions) -> None:
+    s = sessions.open()
+    s.add_all([TxItem(name="a"), TxItem(name="b")])
+    s.commit()
+    assert s.remove_query(TxItem).filter(name="a").execute() == 1
+    s.commit()
+    assert [doc["name"] for doc in stored(sessions.db, "items")] == ["b"]

@@ -467,3 +467,12 @@ def test_sort_keys() -> None:
 def test_sort_by_unknown_things_is_refused(key: Any) -> None:
     with pytest.raises(uow.ValidationError):
         compile_sort(META, [key])
+
+
+def test_an_empty_dict_key_cannot_be_part_of_a_query_path() -> None:
+    class WithScores(Document):
+        scores: dict[str, int] = field(factory=dict)
+
+    with pytest.raises(uow.ValidationError, match="empty key"):
+        WithScores.scores[""]
+    assert (WithScores.scores["math"] == 3).filter == {"scores.math": 3}
