@@ -50,3 +50,79 @@ def test_the_benchmark_model_matches_the_attrs_one(conversion: ModuleType) -> No
     built = conversion.User(name="a", email="b", age=1)
     loaded = conversion.User.from_bson(built.to_bson())
     assert loaded.to_bson() == built.to_bson()
+
+
+# --------------------------------------------------------------- benchmarks/run.py
+
+RUN_SCRIPT = SCRIPT.parent / "run.py"
+WORKLOAD_IDS = ("W1", "W2", "W3", "W4", "W5")
+
+
+@pytest.fixture(scope="module")
+def run_results() -> dict:
+    """One small run of the harness: mongomock, N = 200, one run, raw and uow."""
+    spec = importlib.util.spec_from_file_location("uow_benchmark_run", RUN_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    results: dict = module.main(
+        ["--backend", "mongomock", "--n", "200", "--runs", "1", "--libs", "raw,uow"]
+    )
+    return results
+
+
+def test_run_measures_every_workload_for_raw_and_uow(run_results: dict) -> None:
+    workloads = run_results["workloads"]
+    assert tuple(workloads) == WORKLOAD_IDS
+    for workload in WORKLOAD_IDS:
+        assert set(workloads[workload]) == {"raw", "uow"}
+        for lib, cell in workloads[workload].items():
+            assert cell["status"] == "ok", (workload, lib, cell.get("reason"))
+            assert len(cell["times"]) == 1 and cell["median_s"] > 0
+            assert cell["ratio"] > 0 and cell["us_per_doc"] > 0
+            assert cell["commands"], f"no commands counted for {lib} {workload}"
+    assert workloads["W1"]["raw"]["ratio"] == 1.0
+
+
+def test_run_counts_the_commands_raw_pymongo_sends(run_results: dict) -> None:
+    raw = {w: cells["raw"]["commands"] for w, cells in run_results["workloads"].items()}
+    assert raw["W1"] == {"insert": 1}
+    assert raw["W2"] == {"find": 1, "update": 1}
+    assert raw["W3"] == {"find": 1}
+    assert raw["W4"] == {"find": 1, "delete": 1}
+    assert raw["W5"] == {"find": 200 * 10}
+    statements = run_results["workloads"]["W2"]["raw"]["updates"]
+    assert statements["count"] == 200 and statements["fields_max"] == 1
+    assert statements["bytes_max"] > 0
+
+
+def test_run_counts_uow_commands_and_statements(run_results: dict) -> None:
+    cells = {w: cells["uow"] for w, cells in run_results["workloads"].items()}
+    for workload in ("W2", "W3", "W4"):
+        assert cells[workload]["commands"].get("find", 0) >= 1, workload
+    assert cells["W1"]["commands"].get("insert", 0) >= 1
+    assert cells["W2"]["updates"]["count"] == 200
+    assert 0 < sum(cells["W5"]["commands"].values()) <= 200 * 10
+
+
+def test_run_reports_odm_tasks_cpu_rows_and_targets(
+    run_results: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = run_results["odm"]["tasks"]
+    data = RUN_SCRIPT.resolve().parents[2] / "shared" / "benchmarks" / "odm-data"
+    if not (data / "small_doc.json").is_file():
+        assert not tasks and "not run" in run_results["odm"]["notes"][0]
+        pytest.skip(f"the ODM data set is not at {data}")
+    assert len(tasks) == 7
+    for task, cells in tasks.items():
+        for lib in ("raw", "uow"):
+            assert cells[lib]["status"] == "ok", (task, lib, cells[lib].get("reason"))
+            assert cells[lib]["mb_per_s"] > 0
+    labels = {row["label"] for row in run_results["cpu"]}
+    assert {"plain dict literal", "attrs: construct + attrs.asdict"} <= labels
+    assert all(row["us_per_doc"] > 0 for row in run_results["cpu"])
+    statuses = {t["target"]: t["status"] for t in run_results["targets"]}
+    assert any(t.startswith("W1 commands") for t in statuses)
+    assert any(t.startswith("ODM ") for t in statuses)
+    assert set(statuses.values()) <= {"PASS", "FAIL", "n/a"}
