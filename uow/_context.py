@@ -7,16 +7,19 @@ sees the session its own ``with`` block opened, and the outer one again after.
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import NoActiveSession
 
+if TYPE_CHECKING:  # the session sits above this module: named for types only
+    from .session import Session
+
 __all__ = ["current_session"]
 
-_current: ContextVar[Any] = ContextVar("uow_current_session", default=None)
+_current: ContextVar[Session | None] = ContextVar("uow_current_session", default=None)
 
 
-def current_session() -> Any:
+def current_session() -> Session:
     """The session of the innermost ``with Session(...)`` block in this thread or task.
 
     Raises:
