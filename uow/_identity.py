@@ -14,7 +14,6 @@ Three tiers:
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 from cachetools import LRUCache
@@ -80,13 +79,6 @@ class IdentityMap:
         if self.clean is not None:
             self.clean.pop(key, None)
 
-    def forget_clean(self) -> list[Any]:
-        """Drop every clean document (``clear_cache``); returns them."""
-        dropped = [obj for key, obj in list(self.weak.items()) if key not in self.strong]
-        for obj in dropped:
-            self.discard(obj._uow_state.key)
-        return dropped
-
     def objects(self) -> list[Any]:
         """Every tracked object alive now (a list: the map may change as we go)."""
         return list(self.weak.values())
@@ -99,9 +91,6 @@ class IdentityMap:
 
     def __contains__(self, key: Key) -> bool:
         return key in self.weak
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(list(self.weak.keys()))
 
     def clear(self) -> None:
         self.weak = weakref.WeakValueDictionary()

@@ -90,10 +90,6 @@ class DocState:
 DETACHED = DocState(None, ("", None), ObjectState.DETACHED)
 
 
-def state_of(obj: Any) -> DocState | None:
-    return obj._uow_state  # type: ignore[no-any-return]
-
-
 def encode(doc: Mapping[str, Any]) -> bytes:
     return bson.encode(doc)
 

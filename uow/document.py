@@ -22,7 +22,7 @@ import re
 import sys
 import threading
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
@@ -209,14 +209,14 @@ class _ModelMeta(type):
         annotations = _resolve_annotations(name, module, namespace)
         # Fields go into the namespace before the class exists: on the class, a
         # parent's query-field descriptors would intercept the assignment.
-        _attach_fields(name, namespace, annotations)
+        own_specs = _attach_fields(name, namespace, annotations)
         plain = super().__new__(mcls, name, bases, namespace, **kwargs)
         _building.active = getattr(_building, "active", 0) + 1
         try:
             built = _define(plain, is_document)
         finally:
             _building.active -= 1
-        _finish_class(built, namespace, is_document)
+        _finish_class(built, namespace, is_document, own_specs)
         return built
 
 
@@ -306,15 +306,21 @@ def _names_only_in_refs(annotation: Any) -> bool:
     return all(_names_only_in_refs(arg) for arg in typing.get_args(annotation))
 
 
-def _attach_fields(class_name: str, namespace: dict[str, Any], annotations: dict[str, Any]) -> None:
-    """Check each own field and put our type check into its attrs validators."""
+def _attach_fields(
+    class_name: str, namespace: dict[str, Any], annotations: dict[str, Any]
+) -> dict[str, TypeSpec]:
+    """Check each own field and put our type check into its attrs validators.
+
+    Returns the TypeSpec of each own field, for the class's FieldMeta.
+    """
+    specs: dict[str, TypeSpec] = {}
     for attr, annotation in annotations.items():
         if typing.get_origin(annotation) is ClassVar or annotation is ClassVar:
             continue
         where = f"{class_name}.{attr}"
         if attr.startswith("_uow_"):
             raise DefinitionError(f"{where}: names starting with _uow_ are reserved for uow")
-        spec = spec_for(annotation, where, _resolve_ref)
+        spec = specs[attr] = spec_for(annotation, where, _resolve_ref)
         current = namespace.get(attr, attrs.NOTHING)
         counting: Any
         if type(current).__name__ == "_CountingAttr":  # attrs.field() / uow.field()
@@ -345,6 +351,7 @@ def _attach_fields(class_name: str, namespace: dict[str, Any], annotations: dict
         converter = spec.converter()
         if converter is not None:
             counting.converter = converter
+    return specs
 
 
 _NUMERIC = (ScalarSpec, DecimalSpec)
@@ -403,15 +410,23 @@ def _run_user_validator(
         ) from exc
 
 
-def _finish_class(cls: Any, namespace: dict[str, Any], is_document: bool) -> None:
+def _finish_class(
+    cls: Any, namespace: dict[str, Any], is_document: bool, own_specs: dict[str, TypeSpec]
+) -> None:
     """Field metadata, hierarchy, generated functions and the per-class metaclass."""
+    parent_fields: dict[str, FieldMeta] = next(
+        (base._uow_meta.by_name for base in cls.__mro__[1:] if "_uow_meta" in base.__dict__),
+        {},
+    )
     fields: list[FieldMeta] = []
     for attribute in attrs.fields(cls):
         options = attribute.metadata.get(METADATA_KEY)
         if options is None:
             raise DefinitionError(f"{cls.__name__}.{attribute.name}: not a uow field")
-        annotation = _annotation_of(cls, attribute.name)
-        spec = spec_for(annotation, f"{cls.__name__}.{attribute.name}", _resolve_ref)
+        # The spec built when the field was declared: own, or the parent's FieldMeta.
+        spec = own_specs.get(attribute.name)
+        if spec is None:
+            spec = parent_fields[attribute.name].spec
         fields.append(FieldMeta(attribute, spec, options))
     stored_by: dict[str, str] = {}
     for f in fields:
@@ -469,19 +484,6 @@ def _finish_class(cls: Any, namespace: dict[str, Any], is_document: bool) -> Non
     # Query fields on the class, C-speed slots on instances: a metaclass per class.
     descriptors = {f.name: _QueryFieldDescriptor(f.name) for f in fields}
     cls.__class__ = type(f"{cls.__name__}Class", (type(cls),), descriptors)
-
-
-def _annotation_of(cls: type, name: str) -> Any:
-    for klass in cls.__mro__:
-        own = inspect.get_annotations(klass)
-        if name in own:
-            annotation = own[name]
-            if isinstance(annotation, str):
-                return _resolve_annotations(
-                    klass.__name__, klass.__module__, {"__annotations__": {name: annotation}}
-                )[name]
-            return annotation
-    raise DefinitionError(f"{cls.__name__}.{name}: no annotation found")
 
 
 def _collect_indexes(
@@ -1003,18 +1005,3 @@ def _index_path(key: Any) -> str:
     if path is None:
         raise DefinitionError(f"Index key {key!r}: give a field name or a query field")
     return str(path)
-
-
-def iter_models() -> Iterable[type[_BaseModel]]:
-    """Every Document and Embedded class defined so far (latest per name)."""
-    return list(_classes_by_name.values())
-
-
-def to_bson(obj: _BaseModel) -> dict[str, Any]:
-    """The stored form of a Document or Embedded instance."""
-    return obj._uow_to_bson()
-
-
-def encode(doc: Mapping[str, Any]) -> bytes:
-    """BSON bytes of a stored form (snapshots are kept this way)."""
-    return bson.encode(doc)
