@@ -28,6 +28,8 @@ from typing import Any
 
 import attrs
 
+from . import _mongomock_speed
+
 __all__ = [
     "DEFAULT_HOST",
     "EMBEDDED_SCHEME",
@@ -153,7 +155,7 @@ _patch_lock = threading.Lock()
 
 
 def patch_mongomock() -> None:
-    """Make mongomock's bulk writes accept the ``sort`` keyword of pymongo >= 4.11.
+    """Fix mongomock for uow: pymongo >= 4.11's bulk ``sort``, ``$max``/``$min``, speed.
 
     pymongo 4.11 added ``sort`` to ``UpdateOne`` and ``ReplaceOne``, and their
     ``_add_to_bulk`` always pass it on (``sort=None`` when unused). mongomock
@@ -162,6 +164,10 @@ def patch_mongomock() -> None:
     (mongomock issue #912). This wraps the two methods: ``sort=None`` is dropped,
     any other sort raises ``NotImplementedError`` (mongomock cannot honour it,
     and updating some other matching document would be silent data damage).
+
+    It also makes ``$max``/``$min`` compare in BSON order (:func:`_patch_max_min`)
+    and applies the two speed fixes of :mod:`uow._mongomock_speed` (``_id``
+    lookups instead of scans, a linear cursor), which change no result.
 
     Idempotent and thread-safe. A method whose signature already has ``sort``
     (a fixed mongomock) is left alone. Does nothing if mongomock is missing.
@@ -181,6 +187,7 @@ def patch_mongomock() -> None:
             setattr(builder, name, _accepting_sort(original, name))
             logger.debug("patched mongomock BulkOperationBuilder.%s to accept sort", name)
         _patch_max_min(mongomock.collection)
+        _mongomock_speed.install()
 
 
 def _patch_max_min(collection_module: Any) -> None:

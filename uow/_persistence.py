@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import bson
 from bson.errors import BSONError
 from pymongo.errors import (
     BulkWriteError,
@@ -201,8 +200,8 @@ def _unique_values(op: WriteOp) -> dict[str, Any] | None:
     leaves ``keyValue`` out), so that the message still names a value.
     """
     doc = op.request if op.kind == INSERT else None
-    if doc is None and op.snapshot is not None:
-        doc = bson.decode(op.snapshot)
+    if doc is None:
+        doc = op.snapshot
     if not isinstance(doc, dict):
         return None
     meta = getattr(type(op.doc), "_uow_meta", None)

@@ -38,7 +38,7 @@ class WriteOp:
         collection: str,
         doc: Any,
         request: Any,
-        snapshot: bytes | None = None,
+        snapshot: dict[str, Any] | None = None,
         statement: Any = None,
     ) -> None:
         self.kind = kind
@@ -46,7 +46,7 @@ class WriteOp:
         self.doc = doc
         #: an insert's document, or a pymongo UpdateOne / ReplaceOne / DeleteOne
         self.request = request
-        #: the stored form (BSON) the document has once this write landed
+        #: the document's snapshot once this write landed (see ``_state``)
         self.snapshot = snapshot
         #: the update document or filter, for logs and error messages
         self.statement = statement

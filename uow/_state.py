@@ -1,14 +1,22 @@
 """Per-document state: status, snapshots, and the diff that becomes an update.
 
 Each tracked document holds a ``DocState`` in its ``_uow_state`` slot. The
-snapshot is the document's stored form as BSON bytes, taken at load and after
-each flush: one ``bson.encode`` of the current form compared with it answers
-"did anything change?" at C speed, in place mutations included. Only a document
-whose bytes differ is decoded and diffed path by path.
+snapshot is the document's stored form (the dict pymongo is given), taken at
+load and after each flush, that shares no list or dict with the live document:
+so it can never change behind the session's back, and it is never changed in
+place once made (the committed snapshot and the flushed one may be one dict).
+
+"Did anything change?" is answered cheaply: a document nobody assigned to can
+only have changed in place, so only its containers and embedded documents are
+compared with the snapshot (``mutated``), with ``==`` at C speed where ``==``
+means "the same BSON", and with ``same`` elsewhere. Only a changed document is
+diffed path by path (``update_for``).
 """
 
 from __future__ import annotations
 
+import copy
+import datetime as _dt
 import enum
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -57,7 +65,7 @@ class DocState:
         owner: Any,
         key: tuple[str, Any],
         status: ObjectState,
-        snapshot: bytes | None = None,
+        snapshot: dict[str, Any] | None = None,
     ) -> None:
         #: the session's tracker (None for the shared detached marker)
         self.owner = owner
@@ -90,12 +98,90 @@ class DocState:
 DETACHED = DocState(None, ("", None), ObjectState.DETACHED)
 
 
-def encode(doc: Mapping[str, Any]) -> bytes:
-    return bson.encode(doc)
+#: Stored values that nothing can change in place: shared freely by snapshots.
+_IMMUTABLE = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        bytes,
+        type(None),
+        bson.ObjectId,
+        bson.Int64,
+        bson.Decimal128,
+        bson.Binary,
+        bson.Timestamp,
+        bson.MinKey,
+        bson.MaxKey,
+        _dt.datetime,
+    }
+)
+
+#: Element types for which ``==`` between two containers means the same BSON.
+#: (Not numbers: 1 == 1.0 == True, three different BSON values; not subclasses
+#: such as bson.Code, which equals its str.)
+_EQ_EXACT = frozenset({str, bson.ObjectId, type(None), _dt.datetime})
 
 
-def decode(data: bytes) -> dict[str, Any]:
-    return bson.decode(data)
+def copy_stored(value: Any) -> Any:
+    """``value`` (a stored form) sharing no list or dict with the original."""
+    kind = type(value)
+    if kind is list:
+        if _IMMUTABLE.issuperset(map(type, value)):
+            return value.copy()
+        return [copy_stored(item) for item in value]
+    if kind is dict:
+        return {key: copy_stored(item) for key, item in value.items()}
+    if kind in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value)
+
+
+def snapshot_of(meta: ModelMeta, doc: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot of ``doc`` (a stored form just made from a document).
+
+    Only the fields that can change in place are copied: everything else in a
+    freshly dumped form is immutable or (unknown stored keys) never changed.
+    """
+    snapshot = doc.copy()
+    for key in meta.mutable_keys:
+        value = snapshot.get(key, MISSING)
+        if value is not MISSING:
+            snapshot[key] = copy_stored(value)
+    return snapshot
+
+
+def mutated(obj: Document, snapshot: Mapping[str, Any]) -> bool:
+    """Whether a field of ``obj`` that can change in place differs from ``snapshot``.
+
+    Fields assigned to are not looked at (the assignment marks the document).
+    """
+    meta: ModelMeta = type(obj)._uow_meta
+    absent = obj._uow_absent
+    for field in meta.mutable_fields:
+        if absent and field.name in absent:
+            continue
+        value = getattr(obj, field.name)
+        if field.spec.needs_dump:
+            value = field.spec.dump(value)
+        old = snapshot.get(field.key, MISSING)
+        if value is old:
+            continue
+        kind = type(value)
+        if value == old and (
+            (kind is list and _EQ_EXACT.issuperset(map(type, value)))
+            or (kind is dict and _EQ_EXACT.issuperset(map(type, value.values())))
+        ):
+            continue
+        if not same(old, value):
+            return True
+    return False
+
+
+def unchanged(obj: Document, snapshot: Mapping[str, Any]) -> bool:
+    """Whether ``obj``'s whole stored form is the same to MongoDB as ``snapshot``."""
+    return same(snapshot, obj._uow_to_bson())
 
 
 def update_for(meta: ModelMeta, old: Mapping[str, Any], new: Mapping[str, Any]) -> UpdateSpec:

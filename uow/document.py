@@ -149,6 +149,7 @@ class ModelMeta:
         self.version_field: FieldMeta | None = next((f for f in fields if f.version), None)
         self.current_date_keys = frozenset(f.key for f in fields if f.current_date)
         self.mutable_fields = [f for f in fields if f.spec.mutable]
+        self.mutable_keys = [f.key for f in self.mutable_fields]
         #: instances can change without an assignment (containers, embedded)
         self.mutable = bool(self.mutable_fields)
         # Hierarchy: filled by the metaclass.

@@ -18,6 +18,7 @@ faithful update (``$set`` of changed dotted paths, ``$unset`` of removed keys,
 
 from __future__ import annotations
 
+import datetime as _dt
 import decimal
 import math
 from collections.abc import Callable, Mapping
@@ -79,15 +80,18 @@ def _put(update: UpdateSpec, operator: str, path: str, value: Any) -> None:
 
 
 def same(old: Any, new: Any) -> bool:
-    """Whether two stored (decoded BSON) values are the same to MongoDB.
+    """Whether two stored values (as given to pymongo, or decoded) are the same to MongoDB.
 
     Stricter than ``==``: ``1``, ``1.0`` and ``True`` are different BSON values, so
-    changing one into another is a change; dicts compare by keys and values.
+    changing one into another is a change; dicts compare by keys and values;
+    datetimes compare as BSON keeps them (UTC, to the millisecond).
     """
     if old is new:
         return True
     kind = type(old)
     if kind is not type(new):
+        if isinstance(old, _dt.datetime) and isinstance(new, _dt.datetime):
+            return _stored_instant(old) == _stored_instant(new)
         # int32 and int64 are both integers to MongoDB's equality.
         return (
             isinstance(old, int)
@@ -104,7 +108,21 @@ def same(old: Any, new: Any) -> bool:
         return len(old) == len(new) and all(map(same, old, new))
     if kind is float and math.isnan(old):
         return math.isnan(new)
+    if kind is _dt.datetime:
+        return old == new or _stored_instant(old) == _stored_instant(new)
     return bool(old == new)
+
+
+def _stored_instant(value: _dt.datetime) -> _dt.datetime:
+    """What BSON keeps of a datetime: the UTC instant to the millisecond.
+
+    (Naive values are taken as UTC, as pymongo does: an aware value and the naive
+    one BSON stores for it are the same.)
+    """
+    offset = value.utcoffset()
+    if offset is not None:
+        value = (value - offset).replace(tzinfo=None)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _is_prefix(old: list[Any], new: list[Any]) -> bool:

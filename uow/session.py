@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
 import attrs
-import bson
 from pymongo import DeleteOne, IndexModel, ReplaceOne, UpdateOne
 from pymongo.errors import PyMongoError, WriteConcernError
 
@@ -32,9 +31,11 @@ from ._state import (
     DocState,
     ObjectState,
     changed_paths,
-    decode,
-    encode,
+    copy_stored,
     full_update,
+    mutated,
+    snapshot_of,
+    unchanged,
     update_for,
 )
 from ._types import LoadContext
@@ -261,7 +262,7 @@ class Session:
         # What the open transaction did, to undo in memory if it is aborted.
         self._tx_inserted: dict[Key, Document] = {}
         # Documents deleted in the open transaction, with their last committed form.
-        self._tx_deleted: dict[Key, tuple[Document, bytes | None]] = {}
+        self._tx_deleted: dict[Key, tuple[Document, dict[str, Any] | None]] = {}
         # Every write of the open transaction, in order (their documents are held
         # until it ends, so an abort can queue each of them again), and the
         # explicit update() calls it sent.
@@ -414,7 +415,7 @@ class Session:
         self._note_collection(meta)
         if state is DETACHED and current is None:
             # Stored already: track it again as it is now.
-            new_state = DocState(self, key, ObjectState.PERSISTENT, encode(obj._uow_to_bson()))
+            new_state = DocState(self, key, ObjectState.PERSISTENT, _snapshot(obj))
             object.__setattr__(obj, "_uow_state", new_state)
             self._map.add_clean(key, obj)
             return
@@ -467,7 +468,7 @@ class Session:
         if tracked is not None:
             self.delete(tracked)
             return
-        new_state = DocState(self, key, ObjectState.DELETED, encode(obj._uow_to_bson()))
+        new_state = DocState(self, key, ObjectState.DELETED, _snapshot(obj))
         object.__setattr__(obj, "_uow_state", new_state)
         self._deletes[key] = obj
         self._map.hold(key, obj)
@@ -699,7 +700,7 @@ class Session:
             target = state.committed if aborted else state.snapshot
             if target is None:
                 continue
-            if target != state.snapshot or _encoded(obj) != target:
+            if target is not state.snapshot or not unchanged(obj, target):
                 _restore(obj, target, self._ctx)
             state.snapshot = target
             state.modified = False
@@ -804,7 +805,7 @@ class Session:
         self._drop_doubts(obj)
         fresh = type(obj)._uow_load(raw, self._ctx)
         _copy_fields(fresh, obj)
-        state.snapshot = encode(obj._uow_to_bson())
+        state.snapshot = _snapshot(obj)
         state.modified = False
         state.expired = frozenset()
         self._modified.pop(state.key, None)
@@ -842,7 +843,7 @@ class Session:
         """A transient copy of ``obj`` with a new id (deep: nothing is shared)."""
         self._check_open()
         meta = self._meta(obj)
-        copy = type(obj)._uow_load(decode(encode(obj._uow_to_bson())), self._ctx)
+        copy = type(obj)._uow_load(copy_stored(obj._uow_to_bson()), self._ctx)
         id_field = meta.id_field
         assert id_field is not None
         default = id_field.attribute.default
@@ -868,8 +869,8 @@ class Session:
             delete_all = functools.partial(collection.delete_many, filter_, **self._session_kw())
             result = self._send("delete", collection.name, delete_all, filter_)
             removed += result.deleted_count
-            for key, obj in self._map.items():
-                if key[0] == meta.collection and isinstance(obj, cls):
+            for obj in self._map.objects():
+                if obj._uow_state.key[0] == meta.collection and isinstance(obj, cls):
                     self._forget(obj)
         return removed
 
@@ -936,7 +937,9 @@ class Session:
             raise AttributeError(f"{meta.name} has no field {name!r}")
         if state is None or state.owner is not self or state.snapshot is None:
             return getattr(obj, name)
-        original = _load_partial(type(obj), decode(state.snapshot), self._ctx, obj._uow_absent)
+        original = _load_partial(
+            type(obj), copy_stored(state.snapshot), self._ctx, obj._uow_absent
+        )
         return getattr(original, name)
 
     def has_changes(self) -> bool:
@@ -1063,31 +1066,34 @@ class Session:
 
     def on_dropped(self, obj: Document, state: DocState) -> None:
         """The finalizer's look at a document nobody holds: keep it if it changed."""
-        if self._closed or state.status is not ObjectState.PERSISTENT:
+        if self._closed:
             return
-        if state.modified or (type(obj)._uow_meta.mutable and _encoded(obj) != state.snapshot):
+        if state.status is ObjectState.PERSISTENT and self._differs(obj, state):
             state.pinned = True
             self._map.hold(state.key, obj)
             self._modified[state.key] = obj
+            return
+        self._map.forget_dead(state.key, obj)
+
+    def _differs(self, obj: Document, state: DocState) -> bool:
+        """Whether ``obj`` is not what its snapshot says (a value assigned back is no change)."""
+        snapshot = state.snapshot
+        if snapshot is None:
+            return True
+        if state.modified:
+            return not unchanged(obj, snapshot)
+        return type(obj)._uow_meta.mutable and mutated(obj, snapshot)
 
     def _has_change(self, obj: Document, state: DocState) -> bool:
-        if state.key in self._updates:
-            return True
-        if not state.modified and not type(obj)._uow_meta.mutable:
-            return False  # no assignment, and nothing to change in place
-        # Assigned to, or mutable: compare (a value assigned back is no change).
-        return _encoded(obj) != state.snapshot
+        return state.key in self._updates or self._differs(obj, state)
 
     def _changed_paths(self, obj: Document) -> dict[str, tuple[Any, Any]]:
         state: DocState | None = obj._uow_state
         if state is None or state.owner is not self or state.snapshot is None:
             return {}
-        data = _encoded(obj)
-        if data == state.snapshot:
+        if not self._differs(obj, state):
             return {}
-        # Unencodable (a bad key put in place, refused at flush): diff what there is.
-        new = decode(data) if data is not None else obj._uow_to_bson()
-        return changed_paths(type(obj)._uow_meta, decode(state.snapshot), new)
+        return changed_paths(type(obj)._uow_meta, state.snapshot, obj._uow_to_bson())
 
     def _load(
         self, cls: type[D], raw: Mapping[str, Any], absent: frozenset[str] | None = None
@@ -1105,9 +1111,9 @@ class Session:
             self._merge_loaded(found, raw, absent)
             return found  # type: ignore[no-any-return]
         obj = _load_partial(cls, raw, self._ctx, absent)
-        state = DocState(self, key, ObjectState.PERSISTENT, encode(obj._uow_to_bson()))
+        state = DocState(self, key, ObjectState.PERSISTENT, _snapshot(obj))
         object.__setattr__(obj, "_uow_state", state)
-        self._map.add_clean(key, obj)
+        self._map.add_loaded(key, obj)
         return obj
 
     def _merge_loaded(
@@ -1137,7 +1143,7 @@ class Session:
             remaining = frozenset(set(obj._uow_absent or ()) - fill) or None
             object.__setattr__(obj, "_uow_absent", remaining)
         state.expired = frozenset()
-        state.snapshot = encode(obj._uow_to_bson())
+        state.snapshot = _snapshot(obj)
 
     # -- internals: flush -----------------------------------------------------------
 
@@ -1161,14 +1167,14 @@ class Session:
             meta = type(obj)._uow_meta
             obj._uow_check_deep(meta.name, "")
             doc = obj._uow_to_bson()
-            data = encode(doc)
+            data = snapshot_of(meta, doc)
             if key in self._deletes:
                 # Deleted and re-added with the same id: one replace, not a colliding insert.
                 replaced.add(key)
                 request: Any = ReplaceOne({"_id": key[1]}, doc)
-                ops.append(WriteOp(UPDATE, key[0], obj, request, data, doc))
+                ops.append(WriteOp(UPDATE, key[0], obj, request, data, data))
             else:
-                ops.append(WriteOp(INSERT, key[0], obj, doc, data, doc))
+                ops.append(WriteOp(INSERT, key[0], obj, doc, data, data))
         for obj in self._update_candidates():
             op = self._update_op(obj)
             if op is not None:
@@ -1208,20 +1214,14 @@ class Session:
         state: DocState = obj._uow_state
         meta: ModelMeta = type(obj)._uow_meta
         explicit = self._updates.get(state.key)
-        doc = obj._uow_to_bson()
-        try:
-            data = encode(doc)
-        except (bson.errors.BSONError, TypeError, ValueError, OverflowError):
-            # Something put in place that BSON cannot hold: say which field.
-            obj._uow_check_deep(meta.name, "")
-            raise
-        if data == state.snapshot and explicit is None:
-            self._settle(obj, state)
+        old = state.snapshot
+        assert old is not None
+        if explicit is None and not state.modified and not (meta.mutable and mutated(obj, old)):
             return None
         obj._uow_check_deep(meta.name, "")
-        assert state.snapshot is not None
-        old = decode(state.snapshot)
-        new = decode(data)
+        # The new snapshot, diffed: the update's values share nothing with the live
+        # document, so the statement kept for errors and unknown outcomes stays as sent.
+        new = snapshot_of(meta, obj._uow_to_bson())
         update = update_for(meta, old, new)
         if explicit is not None and explicit.operators:
             update = _with_operators(meta, update, old, new, explicit.operators)
@@ -1232,9 +1232,7 @@ class Session:
                     old.get(version.key, MISSING), new.get(version.key, MISSING)
                 ):
                     # Only the version differs: never adopt a version nobody wrote.
-                    _restore(obj, state.snapshot, self._ctx)
-                else:
-                    state.snapshot = data  # same to MongoDB (say, dict keys reordered)
+                    _restore(obj, old, self._ctx)
                 self._settle(obj, state)
                 return None
             update = full_update(meta, new, explicit.operators, as_new=False)
@@ -1249,7 +1247,7 @@ class Session:
             start = loaded if isinstance(loaded, int) and not isinstance(loaded, bool) else 0
             bumped = start + 1
             object.__setattr__(obj, version.name, bumped)
-            data = encode(obj._uow_to_bson())
+            new[version.key] = version.spec.dump(bumped) if version.spec.needs_dump else bumped
             update.setdefault("$set", {})[version.key] = bumped
         for key in meta.current_date_keys:
             update.setdefault("$currentDate", {})[key] = True
@@ -1258,7 +1256,7 @@ class Session:
         if explicit is not None and explicit.filter is not None:
             filter_ = explicit.filter
         request = UpdateOne(filter_, update)
-        op = WriteOp(UPDATE, state.key[0], obj, request, data, update)
+        op = WriteOp(UPDATE, state.key[0], obj, request, new, update)
         op.checked = own_target
         op.version_before = version_before
         return op
@@ -1290,7 +1288,7 @@ class Session:
         meta: ModelMeta = type(obj)._uow_meta
         version = meta.version_field
         if (meta.shard_key or version is not None) and state.snapshot is not None:
-            loaded = old if old is not None else decode(state.snapshot)
+            loaded = old if old is not None else state.snapshot
             for name in meta.shard_key:
                 key = meta.by_name[name].key
                 if key in loaded:
@@ -1658,7 +1656,7 @@ class Session:
         self._tx_ops.clear()
         for obj in self._map.objects():
             state = obj._uow_state
-            if state.status is ObjectState.PERSISTENT and state.snapshot != state.committed:
+            if state.status is ObjectState.PERSISTENT and state.snapshot is not state.committed:
                 state.snapshot = state.committed
                 # Marked as assigned to: a document without mutable fields is only
                 # compared with its snapshot when it is (is_dirty, has_changes...).
@@ -1814,7 +1812,8 @@ class Session:
                 state is not None
                 and state.owner is self
                 and state.status is ObjectState.PERSISTENT
-                and _encoded(obj) != state.snapshot
+                and state.snapshot is not None
+                and not unchanged(obj, state.snapshot)
             ):
                 # Changed again in memory since: that change is still to be sent.
                 state.modified = True
@@ -2055,15 +2054,6 @@ def _idempotent(op: WriteOp) -> bool:
     return set(op.statement or {}) <= _IDEMPOTENT
 
 
-def _encoded(obj: Document) -> bytes | None:
-    """``obj``'s stored form as BSON, or None when it cannot be encoded (a value
-    or key put in place that BSON refuses: the flush reports it)."""
-    try:
-        return encode(obj._uow_to_bson())
-    except (bson.errors.BSONError, TypeError, ValueError, OverflowError):
-        return None
-
-
 def _find_all(collection: Any, query: dict[str, Any], kwargs: dict[str, Any]) -> list[Any]:
     return list(collection.find(query, **kwargs))
 
@@ -2118,9 +2108,15 @@ def _landed_as(stored: Mapping[str, Any], op: WriteOp, meta: ModelMeta) -> bool:
     return all(_path_value(stored, path) is MISSING for path in update.get("$unset", {}))
 
 
-def _restore(obj: Document, snapshot: bytes, ctx: LoadContext) -> None:
+def _snapshot(obj: Document) -> dict[str, Any]:
+    """A snapshot of ``obj`` as it is now."""
+    return snapshot_of(type(obj)._uow_meta, obj._uow_to_bson())
+
+
+def _restore(obj: Document, snapshot: Mapping[str, Any], ctx: LoadContext) -> None:
     """Put ``obj``'s fields back to a stored form (rollback)."""
-    fresh = type(obj)._uow_load(decode(snapshot), ctx, obj._uow_absent)
+    # A copy: the object must share no list or dict with the snapshot.
+    fresh = type(obj)._uow_load(copy_stored(snapshot), ctx, obj._uow_absent)
     _copy_fields(fresh, obj)
 
 
