@@ -148,7 +148,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--mongomock-stock",
         action="store_true",
-        help="stock mongomock: no harness fixes (_id lookups scan, cursors are quadratic)",
+        help="stock mongomock: uow's speed fixes off (_id lookups scan, cursors are quadratic)",
     )
     parser.add_argument(
         "--slow-peers",

@@ -17,14 +17,15 @@ The fixes:
 1. A filter whose ``_id`` condition is a plain scalar (exact type ObjectId, str,
    int, bool, Int64, float other than NaN, UUID or Binary) or ``{"$in": [...]}``
    of such scalars, and comes first or after plain scalar equalities on fields
-   only (``{"_id": x, ...}``, ``{"_cls": "User", "_id": x}``), takes its candidates
-   from mongomock's store, a dict keyed by ``_id``, instead of from every document. Every candidate
-   still goes through mongomock's own ``filter_applies`` with the *whole* filter,
-   so mongomock still decides what matches; the lookup only skips documents that
-   cannot match. Every other filter, and every collection that is empty (where
-   mongomock validates the filter against ``{}``), has a TTL index (its store
-   expires documents on each access), or holds an irregular ``_id`` (see below),
-   takes mongomock's path unchanged.
+   only (``{"_id": x, ...}``, ``{"_cls": "User", "_id": x}``), takes its
+   candidates from mongomock's store, a dict keyed by ``_id``, instead of from
+   every document. Every candidate still goes through mongomock's own
+   ``filter_applies`` with the *whole* filter, so mongomock still decides what
+   matches; the lookup only skips documents that cannot match. Every other
+   filter, and every collection that is empty (where mongomock validates the
+   filter against ``{}``), has a TTL index (its store expires documents on each
+   access), or holds an irregular ``_id`` (see below), takes mongomock's path
+   unchanged.
 2. The cursor returns ``results[skip + emitted]`` while ``emitted`` is below the
    limit, the same element the slices end at. It still calls mongomock's
    ``_compute_results`` each time, so the result list is computed, cached and
@@ -50,7 +51,8 @@ Why the documents, their order and the errors are mongomock's:
   document, and then ``{"_id": 1}`` matches ``{"_id": [1, 2]}`` (the list rule),
   which no lookup by key can find. So the store's ``__setitem__`` is wrapped to
   mark a collection whose documents hold an ``_id`` of any type outside a known
-  plain set (a list, a SON...); such a collection takes mongomock's path for good.
+  plain set (a list, an OrderedDict...); such a collection takes mongomock's path
+  for good.
   A collection filled before the patch is surveyed once, on its first fast lookup.
 * mongomock's ``filter_applies`` tests the filter's keys in order and returns
   False at the first that fails. Before ``_id`` there are only plain equalities,

@@ -10,8 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import bson
-
 from . import counting
 
 DB_NAME = "uow_bench"
@@ -46,21 +44,26 @@ class MongomockBackend(Backend):
     """uow's embedded backend: ``uow._backend.make_client("mongomock://...")``.
 
     Each instance has its own in-process store, forgotten on :meth:`close`.
-    ``id_index`` gives mongomock an ``_id`` lookup (see :func:`install_id_lookup`).
+    ``make_client`` applies uow's mongomock patch, whose ``_id`` lookup and linear
+    cursor (``uow._mongomock_speed``) keep the ratios from measuring mongomock's
+    scans; ``id_index=False`` turns them off to measure stock mongomock.
     """
 
     name = "mongomock"
     embedded = True
 
     def __init__(self, id_index: bool = True) -> None:
-        from uow import _backend
+        from uow import _backend, _mongomock_speed
 
         self._backend = _backend
+        self._speed = _mongomock_speed
         self.uri = f"mongomock://uow-bench-{uuid.uuid4().hex[:8]}"
         self.id_index = id_index
         counting.install_mongomock_counting()
-        install_id_lookup()
-        set_id_lookup(id_index)
+        _backend.patch_mongomock()
+        # A process-wide switch: put back on close, for whatever runs next.
+        self._speed_was_enabled = _mongomock_speed.is_enabled()
+        _mongomock_speed.set_enabled(id_index)
         self._admin = _backend.make_client(self.uri)
 
     def client(self) -> Any:
@@ -73,7 +76,7 @@ class MongomockBackend(Backend):
         import mongomock
 
         lookup = (
-            "with the harness's _id lookup and linear cursor"
+            "with uow's _id lookup and linear cursor patch"
             if self.id_index
             else "stock (every _id lookup scans, cursors copy N^2)"
         )
@@ -81,101 +84,7 @@ class MongomockBackend(Backend):
 
     def close(self) -> None:
         self._backend.reset_embedded(self.uri)
-
-
-# mongomock answers every filter, {"_id": x} included, by scanning the whole
-# collection (Collection._iter_documents). At N = 10,000 that makes one bulk_write
-# of 10,000 UpdateOne take ~90 s and 10,000 find_one ~165 s, for raw pymongo and
-# every library alike: the ratios then measure mongomock's scan, and the run takes
-# an hour. The lookup below answers {"_id": <scalar>} and {"_id": {"$in": [...]}}
-# (plus any other conditions) from the store, which mongomock keys by _id, and
-# still applies mongomock's own filter to every candidate, so the results are
-# the same documents; other filters take mongomock's path unchanged.
-_ID_LOOKUP = {"enabled": True, "installed": False}
-_SAFE_ID_TYPES = (bson.ObjectId, str, int, float, uuid.UUID)
-
-
-def set_id_lookup(enabled: bool) -> None:
-    _ID_LOOKUP["enabled"] = enabled
-
-
-def install_id_lookup() -> None:
-    """Patch mongomock's ``_iter_documents`` and ``Cursor.__next__`` once (see above)."""
-    if _ID_LOOKUP["installed"]:
-        return
-    from mongomock import collection as mongomock_collection
-    from mongomock import filtering
-
-    original = mongomock_collection.Collection._iter_documents
-
-    def _iter_documents(self: Any, filter: Any) -> Any:
-        wanted = _id_candidates(filter) if _ID_LOOKUP["enabled"] else None
-        if wanted is None:
-            return original(self, filter)
-        store = self._store
-        if store.is_empty:
-            filtering.filter_applies(filter, {})  # mongomock validates the filter here
-            return iter(())
-        kind, value = wanted
-        if kind == "one":
-            candidates = [store[value]] if value in store else []
-        else:
-            candidates = [doc for doc in list(store.documents) if _member(doc.get("_id"), value)]
-        # The _id condition holds by construction (Python equality of these types is
-        # MongoDB's); the rest of the filter, if any, is mongomock's to apply.
-        rest = {k: v for k, v in filter.items() if k != "_id"}
-        if not rest:
-            return iter(candidates)
-        return (doc for doc in candidates if filtering.filter_applies(rest, doc))
-
-    mongomock_collection.Collection._iter_documents = _iter_documents
-
-    # mongomock's Cursor.__next__ slices the whole cached result list for every
-    # document it returns (results[skip:][:limit][emitted]), so reading N documents
-    # copies N^2 pointers: ~0.1 s at N = 10,000, ~30 s at 100,000. This returns the
-    # same document by index.
-    cursor_class = mongomock_collection.Cursor
-    original_next = cursor_class.__next__
-
-    def __next__(self: Any) -> Any:
-        if not _ID_LOOKUP["enabled"]:
-            return original_next(self)
-        results = self._compute_results()
-        limit = abs(self._limit) if self._limit else None
-        index = (self._skip or 0) + self._emitted
-        if (limit is not None and self._emitted >= limit) or index >= len(results):
-            raise StopIteration
-        self._emitted += 1
-        return results[index]
-
-    cursor_class.__next__ = __next__
-    cursor_class.next = __next__
-    _ID_LOOKUP["installed"] = True
-
-
-def _safe_id(value: Any) -> bool:
-    # Exact types: bool is an int, Int64 and friends take mongomock's own path.
-    return type(value) in _SAFE_ID_TYPES
-
-
-def _id_candidates(filter_: Any) -> tuple[str, Any] | None:
-    if type(filter_) is not dict or "_id" not in filter_:
-        return None
-    value = filter_["_id"]
-    if _safe_id(value):
-        return ("one", value)
-    if type(value) is dict and len(value) == 1 and "$in" in value:
-        values = value["$in"]
-        if isinstance(values, (list, tuple)) and all(_safe_id(v) for v in values):
-            return ("in", set(values))
-    return None
-
-
-def _member(value: Any, wanted: set[Any]) -> bool:
-    try:
-        return value in wanted
-    except TypeError:  # an unhashable _id (a document) equals no scalar
-        return False
+        self._speed.set_enabled(self._speed_was_enabled)
 
 
 # ----------------------------------------------------------------------------- wire
