@@ -1,26 +1,65 @@
 """The identity map: one object per (collection, _id), bounded without losing a change.
 
-Three tiers:
+Every tracked document is in exactly one of three tiers:
 
-* ``refs``: a weak reference to every tracked document still alive, whoever
-  holds it. It is what makes "one object per document" true even after the
-  cache let go of one the user still references.
-* ``clean``: a cachetools ``LRUCache`` of clean documents, the only tier that is
-  bounded (``cache_size``); ``None`` keeps every clean document, ``0`` none.
 * ``strong``: pending, changed, deleted documents (and ones rescued by the
   finalizer): never evicted, so no change can be dropped by the bound.
+* ``clean``: a cachetools ``LRUCache`` of clean documents, the only tier that is
+  bounded (``cache_size``); ``None`` keeps every clean document (a dict), ``0``
+  none.
+* ``weak``: a weak reference to each clean document the cache let go of (or
+  never kept, with ``cache_size=0``). It is what keeps "one object per
+  document" true for a document the user still references. When nobody does,
+  the document's finalizer (``Document.__del__``) asks the session whether it
+  changed in place: if so it is kept (``strong``), if not its entry goes
+  (``forget_dead``).
+
+Only documents the cache lets go of cost a weak reference: a session that
+stays within ``cache_size`` makes none.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
-from cachetools import LRUCache
+from bson import ObjectId
+from cachetools import Cache, LRUCache
 
 __all__: list[str] = []
 
-Key = tuple[str, Any]
+#: (collection, id), or (collection, an ObjectId's 12 bytes, ObjectId): see key_for
+Key = tuple[Any, ...]
+
+
+def key_for(collection: str, stored_id: Any) -> Key:
+    """The key of the stored document ``stored_id`` of ``collection``.
+
+    An ObjectId hashes in Python code (``ObjectId.__hash__``), which every dict
+    operation on a key holding one would run; its bytes hash in C, once.
+    """
+    if type(stored_id) is ObjectId:
+        return (collection, stored_id.binary, ObjectId)
+    return (collection, stored_id)
+
+
+def id_of(key: Key) -> Any:
+    """The stored id a key stands for."""
+    return ObjectId(key[1]) if len(key) == 3 else key[1]
+
+
+class _EvictingLRU(LRUCache[Key, Any]):
+    """An LRUCache that tells the map what it evicts (cachetools' popitem hook)."""
+
+    def __init__(self, maxsize: int, evicted: Callable[[Key, Any], None]) -> None:
+        super().__init__(maxsize=maxsize)
+        self._evicted = evicted
+
+    def popitem(self) -> tuple[Key, Any]:
+        key, obj = super().popitem()
+        self._evicted(key, obj)
+        return key, obj
 
 
 class IdentityMap:
@@ -29,57 +68,67 @@ class IdentityMap:
     def __init__(self, cache_size: int | None) -> None:
         if cache_size is not None and cache_size < 0:
             raise ValueError(f"cache_size must be None or >= 0, got {cache_size}")
-        # Plain weak references, not a WeakValueDictionary (whose KeyedRef costs a
-        # Python call per document): a dead entry is removed by the document's own
-        # finalizer (``forget_dead``), and readers skip one whose target is gone.
-        self.refs: dict[Key, weakref.ref[Any]] = {}
+        self._cache_size = cache_size
         self.strong: dict[Key, Any] = {}
-        self.clean: dict[Key, Any] | LRUCache[Key, Any] | None
-        self._lru = cache_size is not None and cache_size > 0
-        if cache_size is None:
-            self.clean = {}
-        elif cache_size == 0:
-            self.clean = None
-        else:
-            self.clean = LRUCache(maxsize=cache_size)
+        self.clean: dict[Key, Any] | LRUCache[Key, Any] | None = self._new_clean()
+        self.weak: dict[Key, weakref.ref[Any]] = {}
+
+    def _new_clean(self) -> dict[Key, Any] | LRUCache[Key, Any] | None:
+        if self._cache_size is None:
+            return {}
+        if self._cache_size == 0:
+            return None
+        return _EvictingLRU(self._cache_size, self._to_weak)
+
+    def _to_weak(self, key: Key, obj: Any) -> None:
+        self.weak[key] = weakref.ref(obj)
 
     def get(self, key: Key) -> Any:
         """The tracked object for ``key`` or None; a hit refreshes its LRU place."""
-        ref = self.refs.get(key)
-        if ref is None:
-            return None
-        obj = ref()
-        if obj is not None and self._lru:
-            clean = self.clean
-            if key in clean:  # type: ignore[operator]
-                clean[key]  # type: ignore[index]
-        return obj
+        obj = self.strong.get(key)
+        if obj is not None:
+            return obj
+        clean = self.clean
+        if clean is not None:
+            obj = clean.get(key)  # an LRUCache's get counts as a use
+            if obj is not None:
+                return obj
+        ref = self.weak.get(key)
+        return None if ref is None else ref()
 
-    def _track(self, key: Key, obj: Any) -> None:
-        ref = self.refs.get(key)
-        if ref is None or ref() is not obj:
-            self.refs[key] = weakref.ref(obj)
+    def get_quiet(self, key: Key) -> Any:
+        """The tracked object for ``key`` or None, leaving the LRU order alone."""
+        obj = self.strong.get(key)
+        clean = self.clean
+        if obj is None and clean is not None and key in clean:
+            # Cache's own __getitem__: a look that LRUCache's would count as a use.
+            obj = Cache.__getitem__(clean, key) if isinstance(clean, LRUCache) else clean[key]
+        if obj is None:
+            ref = self.weak.get(key)
+            obj = None if ref is None else ref()
+        return obj
 
     def add_clean(self, key: Key, obj: Any) -> None:
         """Track a clean document (loaded or just flushed)."""
-        self._track(key, obj)
         if self.strong:
             self.strong.pop(key, None)
-        if self.clean is not None:
-            self.clean[key] = obj
+        clean = self.clean
+        if clean is None:
+            self._to_weak(key, obj)
+            return
+        if self.weak:
+            self.weak.pop(key, None)
+        clean[key] = obj
 
-    def add_loaded(self, key: Key, obj: Any) -> None:
-        """Track a document just loaded, under a key nothing tracks yet."""
-        self.refs[key] = weakref.ref(obj)
-        if self.clean is not None:
-            self.clean[key] = obj
+    add_loaded = add_clean
 
     def hold(self, key: Key, obj: Any) -> None:
         """Track a document that must not be evicted (pending, changed, deleted)."""
-        self._track(key, obj)
         self.strong[key] = obj
         if self.clean is not None:
             self.clean.pop(key, None)
+        if self.weak:
+            self.weak.pop(key, None)
 
     def release(self, key: Key, obj: Any) -> None:
         """A held document is clean again: back to the bounded tier (if it was held)."""
@@ -94,39 +143,43 @@ class IdentityMap:
         """
         if obj is not None and self.get_quiet(key) is not obj:
             return
-        self.refs.pop(key, None)
         self.strong.pop(key, None)
         if self.clean is not None:
             self.clean.pop(key, None)
+        self.weak.pop(key, None)
 
     def forget_dead(self, key: Key, obj: Any) -> None:
-        """``obj`` is being finalized: drop its entry (not a newer object's)."""
-        ref = self.refs.get(key)
+        """``obj`` is being finalized: drop its weak entry (not a newer object's)."""
+        ref = self.weak.get(key)
         if ref is not None:
             target = ref()
             if target is None or target is obj:
-                self.refs.pop(key, None)
-
-    def get_quiet(self, key: Key) -> Any:
-        """The tracked object for ``key`` or None, leaving the LRU order alone."""
-        ref = self.refs.get(key)
-        return None if ref is None else ref()
+                self.weak.pop(key, None)
 
     def objects(self) -> list[Any]:
         """Every tracked object alive now (a list: the map may change as we go)."""
-        # list() of the values allocates no Python object while it copies, so no
-        # finalizer can run (and change the dict) in the middle of the copy.
-        refs = list(self.refs.values())
-        return [obj for obj in (ref() for ref in refs) if obj is not None]
+        found = list(self.strong.values())
+        clean = self.clean
+        if isinstance(clean, LRUCache):
+            found += [Cache.__getitem__(clean, key) for key in list(clean)]
+        elif clean is not None:
+            found += clean.values()
+        if self.weak:
+            # list() of the values allocates no Python object while it copies, so
+            # no finalizer can run (and change the dict) in the middle of the copy.
+            refs = list(self.weak.values())
+            found += [obj for obj in (ref() for ref in refs) if obj is not None]
+        return found
 
     def __len__(self) -> int:
-        return len(self.objects())
+        live_weak = sum(1 for ref in list(self.weak.values()) if ref() is not None)
+        return len(self.strong) + (len(self.clean) if self.clean is not None else 0) + live_weak
 
     def __contains__(self, key: Key) -> bool:
         return self.get_quiet(key) is not None
 
     def clear(self) -> None:
-        self.refs = {}
         self.strong.clear()
-        if self.clean is not None:
-            self.clean.clear()
+        # A new cache, not clear(): LRUCache.clear() evicts one by one (into weak).
+        self.clean = self._new_clean()
+        self.weak = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
 
+from ._identity import key_for
 from .exceptions import MultipleFound, NotFound, ValidationError
 from .query import Expr, QueryField, class_filter, compile_filter, compile_sort
 
@@ -224,7 +225,7 @@ class RemoveQuery(_Filtered[D]):
         collection_name = self._meta.collection
         assert collection_name is not None  # _collection() refused an abstract class
         for stored_id in ids:
-            obj = session._map.get((collection_name, stored_id))
+            obj = session._map.get(key_for(collection_name, stored_id))
             if obj is not None:
                 session._forget(obj)
         deleted: int = result.deleted_count

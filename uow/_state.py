@@ -15,14 +15,12 @@ diffed path by path (``update_for``).
 
 from __future__ import annotations
 
-import copy
-import datetime as _dt
 import enum
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import bson
-
+from ._identity import Key, id_of
+from ._stored import EQ_EXACT, copy_stored
 from .operators import MISSING, UpdateSpec, diff_document, same, set_
 
 if TYPE_CHECKING:
@@ -52,6 +50,7 @@ class DocState:
     __slots__ = (
         "committed",
         "expired",
+        "id",
         "key",
         "modified",
         "owner",
@@ -63,13 +62,17 @@ class DocState:
     def __init__(
         self,
         owner: Any,
-        key: tuple[str, Any],
+        key: Key,
         status: ObjectState,
         snapshot: dict[str, Any] | None = None,
+        stored_id: Any = MISSING,
     ) -> None:
         #: the session's tracker (None for the shared detached marker)
         self.owner = owner
+        #: the identity map's key (see ``_identity.key_for``)
         self.key = key
+        #: the document's ``_id`` as stored
+        self.id = id_of(key) if stored_id is MISSING else stored_id
         self.status = status
         #: stored form as last loaded or flushed (None: never stored)
         self.snapshot = snapshot
@@ -96,46 +99,6 @@ class DocState:
 
 #: The state of every document a session let go of (expunged, deleted, closed).
 DETACHED = DocState(None, ("", None), ObjectState.DETACHED)
-
-
-#: Stored values that nothing can change in place: shared freely by snapshots.
-_IMMUTABLE = frozenset(
-    {
-        str,
-        int,
-        float,
-        bool,
-        bytes,
-        type(None),
-        bson.ObjectId,
-        bson.Int64,
-        bson.Decimal128,
-        bson.Binary,
-        bson.Timestamp,
-        bson.MinKey,
-        bson.MaxKey,
-        _dt.datetime,
-    }
-)
-
-#: Element types for which ``==`` between two containers means the same BSON.
-#: (Not numbers: 1 == 1.0 == True, three different BSON values; not subclasses
-#: such as bson.Code, which equals its str.)
-_EQ_EXACT = frozenset({str, bson.ObjectId, type(None), _dt.datetime})
-
-
-def copy_stored(value: Any) -> Any:
-    """``value`` (a stored form) sharing no list or dict with the original."""
-    kind = type(value)
-    if kind is list:
-        if _IMMUTABLE.issuperset(map(type, value)):
-            return value.copy()
-        return [copy_stored(item) for item in value]
-    if kind is dict:
-        return {key: copy_stored(item) for key, item in value.items()}
-    if kind in _IMMUTABLE:
-        return value
-    return copy.deepcopy(value)
 
 
 def snapshot_of(meta: ModelMeta, doc: dict[str, Any]) -> dict[str, Any]:
@@ -170,8 +133,8 @@ def mutated(obj: Document, snapshot: Mapping[str, Any]) -> bool:
             continue
         kind = type(value)
         if value == old and (
-            (kind is list and _EQ_EXACT.issuperset(map(type, value)))
-            or (kind is dict and _EQ_EXACT.issuperset(map(type, value.values())))
+            (kind is list and EQ_EXACT.issuperset(map(type, value)))
+            or (kind is dict and EQ_EXACT.issuperset(map(type, value.values())))
         ):
             continue
         if not same(old, value):

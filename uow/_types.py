@@ -23,6 +23,7 @@ import bson
 from bson.binary import Binary, UuidRepresentation
 from bson.decimal128 import Decimal128
 
+from ._stored import copy_stored
 from .exceptions import DefinitionError, ValidationError
 
 if TYPE_CHECKING:
@@ -188,7 +189,7 @@ class DecimalSpec(TypeSpec):
         return Decimal128(value) if isinstance(value, decimal.Decimal) else value
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
-        return value.to_decimal() if isinstance(value, Decimal128) else value
+        return value.to_decimal() if isinstance(value, Decimal128) else copy_stored(value)
 
 
 class UUIDSpec(TypeSpec):
@@ -208,7 +209,7 @@ class UUIDSpec(TypeSpec):
     def load(self, value: Any, ctx: LoadContext) -> Any:
         if isinstance(value, Binary) and value.subtype == 4:
             return value.as_uuid(UuidRepresentation.STANDARD)
-        return value
+        return copy_stored(value)
 
 
 class DatetimeSpec(TypeSpec):
@@ -222,7 +223,7 @@ class DatetimeSpec(TypeSpec):
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         if not isinstance(value, _dt.datetime):
-            return value
+            return copy_stored(value)
         if ctx.tz_aware:
             if value.tzinfo is None:
                 value = value.replace(tzinfo=_UTC)
@@ -247,7 +248,7 @@ class DateSpec(TypeSpec):
         return value
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
-        return value.date() if isinstance(value, _dt.datetime) else value
+        return value.date() if isinstance(value, _dt.datetime) else copy_stored(value)
 
 
 class OptionalSpec(TypeSpec):
@@ -330,7 +331,7 @@ class ListSpec(TypeSpec):
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         if not isinstance(value, list):
-            return value  # stored data of another shape: kept as it is, never dropped
+            return copy_stored(value)  # stored data of another shape: kept as it is, never dropped
         load = self.inner.load
         return [load(item, ctx) for item in value]
 
@@ -379,14 +380,14 @@ class SetSpec(ListSpec):
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         if not isinstance(value, list):
-            return value  # stored data of another shape: kept as it is, never dropped
+            return copy_stored(value)  # stored data of another shape: kept as it is, never dropped
         inner = self.inner
         try:
             if inner.needs_load:
                 return {inner.load(item, ctx) for item in value}
             return set(value)
         except TypeError:  # unhashable stored elements: keep the array as it is
-            return value
+            return copy_stored(value)
 
     def query_value(self, owner: str, path: str, value: Any) -> Any:
         if isinstance(value, list):  # comparing with a stored array
@@ -428,7 +429,7 @@ class DictSpec(TypeSpec):
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         if not isinstance(value, dict):
-            return value  # stored data of another shape: kept as it is, never dropped
+            return copy_stored(value)  # stored data of another shape: kept as it is, never dropped
         load = self.inner.load
         return {key: load(item, ctx) for key, item in value.items()}
 
@@ -476,7 +477,7 @@ class EmbeddedSpec(TypeSpec):
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         if not isinstance(value, dict):
-            return value  # stored data of another shape: kept as it is, never dropped
+            return copy_stored(value)  # stored data of another shape: kept as it is, never dropped
         return self.cls._uow_load(value, ctx)
 
 
@@ -535,7 +536,23 @@ class RefSpec(TypeSpec):
 
         target = self.target
         id_spec = target._uow_meta.id_spec
-        return Ref(target, id_spec.load(value, ctx) if id_spec is not None else value)
+        return Ref(target, id_spec.load(value, ctx) if id_spec is not None else copy_stored(value))
+
+
+def round_trips(spec: TypeSpec) -> bool:
+    """Whether dumping what ``spec`` loaded gives back the stored value (to ``same``).
+
+    Not so for a set (its order), a date (the time of day is dropped), a UUID
+    (a client may decode it already), an embedded document (defaults fill missing
+    keys), a reference (its target's id may be any of these).
+    """
+    if isinstance(spec, OptionalSpec):
+        return round_trips(spec.inner)
+    if isinstance(spec, SetSpec):
+        return False
+    if isinstance(spec, (ListSpec, DictSpec)):
+        return round_trips(spec.inner)
+    return isinstance(spec, (ScalarSpec, DatetimeSpec, DecimalSpec))
 
 
 def _matches(spec: TypeSpec, value: Any) -> bool:

@@ -16,7 +16,6 @@ access while ``User.visits`` answers with a ``query.QueryField``.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import inspect
 import re
 import sys
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import attrs
 import bson
 
+from ._stored import IMMUTABLE, copy_stored
 from ._types import (
     DEFAULT_LOAD_CONTEXT,
     INT64_MAX,
@@ -41,6 +41,7 @@ from ._types import (
     OptionalSpec,
     ScalarSpec,
     TypeSpec,
+    round_trips,
     spec_for,
 )
 from .exceptions import DefinitionError, FieldNotLoaded, ValidationError
@@ -161,6 +162,8 @@ class ModelMeta:
         self.indexes: list[Index] = []
         self.shard_key: tuple[str, ...] = ()
         self.known_keys: frozenset[str] = frozenset()
+        #: the keys of a stored document that can serve as its own snapshot
+        self.raw_snapshot_keys: frozenset[str] = frozenset({""})
         self.own_names = frozenset(inspect.get_annotations(cls))
 
     def hierarchy_names(self) -> list[str]:
@@ -476,6 +479,11 @@ def _finish_class(
     # A root's documents carry no _cls: one they do carry (a subclass this process
     # does not know) is an unknown key, kept and written back.
     meta.known_keys = frozenset(meta.by_key) | ({"_cls"} if meta.cls_name else set())
+    # A stored document with exactly these keys, loaded by specs that round-trip,
+    # is its own snapshot: dumping what was loaded from it would give it back.
+    meta.raw_snapshot_keys = (
+        meta.known_keys if all(round_trips(f.spec) for f in meta.fields) else frozenset({""})
+    )
     cls._uow_meta = meta
     cls._uow_setters = {f.name: f for f in fields}
     cls.__init__ = _generate_init(cls, meta)
@@ -660,6 +668,9 @@ def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
         "_OWN_FIELDS": frozenset(f.name for f in meta.fields if not f.is_id),
         "_set_extra": _member_setter(cls, "_uow_extra"),
         "_set_absent": _member_setter(cls, "_uow_absent"),
+        "_IMMUTABLE": IMMUTABLE,
+        "_copy": copy_stored,
+        "_list": list,
     }
     lines = [
         "def _uow_load_exact(cls, raw, ctx, absent=None):",
@@ -671,9 +682,18 @@ def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
         lines.append("    _set_state(obj, None)")
     for index, f in enumerate(meta.fields):
         env[f"_set{index}"] = _member_setter(cls, f.name)
-        value = f"_load{index}(value, ctx)" if f.spec.needs_load else "value"
+        # The stored document becomes the session's snapshot: no list or dict of
+        # it may be handed out (converting loads build new ones; others copy).
         if f.spec.needs_load:
             env[f"_load{index}"] = f.spec.load
+            value = f"_load{index}(value, ctx)"
+        elif f.spec.mutable:
+            value = (
+                "(value.copy() if type(value) is _list and _IMMUTABLE.issuperset(map(type, value))"
+                " else _copy(value))"
+            )
+        else:
+            value = "(value if type(value) in _IMMUTABLE else _copy(value))"
         default = f.attribute.default
         if default is attrs.NOTHING:
             missing = [
@@ -892,11 +912,10 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
         # one look at it before it goes, and keeps it if it changed.
         try:
             state = self._uow_state
-        except AttributeError:
-            return
-        if state is not None:
-            with contextlib.suppress(Exception):  # never raise from a finalizer
+            if state is not None and state.owner is not None:
                 state.dropped(self)
+        except Exception:  # never raise from a finalizer
+            pass
 
 
 class Document(_DocumentBase):

@@ -22,7 +22,7 @@ from pymongo import DeleteOne, IndexModel, ReplaceOne, UpdateOne
 from pymongo.errors import PyMongoError, WriteConcernError
 
 from . import _backend, _context
-from ._identity import IdentityMap, Key
+from ._identity import IdentityMap, Key, key_for
 from ._persistence import BatchFailed, run_batch
 from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, build_plan
 from ._reading import ExprArg, Query, RemoveQuery
@@ -31,13 +31,13 @@ from ._state import (
     DocState,
     ObjectState,
     changed_paths,
-    copy_stored,
     full_update,
     mutated,
     snapshot_of,
     unchanged,
     update_for,
 )
+from ._stored import copy_stored
 from ._types import LoadContext
 from .document import Document, ModelMeta, Ref
 from .exceptions import (
@@ -798,7 +798,7 @@ class Session:
         if state is None or state.owner is not self or state.status is ObjectState.PENDING:
             raise UowError(f"{type(obj).__name__} {obj.id!r} is not a stored document here")
         meta = self._meta(obj)
-        raw = self._find_one(meta, {"_id": state.key[1]})
+        raw = self._find_one(meta, {"_id": state.id})
         if raw is None:
             raise NotFound(f"{meta.name} {obj.id!r} is no longer stored")
         self._stats.queries += 1
@@ -937,9 +937,7 @@ class Session:
             raise AttributeError(f"{meta.name} has no field {name!r}")
         if state is None or state.owner is not self or state.snapshot is None:
             return getattr(obj, name)
-        original = _load_partial(
-            type(obj), copy_stored(state.snapshot), self._ctx, obj._uow_absent
-        )
+        original = _load_partial(type(obj), copy_stored(state.snapshot), self._ctx, obj._uow_absent)
         return getattr(original, name)
 
     def has_changes(self) -> bool:
@@ -962,7 +960,8 @@ class Session:
                 continue
             paths = self._changed_paths(obj)
             if paths:
-                changes[obj._uow_state.key] = paths
+                state = obj._uow_state
+                changes[(state.key[0], state.id)] = paths
         return changes
 
     def stats(self) -> SessionStats:
@@ -1105,13 +1104,24 @@ class Session:
             return obj
         meta = cls._uow_meta
         assert meta.collection is not None
-        key = (meta.collection, raw["_id"])
+        stored_id = raw["_id"]
+        key = key_for(meta.collection, stored_id)
         found = self._map.get(key)
         if found is not None:
             self._merge_loaded(found, raw, absent)
             return found  # type: ignore[no-any-return]
         obj = _load_partial(cls, raw, self._ctx, absent)
-        state = DocState(self, key, ObjectState.PERSISTENT, _snapshot(obj))
+        if (
+            absent is None
+            and type(raw) is dict
+            and raw.keys() == type(obj)._uow_meta.raw_snapshot_keys
+        ):
+            # What the driver gave us is the snapshot: the load copied every list
+            # and dict it handed out, and dumping the object would give it back.
+            snapshot: dict[str, Any] = raw
+        else:
+            snapshot = _snapshot(obj)
+        state = DocState(self, key, ObjectState.PERSISTENT, snapshot, stored_id)
         object.__setattr__(obj, "_uow_state", state)
         self._map.add_loaded(key, obj)
         return obj
@@ -1171,7 +1181,7 @@ class Session:
             if key in self._deletes:
                 # Deleted and re-added with the same id: one replace, not a colliding insert.
                 replaced.add(key)
-                request: Any = ReplaceOne({"_id": key[1]}, doc)
+                request: Any = ReplaceOne({"_id": doc["_id"]}, doc)
                 ops.append(WriteOp(UPDATE, key[0], obj, request, data, data))
             else:
                 ops.append(WriteOp(INSERT, key[0], obj, doc, data, data))
@@ -1284,7 +1294,7 @@ class Session:
         self, obj: Document, state: DocState, old: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """``_id``, the shard key as loaded (one shard), and the version loaded."""
-        filter_: dict[str, Any] = {"_id": state.key[1]}
+        filter_: dict[str, Any] = {"_id": state.id}
         meta: ModelMeta = type(obj)._uow_meta
         version = meta.version_field
         if (meta.shard_key or version is not None) and state.snapshot is not None:
@@ -1542,7 +1552,7 @@ class Session:
             return [], False
         if batch.kind == UPDATE and missed == len(checked):
             return checked, False  # none matched: nothing to read back
-        ids = [op.doc._uow_state.key[1] for op in checked]
+        ids = [op.doc._uow_state.id for op in checked]
         collection = self._db[batch.collection]
         query = {"_id": {"$in": ids}}
         read = functools.partial(_find_all, collection, query, self._session_kw())
@@ -1551,7 +1561,7 @@ class Session:
         unsure: list[WriteOp] = []
         for op in checked:
             meta: ModelMeta = type(op.doc)._uow_meta
-            now = stored.get(op.doc._uow_state.key[1])
+            now = stored.get(op.doc._uow_state.id)
             if op.kind == DELETE:
                 if now is not None:
                     definite.append(op)
@@ -1777,13 +1787,13 @@ class Session:
         verdicts: dict[int, bool] = {}
         for name, group in checkable.items():
             collection = self._db[name]
-            query = {"_id": {"$in": [op.doc._uow_state.key[1] for op in group]}}
+            query = {"_id": {"$in": [op.doc._uow_state.id for op in group]}}
             read = functools.partial(_find_all, collection, query, self._session_kw(write=False))
             found = self._send("find", name, read, query)
             self._stats.queries += 1
             stored = {raw["_id"]: raw for raw in found}
             for op in group:
-                now = stored.get(op.doc._uow_state.key[1])
+                now = stored.get(op.doc._uow_state.id)
                 if op.kind == INSERT:
                     verdicts[id(op)] = now is not None
                 elif op.kind == DELETE:
@@ -2003,7 +2013,7 @@ class Session:
 
     def _key(self, meta: ModelMeta, id_value: Any) -> Key:
         assert meta.collection is not None
-        return (meta.collection, _stored_id(meta, id_value))
+        return key_for(meta.collection, _stored_id(meta, id_value))
 
     def _note_collection(self, meta: ModelMeta) -> None:
         assert meta.collection is not None
@@ -2131,7 +2141,7 @@ def _copy_fields(source: Any, target: Any) -> None:
 
 def _detached_copy(state: DocState) -> DocState:
     """A deleted document's state while its transaction may still roll back."""
-    copy = DocState(None, state.key, ObjectState.DETACHED, state.snapshot)
+    copy = DocState(None, state.key, ObjectState.DETACHED, state.snapshot, state.id)
     copy.committed = state.committed
     return copy
 
