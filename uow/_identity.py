@@ -1,12 +1,15 @@
 """The identity map: one object per (collection, _id), bounded without losing a change.
 
-Every tracked document is in exactly one of three tiers:
+Three tiers:
 
 * ``strong``: pending, changed, deleted documents (and ones rescued by the
   finalizer): never evicted, so no change can be dropped by the bound.
 * ``clean``: a cachetools ``LRUCache`` of clean documents, the only tier that is
   bounded (``cache_size``); ``None`` keeps every clean document (a dict), ``0``
-  none.
+  none. A document that changes stays in it while ``strong`` holds it too: an
+  LRUCache costs a Python call per operation, and moving it out and back in
+  would be two more per changed document. What ``strong`` holds counts as
+  strong; when the cache evicts it, nothing happens to it.
 * ``weak``: a weak reference to each clean document the cache let go of (or
   never kept, with ``cache_size=0``). It is what keeps "one object per
   document" true for a document the user still references. When nobody does,
@@ -62,6 +65,11 @@ class _EvictingLRU(LRUCache[Key, Any]):
         return key, obj
 
 
+def _peek(clean: dict[Key, Any] | LRUCache[Key, Any], key: Key) -> Any:
+    """``clean[key]``, not counted as a use (LRUCache's own __getitem__ would)."""
+    return Cache.__getitem__(clean, key) if isinstance(clean, LRUCache) else clean[key]
+
+
 class IdentityMap:
     """Tracked documents by key; see the module docstring for the tiers."""
 
@@ -81,7 +89,8 @@ class IdentityMap:
         return _EvictingLRU(self._cache_size, self._to_weak)
 
     def _to_weak(self, key: Key, obj: Any) -> None:
-        self.weak[key] = weakref.ref(obj)
+        if key not in self.strong:
+            self.weak[key] = weakref.ref(obj)
 
     def get(self, key: Key) -> Any:
         """The tracked object for ``key`` or None; a hit refreshes its LRU place."""
@@ -101,8 +110,7 @@ class IdentityMap:
         obj = self.strong.get(key)
         clean = self.clean
         if obj is None and clean is not None and key in clean:
-            # Cache's own __getitem__: a look that LRUCache's would count as a use.
-            obj = Cache.__getitem__(clean, key) if isinstance(clean, LRUCache) else clean[key]
+            obj = _peek(clean, key)
         if obj is None:
             ref = self.weak.get(key)
             obj = None if ref is None else ref()
@@ -118,15 +126,31 @@ class IdentityMap:
             return
         if self.weak:
             self.weak.pop(key, None)
-        clean[key] = obj
+        if clean.get(key) is not obj:  # (a get counts as a use, as a set would)
+            clean[key] = obj
 
-    add_loaded = add_clean
+    def add_loaded(self, key: Key, obj: Any) -> None:
+        """Track a document just loaded, under a key no tier has."""
+        clean = self.clean
+        if clean is None:
+            self.weak[key] = weakref.ref(obj)
+        else:
+            if self.weak:
+                self.weak.pop(key, None)  # a dead entry the finalizer has not removed yet
+            clean[key] = obj
 
     def hold(self, key: Key, obj: Any) -> None:
         """Track a document that must not be evicted (pending, changed, deleted)."""
         self.strong[key] = obj
-        if self.clean is not None:
-            self.clean.pop(key, None)
+        clean = self.clean
+        if clean is not None and key in clean and _peek(clean, key) is not obj:
+            clean.pop(key, None)  # another object under this key (a replaced delete)
+        if self.weak:
+            self.weak.pop(key, None)
+
+    def pin(self, key: Key, obj: Any) -> None:
+        """``hold()`` a document this map already tracks under ``key``."""
+        self.strong[key] = obj
         if self.weak:
             self.weak.pop(key, None)
 
@@ -158,12 +182,13 @@ class IdentityMap:
 
     def objects(self) -> list[Any]:
         """Every tracked object alive now (a list: the map may change as we go)."""
-        found = list(self.strong.values())
+        strong = self.strong
+        found = list(strong.values())
         clean = self.clean
         if isinstance(clean, LRUCache):
-            found += [Cache.__getitem__(clean, key) for key in list(clean)]
+            found += [Cache.__getitem__(clean, key) for key in list(clean) if key not in strong]
         elif clean is not None:
-            found += clean.values()
+            found += [obj for key, obj in list(clean.items()) if key not in strong]
         if self.weak:
             # list() of the values allocates no Python object while it copies, so
             # no finalizer can run (and change the dict) in the middle of the copy.
@@ -172,8 +197,7 @@ class IdentityMap:
         return found
 
     def __len__(self) -> int:
-        live_weak = sum(1 for ref in list(self.weak.values()) if ref() is not None)
-        return len(self.strong) + (len(self.clean) if self.clean is not None else 0) + live_weak
+        return len(self.objects())
 
     def __contains__(self, key: Key) -> bool:
         return self.get_quiet(key) is not None

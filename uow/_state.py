@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._identity import Key, id_of
-from ._stored import EQ_EXACT, copy_stored
+from ._stored import copy_stored
 from .operators import MISSING, UpdateSpec, diff_document, same, set_
 
 if TYPE_CHECKING:
@@ -128,16 +128,7 @@ def mutated(obj: Document, snapshot: Mapping[str, Any]) -> bool:
         value = getattr(obj, field.name)
         if field.spec.needs_dump:
             value = field.spec.dump(value)
-        old = snapshot.get(field.key, MISSING)
-        if value is old:
-            continue
-        kind = type(value)
-        if value == old and (
-            (kind is list and EQ_EXACT.issuperset(map(type, value)))
-            or (kind is dict and EQ_EXACT.issuperset(map(type, value.values())))
-        ):
-            continue
-        if not same(old, value):
+        if not same(snapshot.get(field.key, MISSING), value):
             return True
     return False
 

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
+from ._stored import EQ_EXACT
+
 __all__ = [
     "MISSING",
     "OPERATORS",
@@ -103,9 +105,15 @@ def same(old: Any, new: Any) -> bool:
     if kind is dict:
         if old.keys() != new.keys():
             return False
+        if old == new and EQ_EXACT.issuperset(map(type, old.values())):
+            return True  # == at C speed, and for these types == is the same BSON
         return all(same(value, new[key]) for key, value in old.items())
     if kind is list:
-        return len(old) == len(new) and all(map(same, old, new))
+        if len(old) != len(new):
+            return False
+        if old == new and EQ_EXACT.issuperset(map(type, old)):
+            return True
+        return all(map(same, old, new))
     if kind is float and math.isnan(old):
         return math.isnan(new)
     if kind is _dt.datetime:
@@ -260,7 +268,7 @@ def diff_document(
         if key in skip:
             continue
         before = old.get(key, MISSING)
-        if same(before, value):
+        if before is value or same(before, value):
             continue
         path = prefix + key
         entry = schema.get(key) if schema is not None else None

@@ -401,7 +401,10 @@ class Session:
                 f"{type(obj).__name__} {obj.id!r} belongs to another session; "
                 "expunge it there first"
             )
-        key = self._key(meta, obj.id)
+        collection = meta.collection
+        assert collection is not None  # _meta() refused an abstract class
+        stored_id = _stored_id(meta, obj.id)
+        key = key_for(collection, stored_id)
         current = self._map.get(key)
         if (
             current is not None
@@ -415,16 +418,21 @@ class Session:
         self._note_collection(meta)
         if state is DETACHED and current is None:
             # Stored already: track it again as it is now.
-            new_state = DocState(self, key, ObjectState.PERSISTENT, _snapshot(obj))
+            new_state = DocState(
+                self, key, ObjectState.PERSISTENT, _snapshot(obj), stored_id
+            )
             object.__setattr__(obj, "_uow_state", new_state)
             self._map.add_clean(key, obj)
             return
         # New, or replacing a deleted document of the same id: the deleted one stays
         # queued in _deletes (held strongly there) and the key now finds this one.
-        new_state = DocState(self, key, ObjectState.PENDING)
+        new_state = DocState(self, key, ObjectState.PENDING, None, stored_id)
         object.__setattr__(obj, "_uow_state", new_state)
         self._inserts[key] = obj
-        self._map.hold(key, obj)
+        if current is None:
+            self._map.strong[key] = obj  # in no tier yet: nothing to move
+        else:
+            self._map.hold(key, obj)
 
     def add_all(self, objs: Iterable[Document]) -> None:
         """``add()`` each document."""
@@ -451,7 +459,7 @@ class Session:
             self._deletes[state.key] = obj
             self._modified.pop(state.key, None)
             self._updates.pop(state.key, None)
-            self._map.hold(state.key, obj)
+            self._map.pin(state.key, obj)
             self._note_collection(meta)
             return
         if state is not None and state.owner is not None:
@@ -1059,7 +1067,7 @@ class Session:
     def on_modified(self, obj: Document, state: DocState) -> None:
         """A tracked document was assigned to: hold it until flushed."""
         if state.status is ObjectState.PERSISTENT:
-            self._map.hold(state.key, obj)
+            self._map.pin(state.key, obj)
             self._modified[state.key] = obj
             self._collections.setdefault(state.key[0], None)
 
