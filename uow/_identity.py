@@ -1,24 +1,24 @@
 """The identity map: one object per (collection, _id), bounded without losing a change.
 
-Three tiers:
+What keeps a tracked document alive:
 
-* ``strong``: pending, changed, deleted documents (and ones rescued by the
+* ``pinned``: pending, changed, deleted documents (and ones rescued by the
   finalizer): never evicted, so no change can be dropped by the bound.
-* ``clean``: a cachetools ``LRUCache`` of clean documents, the only tier that is
-  bounded (``cache_size``); ``None`` keeps every clean document (a dict), ``0``
-  none. A document that changes stays in it while ``strong`` holds it too: an
-  LRUCache costs a Python call per operation, and moving it out and back in
-  would be two more per changed document. What ``strong`` holds counts as
-  strong; when the cache evicts it, nothing happens to it.
+* ``lru``: a cachetools ``LRUCache`` of clean documents, the only bounded part
+  (``cache_size``); with ``None`` every clean document is kept, with ``0``
+  none. A document that changes stays in it while pinned (an LRUCache costs a
+  Python call per operation; moving it out and back would be two more per
+  changed document): when the cache evicts a pinned document nothing happens.
 * ``weak``: a weak reference to each clean document the cache let go of (or
   never kept, with ``cache_size=0``). It is what keeps "one object per
   document" true for a document the user still references. When nobody does,
   the document's finalizer (``Document.__del__``) asks the session whether it
-  changed in place: if so it is kept (``strong``), if not its entry goes
+  changed in place: if so it is pinned again, if not its entry goes
   (``forget_dead``).
 
-Only documents the cache lets go of cost a weak reference: a session that
-stays within ``cache_size`` makes none.
+``held`` indexes every document pinned or in the cache, so that a lookup, a
+miss above all, and a walk over the map are plain dict operations; only
+documents the cache lets go of cost a weak reference.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bson import ObjectId
-from cachetools import Cache, LRUCache
+from cachetools import LRUCache
 
 __all__: list[str] = []
 
@@ -52,111 +52,108 @@ def id_of(key: Key) -> Any:
     return ObjectId(key[1]) if len(key) == 3 else key[1]
 
 
-class _EvictingLRU(LRUCache[Key, Any]):
-    """An LRUCache that tells the map what it evicts (cachetools' popitem hook)."""
+class _EvictingLRU(LRUCache[Key, None]):
+    """An LRUCache of keys that tells the map what it evicts (cachetools' popitem hook)."""
 
-    def __init__(self, maxsize: int, evicted: Callable[[Key, Any], None]) -> None:
+    def __init__(self, maxsize: int, evicted: Callable[[Key], None]) -> None:
         super().__init__(maxsize=maxsize)
         self._evicted = evicted
 
-    def popitem(self) -> tuple[Key, Any]:
-        key, obj = super().popitem()
-        self._evicted(key, obj)
-        return key, obj
-
-
-def _peek(clean: dict[Key, Any] | LRUCache[Key, Any], key: Key) -> Any:
-    """``clean[key]``, not counted as a use (LRUCache's own __getitem__ would)."""
-    return Cache.__getitem__(clean, key) if isinstance(clean, LRUCache) else clean[key]
+    def popitem(self) -> tuple[Key, None]:
+        key, value = super().popitem()
+        self._evicted(key)
+        return key, value
 
 
 class IdentityMap:
-    """Tracked documents by key; see the module docstring for the tiers."""
+    """Tracked documents by key; see the module docstring."""
 
     def __init__(self, cache_size: int | None) -> None:
         if cache_size is not None and cache_size < 0:
             raise ValueError(f"cache_size must be None or >= 0, got {cache_size}")
         self._cache_size = cache_size
-        self.strong: dict[Key, Any] = {}
-        self.clean: dict[Key, Any] | LRUCache[Key, Any] | None = self._new_clean()
+        self.held: dict[Key, Any] = {}
+        self.pinned: set[Key] = set()
+        self.lru: LRUCache[Key, None] | None = self._new_lru()
         self.weak: dict[Key, weakref.ref[Any]] = {}
 
-    def _new_clean(self) -> dict[Key, Any] | LRUCache[Key, Any] | None:
-        if self._cache_size is None:
-            return {}
-        if self._cache_size == 0:
+    def _new_lru(self) -> LRUCache[Key, None] | None:
+        if not self._cache_size:
             return None
-        return _EvictingLRU(self._cache_size, self._to_weak)
+        return _EvictingLRU(self._cache_size, self._evicted)
 
-    def _to_weak(self, key: Key, obj: Any) -> None:
-        if key not in self.strong:
-            self.weak[key] = weakref.ref(obj)
+    def _evicted(self, key: Key) -> None:
+        if key not in self.pinned:
+            obj = self.held.pop(key, None)
+            if obj is not None:
+                self.weak[key] = weakref.ref(obj)
 
     def get(self, key: Key) -> Any:
         """The tracked object for ``key`` or None; a hit refreshes its LRU place."""
-        obj = self.strong.get(key)
+        obj = self.held.get(key)
         if obj is not None:
+            lru = self.lru
+            if lru is not None and key not in self.pinned:
+                lru.get(key)  # a use
             return obj
-        clean = self.clean
-        if clean is not None:
-            obj = clean.get(key)  # an LRUCache's get counts as a use
-            if obj is not None:
-                return obj
         ref = self.weak.get(key)
         return None if ref is None else ref()
 
     def get_quiet(self, key: Key) -> Any:
         """The tracked object for ``key`` or None, leaving the LRU order alone."""
-        obj = self.strong.get(key)
-        clean = self.clean
-        if obj is None and clean is not None and key in clean:
-            obj = _peek(clean, key)
+        obj = self.held.get(key)
         if obj is None:
             ref = self.weak.get(key)
             obj = None if ref is None else ref()
         return obj
 
+    def _keep_clean(self, key: Key, obj: Any) -> None:
+        """``obj`` is clean and unpinned: in the cache, or weakly held."""
+        lru = self.lru
+        if lru is not None:
+            self.held[key] = obj
+            lru[key] = None  # may evict another (or, at size 1, this one)
+        elif self._cache_size is None:
+            self.held[key] = obj
+        else:
+            self.held.pop(key, None)
+            self.weak[key] = weakref.ref(obj)
+
     def add_clean(self, key: Key, obj: Any) -> None:
         """Track a clean document (loaded or just flushed)."""
-        if self.strong:
-            self.strong.pop(key, None)
-        clean = self.clean
-        if clean is None:
-            self._to_weak(key, obj)
-            return
+        pinned = self.pinned
+        if key in pinned:
+            pinned.discard(key)
+            lru = self.lru
+            if lru is not None and key in lru and self.held.get(key) is obj:
+                return  # still cached from before it changed
         if self.weak:
             self.weak.pop(key, None)
-        if clean.get(key) is not obj:  # (a get counts as a use, as a set would)
-            clean[key] = obj
+        self._keep_clean(key, obj)
 
     def add_loaded(self, key: Key, obj: Any) -> None:
-        """Track a document just loaded, under a key no tier has."""
-        clean = self.clean
-        if clean is None:
-            self.weak[key] = weakref.ref(obj)
-        else:
-            if self.weak:
-                self.weak.pop(key, None)  # a dead entry the finalizer has not removed yet
-            clean[key] = obj
+        """Track a document just loaded, under a key nothing holds."""
+        if self.weak:
+            self.weak.pop(key, None)  # a dead entry the finalizer has not removed yet
+        self._keep_clean(key, obj)
 
     def hold(self, key: Key, obj: Any) -> None:
         """Track a document that must not be evicted (pending, changed, deleted)."""
-        self.strong[key] = obj
-        clean = self.clean
-        if clean is not None and key in clean and _peek(clean, key) is not obj:
-            clean.pop(key, None)  # another object under this key (a replaced delete)
+        self.held[key] = obj
+        self.pinned.add(key)
         if self.weak:
             self.weak.pop(key, None)
 
-    def pin(self, key: Key, obj: Any) -> None:
-        """``hold()`` a document this map already tracks under ``key``."""
-        self.strong[key] = obj
-        if self.weak:
-            self.weak.pop(key, None)
+    pin = hold
+
+    def hold_new(self, key: Key, obj: Any) -> None:
+        """``hold()`` a document under a key nothing tracks."""
+        self.held[key] = obj
+        self.pinned.add(key)
 
     def release(self, key: Key, obj: Any) -> None:
         """A held document is clean again: back to the bounded tier (if it was held)."""
-        if self.strong.get(key) is obj:
+        if key in self.pinned and self.held.get(key) is obj:
             self.add_clean(key, obj)
 
     def discard(self, key: Key, obj: Any = None) -> None:
@@ -167,9 +164,10 @@ class IdentityMap:
         """
         if obj is not None and self.get_quiet(key) is not obj:
             return
-        self.strong.pop(key, None)
-        if self.clean is not None:
-            self.clean.pop(key, None)
+        self.held.pop(key, None)
+        self.pinned.discard(key)
+        if self.lru is not None:
+            self.lru.pop(key, None)
         self.weak.pop(key, None)
 
     def forget_dead(self, key: Key, obj: Any) -> None:
@@ -182,13 +180,7 @@ class IdentityMap:
 
     def objects(self) -> list[Any]:
         """Every tracked object alive now (a list: the map may change as we go)."""
-        strong = self.strong
-        found = list(strong.values())
-        clean = self.clean
-        if isinstance(clean, LRUCache):
-            found += [Cache.__getitem__(clean, key) for key in list(clean) if key not in strong]
-        elif clean is not None:
-            found += [obj for key, obj in list(clean.items()) if key not in strong]
+        found = list(self.held.values())
         if self.weak:
             # list() of the values allocates no Python object while it copies, so
             # no finalizer can run (and change the dict) in the middle of the copy.
@@ -203,7 +195,8 @@ class IdentityMap:
         return self.get_quiet(key) is not None
 
     def clear(self) -> None:
-        self.strong.clear()
-        # A new cache, not clear(): LRUCache.clear() evicts one by one (into weak).
-        self.clean = self._new_clean()
+        self.held = {}
+        self.pinned = set()
+        # A new cache, not clear(): LRUCache.clear() evicts one by one.
+        self.lru = self._new_lru()
         self.weak = {}

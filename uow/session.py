@@ -430,7 +430,7 @@ class Session:
         object.__setattr__(obj, "_uow_state", new_state)
         self._inserts[key] = obj
         if current is None:
-            self._map.strong[key] = obj  # in no tier yet: nothing to move
+            self._map.hold_new(key, obj)
         else:
             self._map.hold(key, obj)
 
@@ -1193,10 +1193,7 @@ class Session:
                 ops.append(WriteOp(UPDATE, key[0], obj, request, data, data))
             else:
                 ops.append(WriteOp(INSERT, key[0], obj, doc, data, data))
-        for obj in self._update_candidates():
-            op = self._update_op(obj)
-            if op is not None:
-                ops.append(op)
+        self._collect_updates(ops)
         for explicit in self._updates.values():
             if not explicit.tracked:
                 ops.append(self._untracked_update_op(explicit))
@@ -1215,26 +1212,45 @@ class Session:
         if not state.pinned:
             self._map.release(state.key, obj)
 
-    def _update_candidates(self) -> list[Document]:
-        """Documents that may hold a change: assigned, explicitly updated, or mutable."""
-        seen: dict[int, Document] = {}
-        for obj in self._modified.values():
-            seen[id(obj)] = obj
-        for explicit in self._updates.values():
-            if explicit.tracked:
-                seen[id(explicit.doc)] = explicit.doc
-        for obj in self._map.objects():
-            if type(obj)._uow_meta.mutable:
-                seen.setdefault(id(obj), obj)
-        return [obj for obj in seen.values() if obj._uow_state.status is ObjectState.PERSISTENT]
+    def _collect_updates(self, ops: list[WriteOp]) -> None:
+        """The updates of documents assigned to, explicitly updated, or changed in place.
 
-    def _update_op(self, obj: Document) -> WriteOp | None:
+        In that order: assignments and explicit updates as queued, then the rest
+        of the map. A document nobody assigned to, without fields that change in
+        place, is not looked at.
+        """
+        seen: set[int] = set()
+        queued = [*self._modified.values()]
+        queued += [u.doc for u in self._updates.values() if u.tracked]
+        for obj in queued:
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                if obj._uow_state.status is ObjectState.PERSISTENT:
+                    op = self._update_op(obj)
+                    if op is not None:
+                        ops.append(op)
+        persistent = ObjectState.PERSISTENT
+        for obj in self._map.objects():
+            if not type(obj)._uow_meta.mutable:
+                continue
+            state = obj._uow_state
+            if state.status is not persistent or (seen and id(obj) in seen):
+                continue
+            snapshot = state.snapshot
+            if snapshot is not None and not mutated(obj, snapshot):
+                continue
+            op = self._update_op(obj, changed=True)
+            if op is not None:
+                ops.append(op)
+
+    def _update_op(self, obj: Document, *, changed: bool = False) -> WriteOp | None:
+        """The update that persists ``obj``'s change, or None (``changed``: known to be)."""
         state: DocState = obj._uow_state
         meta: ModelMeta = type(obj)._uow_meta
         explicit = self._updates.get(state.key)
         old = state.snapshot
         assert old is not None
-        if explicit is None and not state.modified and not (meta.mutable and mutated(obj, old)):
+        if not (changed or explicit is not None or state.modified or mutated(obj, old)):
             return None
         obj._uow_check_deep(meta.name, "")
         # The new snapshot, diffed: the update's values share nothing with the live
