@@ -48,6 +48,7 @@ class DocState:
     """What a session knows of one tracked document."""
 
     __slots__ = (
+        "assigned",
         "committed",
         "expired",
         "id",
@@ -78,8 +79,11 @@ class DocState:
         self.snapshot = snapshot
         #: stored form as last committed, where a transaction may roll back
         self.committed = snapshot
-        #: assigned to since the last flush
+        #: assigned to since the last flush (or to be compared whole for another reason)
         self.modified = False
+        #: the fields assigned to, when ``modified`` is for assignments only (else None:
+        #: the whole document is compared)
+        self.assigned: set[str] | None = None
         #: kept alive by the session for good (see ``dropped``)
         self.pinned = False
         #: keys the server set ($currentDate): reloaded on the next read
@@ -87,8 +91,12 @@ class DocState:
 
     def touched(self, obj: Document, name: str) -> None:
         """A field was assigned: hold the document strongly until it is flushed."""
-        if not self.modified and self.owner is not None:
+        if self.modified:
+            if self.assigned is not None:
+                self.assigned.add(name)
+        elif self.owner is not None:
             self.modified = True
+            self.assigned = {name}
             self.owner.on_modified(obj, self)
 
     def dropped(self, obj: Document) -> None:
@@ -138,9 +146,16 @@ def unchanged(obj: Document, snapshot: Mapping[str, Any]) -> bool:
     return same(snapshot, obj._uow_to_bson())
 
 
-def update_for(meta: ModelMeta, old: Mapping[str, Any], new: Mapping[str, Any]) -> UpdateSpec:
+def update_for(
+    meta: ModelMeta,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    assigned: set[str] | None = None,
+) -> UpdateSpec:
     """The update that turns stored form ``old`` into ``new`` (both decoded BSON).
 
+    With ``assigned`` (the names of the fields assigned to), only those and the
+    fields that can change in place are compared: nothing else can differ.
     Fields the server sets (``$currentDate``) and the version are left out here:
     the flush adds them to every update of the document.
     """
@@ -148,7 +163,16 @@ def update_for(meta: ModelMeta, old: Mapping[str, Any], new: Mapping[str, Any]) 
     skip = meta.current_date_keys
     if meta.version_field is not None:
         skip = skip | {meta.version_field.key}
-    diff_document(update, "", old, new, meta.by_key, skip)
+    if assigned is not None:
+        by_name = meta.by_name
+        keys = {by_name[name].key for name in assigned if name in by_name}
+        keys.update(meta.mutable_keys)
+        # In the document's order, so that the update's paths come in that order.
+        old = {key: value for key, value in old.items() if key in keys}
+        new_part = {key: value for key, value in new.items() if key in keys}
+        diff_document(update, "", old, new_part, meta.by_key, skip)
+    else:
+        diff_document(update, "", old, new, meta.by_key, skip)
     return _addressable(update, new)
 
 

@@ -712,6 +712,7 @@ class Session:
                 _restore(obj, target, self._ctx)
             state.snapshot = target
             state.modified = False
+            state.assigned = None
             if not state.pinned:
                 self._map.add_clean(state.key, obj)
 
@@ -815,6 +816,7 @@ class Session:
         _copy_fields(fresh, obj)
         state.snapshot = _snapshot(obj)
         state.modified = False
+        state.assigned = None
         state.expired = frozenset()
         self._modified.pop(state.key, None)
         self._updates.pop(state.key, None)
@@ -1208,6 +1210,7 @@ class Session:
     def _settle(self, obj: Document, state: DocState) -> None:
         """Assigned to, but nothing to write: clean again, and evictable again."""
         state.modified = False
+        state.assigned = None
         self._modified.pop(state.key, None)
         if not state.pinned:
             self._map.release(state.key, obj)
@@ -1256,7 +1259,15 @@ class Session:
         # The new snapshot, diffed: the update's values share nothing with the live
         # document, so the statement kept for errors and unknown outcomes stays as sent.
         new = snapshot_of(meta, obj._uow_to_bson())
-        update = update_for(meta, old, new)
+        # Only what can differ is compared: the fields assigned to (when that is all
+        # that marked the document) and those that change in place.
+        if explicit is not None:
+            assigned: set[str] | None = None
+        elif state.modified:
+            assigned = state.assigned
+        else:
+            assigned = set()
+        update = update_for(meta, old, new, assigned)
         if explicit is not None and explicit.operators:
             update = _with_operators(meta, update, old, new, explicit.operators)
         version = meta.version_field
@@ -1347,7 +1358,7 @@ class Session:
                 continue  # an untracked explicit update
             key = state.key
             if op.kind == INSERT or isinstance(op.request, ReplaceOne):
-                replaced = self._deletes.pop(key, None)
+                replaced = self._deletes.pop(key, None) if self._deletes else None
                 if replaced is not None and replaced is not obj:
                     object.__setattr__(replaced, "_uow_state", DETACHED)
                 self._inserts.pop(key, None)
@@ -1356,6 +1367,7 @@ class Session:
                 # Assigned to while pending: that is in the insert. Left set, the
                 # flag would keep the next assignment from queueing the document.
                 state.modified = False
+                state.assigned = None
                 if in_transaction:
                     self._tx_inserted.setdefault(key, obj)
                     self._map.hold(key, obj)
@@ -1365,6 +1377,7 @@ class Session:
             elif op.kind == UPDATE:
                 state.snapshot = op.snapshot
                 state.modified = False
+                state.assigned = None
                 self._modified.pop(key, None)
                 explicit = self._updates.pop(key, None)
                 meta: ModelMeta = type(obj)._uow_meta
@@ -1668,6 +1681,7 @@ class Session:
                 # Deleted and added back: as far as the server knows, neither happened.
                 state = DocState(self, key, ObjectState.PERSISTENT, committed)
                 state.modified = True
+                state.assigned = None
                 object.__setattr__(obj, "_uow_state", state)
                 self._modified[key] = obj
                 self._map.hold(key, obj)
@@ -1695,6 +1709,7 @@ class Session:
                 # Marked as assigned to: a document without mutable fields is only
                 # compared with its snapshot when it is (is_dirty, has_changes...).
                 state.modified = True
+                state.assigned = None
                 self._modified[state.key] = obj
                 self._map.hold(state.key, obj)
         return unflushed
@@ -1851,6 +1866,7 @@ class Session:
             ):
                 # Changed again in memory since: that change is still to be sent.
                 state.modified = True
+                state.assigned = None
                 self._modified[state.key] = obj
                 self._map.hold(state.key, obj)
 
