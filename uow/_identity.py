@@ -32,7 +32,7 @@ from cachetools import LRUCache
 
 __all__: list[str] = []
 
-#: (collection, id), or (collection, an ObjectId's 12 bytes, ObjectId): see key_for
+#: (collection, id), or (collection, an ObjectId's 12 bytes, "oid"): see key_for
 Key = tuple[Any, ...]
 
 
@@ -43,7 +43,9 @@ def key_for(collection: str, stored_id: Any) -> Key:
     operation on a key holding one would run; its bytes hash in C, once.
     """
     if type(stored_id) is ObjectId:
-        return (collection, stored_id.binary, ObjectId)
+        # "oid" marks it (any 3-tuple is one); not the class itself, which would
+        # keep the garbage collector tracking every key.
+        return (collection, stored_id.binary, "oid")
     return (collection, stored_id)
 
 

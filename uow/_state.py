@@ -81,22 +81,23 @@ class DocState:
         self.committed = snapshot
         #: assigned to since the last flush (or to be compared whole for another reason)
         self.modified = False
-        #: the fields assigned to, when ``modified`` is for assignments only (else None:
-        #: the whole document is compared)
-        self.assigned: set[str] | None = None
+        #: the fields assigned to (a mask of ``FieldMeta.bit``: an int allocates no
+        #: object the garbage collector tracks), when ``modified`` is for assignments
+        #: only; else None: the whole document is compared
+        self.assigned: int | None = None
         #: kept alive by the session for good (see ``dropped``)
         self.pinned = False
         #: keys the server set ($currentDate): reloaded on the next read
         self.expired: frozenset[str] = frozenset()
 
-    def touched(self, obj: Document, name: str) -> None:
-        """A field was assigned: hold the document strongly until it is flushed."""
+    def touched(self, obj: Document, bit: int) -> None:
+        """A field (``FieldMeta.bit``) was assigned: hold the document until it is flushed."""
         if self.modified:
             if self.assigned is not None:
-                self.assigned.add(name)
+                self.assigned |= bit
         elif self.owner is not None:
             self.modified = True
-            self.assigned = {name}
+            self.assigned = bit
             self.owner.on_modified(obj, self)
 
     def dropped(self, obj: Document) -> None:
@@ -110,17 +111,18 @@ DETACHED = DocState(None, ("", None), ObjectState.DETACHED)
 
 
 def snapshot_of(meta: ModelMeta, doc: dict[str, Any]) -> dict[str, Any]:
-    """A snapshot of ``doc`` (a stored form just made from a document).
+    """Make ``doc``, a stored form just dumped from a document, a snapshot; returns it.
 
-    Only the fields that can change in place are copied: everything else in a
-    freshly dumped form is immutable or (unknown stored keys) never changed.
+    In place (a dump is a new dict, and one dict fewer per document is garbage
+    the collector never has to look at): the fields that can change in place get
+    copies of their values; everything else in a dump is immutable, or (unknown
+    stored keys) never changed.
     """
-    snapshot = doc.copy()
     for key in meta.mutable_keys:
-        value = snapshot.get(key, MISSING)
+        value = doc.get(key, MISSING)
         if value is not MISSING:
-            snapshot[key] = copy_stored(value)
-    return snapshot
+            doc[key] = copy_stored(value)
+    return doc
 
 
 def mutated(obj: Document, snapshot: Mapping[str, Any]) -> bool:
@@ -150,11 +152,11 @@ def update_for(
     meta: ModelMeta,
     old: Mapping[str, Any],
     new: Mapping[str, Any],
-    assigned: set[str] | None = None,
+    assigned: int | None = None,
 ) -> UpdateSpec:
     """The update that turns stored form ``old`` into ``new`` (both decoded BSON).
 
-    With ``assigned`` (the names of the fields assigned to), only those and the
+    With ``assigned`` (a mask of the fields assigned to), only those and the
     fields that can change in place are compared: nothing else can differ.
     Fields the server sets (``$currentDate``) and the version are left out here:
     the flush adds them to every update of the document.
@@ -164,8 +166,7 @@ def update_for(
     if meta.version_field is not None:
         skip = skip | {meta.version_field.key}
     if assigned is not None:
-        by_name = meta.by_name
-        keys = {by_name[name].key for name in assigned if name in by_name}
+        keys = {field.key for field in meta.fields if field.bit & assigned}
         keys.update(meta.mutable_keys)
         # In the document's order, so that the update's paths come in that order.
         old = {key: value for key, value in old.items() if key in keys}

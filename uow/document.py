@@ -86,6 +86,7 @@ class FieldMeta:
 
     __slots__ = (
         "attribute",
+        "bit",
         "convert",
         "current_date",
         "index",
@@ -107,6 +108,8 @@ class FieldMeta:
         self.attribute = attribute
         self.name: str = attribute.name
         self.is_id = attribute.name == "id"
+        #: this field's bit in a mask of fields (set per class: see _finish_class)
+        self.bit = 0
         self.key: str = "_id" if self.is_id else (options.db_name or attribute.name)
         self.spec = spec
         self.options = options
@@ -486,6 +489,8 @@ def _finish_class(
     )
     cls._uow_meta = meta
     cls._uow_setters = {f.name: f for f in fields}
+    for index, f in enumerate(fields):
+        f.bit = 1 << index
     cls.__init__ = _generate_init(cls, meta)
     cls._uow_to_bson = _generate_to_bson(cls, meta)
     cls._uow_load_exact = classmethod(_generate_loader(cls, meta))
@@ -903,8 +908,10 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
     def __setattr__(self, name: str, value: Any) -> None:
         _BaseModel.__setattr__(self, name, value)
         state = self._uow_state
-        if state is not None and name in self._uow_setters:
-            state.touched(self, name)
+        if state is not None:
+            field = self._uow_setters.get(name)
+            if field is not None:
+                state.touched(self, field.bit)
 
     def __del__(self) -> None:
         # A document the user dropped may hold a change found by no one yet (an

@@ -1262,11 +1262,11 @@ class Session:
         # Only what can differ is compared: the fields assigned to (when that is all
         # that marked the document) and those that change in place.
         if explicit is not None:
-            assigned: set[str] | None = None
+            assigned: int | None = None
         elif state.modified:
             assigned = state.assigned
         else:
-            assigned = set()
+            assigned = 0
         update = update_for(meta, old, new, assigned)
         if explicit is not None and explicit.operators:
             update = _with_operators(meta, update, old, new, explicit.operators)
