@@ -44,6 +44,10 @@ class ObjectState(enum.Enum):
     DETACHED = "detached"
 
 
+#: One empty frozenset for every state (each frozenset() is a new object to collect).
+NO_KEYS: frozenset[str] = frozenset()
+
+
 class DocState:
     """What a session knows of one tracked document."""
 
@@ -88,7 +92,7 @@ class DocState:
         #: kept alive by the session for good (see ``dropped``)
         self.pinned = False
         #: keys the server set ($currentDate): reloaded on the next read
-        self.expired: frozenset[str] = frozenset()
+        self.expired: frozenset[str] = NO_KEYS
 
     def touched(self, obj: Document, bit: int) -> None:
         """A field (``FieldMeta.bit``) was assigned: hold the document until it is flushed."""

@@ -28,6 +28,7 @@ from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, build_plan
 from ._reading import ExprArg, Query, RemoveQuery
 from ._state import (
     DETACHED,
+    NO_KEYS,
     DocState,
     ObjectState,
     changed_paths,
@@ -817,7 +818,7 @@ class Session:
         state.snapshot = _snapshot(obj)
         state.modified = False
         state.assigned = None
-        state.expired = frozenset()
+        state.expired = NO_KEYS
         self._modified.pop(state.key, None)
         self._updates.pop(state.key, None)
         if state.status is ObjectState.PERSISTENT and not state.pinned:
@@ -1162,7 +1163,7 @@ class Session:
         if fill:
             remaining = frozenset(set(obj._uow_absent or ()) - fill) or None
             object.__setattr__(obj, "_uow_absent", remaining)
-        state.expired = frozenset()
+        state.expired = NO_KEYS
         state.snapshot = _snapshot(obj)
 
     # -- internals: flush -----------------------------------------------------------
