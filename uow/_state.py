@@ -169,15 +169,8 @@ def update_for(
     skip = meta.current_date_keys
     if meta.version_field is not None:
         skip = skip | {meta.version_field.key}
-    if assigned is not None:
-        keys = {field.key for field in meta.fields if field.bit & assigned}
-        keys.update(meta.mutable_keys)
-        # In the document's order, so that the update's paths come in that order.
-        old = {key: value for key, value in old.items() if key in keys}
-        new_part = {key: value for key, value in new.items() if key in keys}
-        diff_document(update, "", old, new_part, meta.by_key, skip)
-    else:
-        diff_document(update, "", old, new, meta.by_key, skip)
+    keys = None if assigned is None else meta.keys_to_compare(assigned)
+    diff_document(update, "", old, new, meta.by_key, skip, keys)
     return _addressable(update, new)
 
 
@@ -192,7 +185,7 @@ def _addressable(update: UpdateSpec, new: Mapping[str, Any]) -> UpdateSpec:
         path.split(".", 1)[0]
         for paths in update.values()
         for path in paths
-        if "" in path.split(".")
+        if not path or path[0] == "." or path[-1] == "." or ".." in path
     }
     if not whole:
         return update

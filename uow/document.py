@@ -16,13 +16,14 @@ access while ``User.visits`` answers with a ``query.QueryField``.
 from __future__ import annotations
 
 import builtins
+import datetime
 import inspect
 import re
 import sys
 import threading
 import typing
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import attrs
 import bson
@@ -89,6 +90,9 @@ class FieldMeta:
         "bit",
         "convert",
         "current_date",
+        "fast_optional",
+        "fast_range",
+        "fast_type",
         "index",
         "is_id",
         "key",
@@ -110,6 +114,9 @@ class FieldMeta:
         self.is_id = attribute.name == "id"
         #: this field's bit in a mask of fields (set per class: see _finish_class)
         self.bit = 0
+        #: an assigned value of exactly this type needs no further check (None: always
+        #: check); ``fast_range``: an int must still be tested against BSON's int64
+        self.fast_type, self.fast_optional, self.fast_range = _fast_type(spec)
         self.key: str = "_id" if self.is_id else (options.db_name or attribute.name)
         self.spec = spec
         self.options = options
@@ -165,9 +172,20 @@ class ModelMeta:
         self.indexes: list[Index] = []
         self.shard_key: tuple[str, ...] = ()
         self.known_keys: frozenset[str] = frozenset()
+        self._keys_for_mask: dict[int, tuple[str, ...]] = {}
         #: the keys of a stored document that can serve as its own snapshot
         self.raw_snapshot_keys: frozenset[str] = frozenset({""})
         self.own_names = frozenset(inspect.get_annotations(cls))
+
+    def keys_to_compare(self, assigned: int) -> tuple[str, ...]:
+        """The stored keys of the fields in mask ``assigned`` and of those that change
+        in place, in field order (so an update's paths come in the document's order)."""
+        keys = self._keys_for_mask.get(assigned)
+        if keys is None:
+            keys = tuple(f.key for f in self.fields if f.bit & assigned or f.spec.mutable)
+            if len(self._keys_for_mask) < 4096:  # masks are few: the assignment patterns
+                self._keys_for_mask[assigned] = keys
+        return keys
 
     def hierarchy_names(self) -> list[str]:
         """The _cls values of this class and of every subclass of it."""
@@ -523,6 +541,32 @@ def _member_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
     raise DefinitionError(f"{cls.__name__}.{name}: no slot found")
 
 
+def _assign(obj: Any, name: str, value: Any) -> FieldMeta | None:
+    """Set attribute ``name``: a field's value is converted, checked, validated.
+
+    Returns the field (None for another attribute). A value of the field's exact
+    type passes with one ``type(...) is`` test, as in the generated ``__init__``.
+    """
+    field: FieldMeta | None = obj._uow_setters.get(name)
+    if field is None:
+        object.__setattr__(obj, name, value)
+        return None
+    if field.convert is not None:
+        value = field.convert(value)
+    if type(value) is not field.fast_type:
+        if not (value is None and field.fast_optional):
+            field.spec.check(type(obj).__name__, name, value)
+    elif field.fast_range and not INT64_MIN <= cast(int, value) <= INT64_MAX:
+        field.spec.check(type(obj).__name__, name, value)
+    for validator in field.validators:
+        _run_user_validator(validator, obj, field.attribute, value)
+    object.__setattr__(obj, name, value)
+    absent = obj._uow_absent
+    if absent and name in absent:
+        object.__setattr__(obj, "_uow_absent", absent - {name} or None)
+    return field
+
+
 def _fast_type(spec: TypeSpec) -> tuple[type | None, bool, bool]:
     """The exact type that needs no further check, whether None is allowed, and
     whether an int of that type must still be tested against the int64 range."""
@@ -689,7 +733,15 @@ def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
         env[f"_set{index}"] = _member_setter(cls, f.name)
         # The stored document becomes the session's snapshot: no list or dict of
         # it may be handed out (converting loads build new ones; others copy).
-        if f.spec.needs_load:
+        if isinstance(f.spec, DatetimeSpec):
+            # The common case inline: a naive (UTC) datetime, wanted naive.
+            env[f"_load{index}"] = f.spec.load
+            env["_datetime"] = datetime.datetime
+            value = (
+                "(value if type(value) is _datetime and value.tzinfo is None and not ctx.tz_aware"
+                f" else _load{index}(value, ctx))"
+            )
+        elif f.spec.needs_load:
             env[f"_load{index}"] = f.spec.load
             value = f"_load{index}(value, ctx)"
         elif f.spec.mutable:
@@ -785,19 +837,7 @@ class _BaseModel:
     _uow_setters: ClassVar[dict[str, FieldMeta]]
 
     def __setattr__(self, name: str, value: Any) -> None:
-        meta = self._uow_setters.get(name)
-        if meta is None:
-            object.__setattr__(self, name, value)
-            return
-        if meta.convert is not None:
-            value = meta.convert(value)
-        meta.spec.check(type(self).__name__, name, value)
-        for validator in meta.validators:
-            _run_user_validator(validator, self, meta.attribute, value)
-        object.__setattr__(self, name, value)
-        absent = self._uow_absent
-        if absent and name in absent:
-            object.__setattr__(self, "_uow_absent", absent - {name} or None)
+        _assign(self, name, value)
 
     def __getstate__(self) -> dict[str, Any]:
         # For copy and pickle: the loaded fields, the unknown stored keys, and which
@@ -894,7 +934,12 @@ class Embedded(_BaseModel, metaclass=_ModelMeta):
         cls: type[M], raw: Mapping[str, Any], *, tz_aware: bool = False, timezone: Any = None
     ) -> M:
         """An instance from its stored form; unknown keys are kept."""
-        return cls._uow_load(raw, LoadContext(tz_aware, timezone))
+        ctx = (
+            DEFAULT_LOAD_CONTEXT
+            if not tz_aware and timezone is None
+            else LoadContext(tz_aware, timezone)
+        )
+        return cls._uow_load(raw, ctx)
 
 
 class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
@@ -906,11 +951,10 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
         _BaseModel.__setstate__(self, state)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        _BaseModel.__setattr__(self, name, value)
-        state = self._uow_state
-        if state is not None:
-            field = self._uow_setters.get(name)
-            if field is not None:
+        field = _assign(self, name, value)
+        if field is not None:
+            state = self._uow_state
+            if state is not None:
                 state.touched(self, field.bit)
 
     def __del__(self) -> None:
@@ -957,7 +1001,12 @@ class Document(_DocumentBase):
 
         ``raw`` with a ``_cls`` naming a subclass gives an instance of it.
         """
-        return cls._uow_load(raw, LoadContext(tz_aware, timezone))
+        ctx = (
+            DEFAULT_LOAD_CONTEXT
+            if not tz_aware and timezone is None
+            else LoadContext(tz_aware, timezone)
+        )
+        return cls._uow_load(raw, ctx)
 
 
 # Document itself is built by the metaclass; make its own metadata an abstract root.

@@ -257,14 +257,23 @@ def diff_document(
     new: Mapping[str, Any],
     schema: Mapping[str, KeySchema] | None,
     skip: frozenset[str] = frozenset(),
+    keys: tuple[str, ...] | None = None,
 ) -> None:
     """Add to ``update`` what turns stored document ``old`` into ``new``.
 
     ``schema`` maps stored keys to their declared operator and nested schema (None
     for the keys of a dict field, which all take the default). Keys in ``skip`` are
-    left to the caller (fields the server sets).
+    left to the caller (fields the server sets). ``keys``: compare only these (the
+    caller knows nothing else can differ).
     """
-    for key, value in new.items():
+    if keys is not None:
+        for key in keys:
+            if key in old and key not in new and key not in skip:
+                _put(update, "$unset", prefix + key, "")
+        items: Any = [(key, new[key]) for key in keys if key in new]
+    else:
+        items = new.items()
+    for key, value in items:
         if key in skip:
             continue
         before = old.get(key, MISSING)
@@ -276,9 +285,10 @@ def diff_document(
             entry.operator(update, path, before, value)
         else:
             diff_value(update, path, before, value, entry.nested if entry is not None else None)
-    for key in old:
-        if key not in new and key not in skip:
-            _put(update, "$unset", prefix + key, "")
+    if keys is None:
+        for key in old:
+            if key not in new and key not in skip:
+                _put(update, "$unset", prefix + key, "")
 
 
 def diff_value(
