@@ -257,6 +257,32 @@ def documents_of(workload: str, n: int) -> int:
     return min(W5_IDS, n) * W5_ROUNDS if workload == "W5" else n
 
 
+class GcClock:
+    """Seconds the garbage collector ran since ``reset()`` (``gc.callbacks``).
+
+    Collections run when enough objects were allocated, and a full one walks every
+    object alive (the store's included): a library pays for them in proportion to
+    what it allocates, and the report shows that share of each cell.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+
+    def reset(self) -> None:
+        self.seconds = 0.0
+
+
+GC_CLOCK = GcClock()
+gc.callbacks.append(GC_CLOCK)
+
+
 def run_workloads(
     backend: Backend, libs: dict[str, Lib], unavailable: dict[str, str], args: argparse.Namespace
 ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -272,7 +298,7 @@ def run_workloads(
                 cells[name] = {"status": "n/a", "reason": slow}
                 progress(f"{workload} {name}: left out: {slow}")
             else:
-                cells[name] = {"status": "ok", "times": [], "runs_commands": []}
+                cells[name] = {"status": "ok", "times": [], "gc": [], "runs_commands": []}
         for run in range(args.runs):
             for name in args.libs:
                 cell = cells[name]
@@ -282,9 +308,11 @@ def run_workloads(
                 gc.collect()
                 try:
                     with counting.LOG.recording() as log:
+                        GC_CLOCK.reset()
                         start = time.perf_counter()
                         result = execute(workload, libs[name], ctx)
                         elapsed = time.perf_counter() - start
+                        collecting = GC_CLOCK.seconds
                 except Exception as exc:  # a library failing is a result, not a crash
                     cell.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:300])
                     progress(f"{workload} {name} run {run + 1}: ERROR {cell['reason']}")
@@ -295,6 +323,7 @@ def run_workloads(
                     progress(f"{workload} {name} run {run + 1}: WRONG {problem}")
                     continue
                 cell["times"].append(elapsed)
+                cell["gc"].append(collecting)
                 cell["runs_commands"].append(dict(log.counts))
                 cell["updates"] = counting.statement_stats(log.statements())
                 progress(f"{workload} {name} run {run + 1}/{args.runs}: {elapsed:.3f} s")
@@ -304,6 +333,7 @@ def run_workloads(
                 continue
             cell["median_s"] = statistics.median(cell["times"])
             cell["us_per_doc"] = cell["median_s"] / docs * 1e6
+            cell["gc_us_per_doc"] = statistics.median(cell["gc"]) / docs * 1e6
             cell["commands"] = cell["runs_commands"][-1]
             cell["commands_vary"] = any(c != cell["commands"] for c in cell["runs_commands"])
         raw = cells.get("raw")
@@ -589,14 +619,17 @@ def format_report(results: dict[str, Any]) -> str:
     if table:
         out += ["", "### Workloads", ""]
         out.append(
-            "| workload | library | median s | µs/doc | vs raw | commands | update statements |"
+            "| workload | library | median s | µs/doc | of which GC | vs raw | commands "
+            "| update statements |"
         )
-        out.append("| --- | --- | ---: | ---: | ---: | --- | --- |")
+        out.append("| --- | --- | ---: | ---: | ---: | ---: | --- | --- |")
         for workload, cells in table.items():
             for name, cell in cells.items():
                 label = f"{workload} {WORKLOADS[workload]}"
                 if cell["status"] != "ok":
-                    out.append(f"| {label} | {name} | {cell['status']}: {cell['reason']} | | | | |")
+                    out.append(
+                        f"| {label} | {name} | {cell['status']}: {cell['reason']} | | | | | |"
+                    )
                     continue
                 ratio = f"{cell['ratio']:.2f}x" if "ratio" in cell else "-"
                 commands = counting.summarize(cell["commands"])
@@ -604,7 +637,8 @@ def format_report(results: dict[str, Any]) -> str:
                     commands += " (last run; runs differ)"
                 out.append(
                     f"| {label} | {name} | {cell['median_s']:.3f} | {cell['us_per_doc']:.1f} | "
-                    f"{ratio} | {commands} | {_fmt_updates(cell.get('updates'))} |"
+                    f"{cell.get('gc_us_per_doc', 0.0):.1f} | {ratio} | {commands} | "
+                    f"{_fmt_updates(cell.get('updates'))} |"
                 )
         out += ["", "How each library does each workload:", ""]
         for name, how in config["how"].items():

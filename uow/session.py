@@ -419,9 +419,7 @@ class Session:
         self._note_collection(meta)
         if state is DETACHED and current is None:
             # Stored already: track it again as it is now.
-            new_state = DocState(
-                self, key, ObjectState.PERSISTENT, _snapshot(obj), stored_id
-            )
+            new_state = DocState(self, key, ObjectState.PERSISTENT, _snapshot(obj), stored_id)
             object.__setattr__(obj, "_uow_state", new_state)
             self._map.add_clean(key, obj)
             return
