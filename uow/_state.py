@@ -171,7 +171,10 @@ def update_for(
         skip = skip | {meta.version_field.key}
     keys = None if assigned is None else meta.keys_to_compare(assigned)
     diff_document(update, "", old, new, meta.by_key, skip, keys)
-    return _addressable(update, new)
+    # Only keys that are data (a dict field's, or unknown stored ones) can be empty.
+    if update and (meta.data_keys or len(new) > len(meta.known_keys)):
+        return _addressable(update, new)
+    return update
 
 
 def _addressable(update: UpdateSpec, new: Mapping[str, Any]) -> UpdateSpec:

@@ -36,6 +36,7 @@ from ._types import (
     DateSpec,
     DatetimeSpec,
     DecimalSpec,
+    DictSpec,
     EmbeddedSpec,
     ListSpec,
     LoadContext,
@@ -173,6 +174,9 @@ class ModelMeta:
         self.shard_key: tuple[str, ...] = ()
         self.known_keys: frozenset[str] = frozenset()
         self._keys_for_mask: dict[int, tuple[str, ...]] = {}
+        #: a field holds a dict[str, T] somewhere: its keys are data, and may be
+        #: ones an update path cannot address (see _state._addressable)
+        self.data_keys = True
         #: the keys of a stored document that can serve as its own snapshot
         self.raw_snapshot_keys: frozenset[str] = frozenset({""})
         self.own_names = frozenset(inspect.get_annotations(cls))
@@ -500,6 +504,7 @@ def _finish_class(
     # A root's documents carry no _cls: one they do carry (a subclass this process
     # does not know) is an unknown key, kept and written back.
     meta.known_keys = frozenset(meta.by_key) | ({"_cls"} if meta.cls_name else set())
+    meta.data_keys = any(_holds_data_keys(f.spec) for f in meta.fields)
     # A stored document with exactly these keys, loaded by specs that round-trip,
     # is its own snapshot: dumping what was loaded from it would give it back.
     meta.raw_snapshot_keys = (
@@ -511,7 +516,9 @@ def _finish_class(
         f.bit = 1 << index
     cls.__init__ = _generate_init(cls, meta)
     cls._uow_to_bson = _generate_to_bson(cls, meta)
-    cls._uow_load_exact = classmethod(_generate_loader(cls, meta))
+    load_exact, load = _generate_loader(cls, meta)
+    cls._uow_load_exact = classmethod(load_exact)
+    cls._uow_load = classmethod(load)
     _classes_by_name[cls.__name__] = cls
     # Query fields on the class, C-speed slots on instances: a metaclass per class.
     descriptors = {f.name: _QueryFieldDescriptor(f.name) for f in fields}
@@ -539,6 +546,18 @@ def _member_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
         if slot is not None and hasattr(slot, "__set__") and hasattr(slot, "__objclass__"):
             return slot.__set__  # type: ignore[no-any-return]
     raise DefinitionError(f"{cls.__name__}.{name}: no slot found")
+
+
+def _holds_data_keys(spec: TypeSpec) -> bool:
+    """Whether values of ``spec`` can hold a dict whose keys are data."""
+    if isinstance(spec, OptionalSpec):
+        return _holds_data_keys(spec.inner)
+    if isinstance(spec, DictSpec):
+        return True
+    if isinstance(spec, ListSpec):
+        return _holds_data_keys(spec.inner)
+    # Unknown keys of an embedded document are kept: they may be anything.
+    return isinstance(spec, EmbeddedSpec)
 
 
 def _assign(obj: Any, name: str, value: Any) -> FieldMeta | None:
@@ -706,8 +725,12 @@ def _to_bson_partial(obj: Any) -> dict[str, Any]:
     return doc
 
 
-def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
-    """Generate ``(cls, raw, ctx) -> instance``: stored data is trusted, not re-validated."""
+def _generate_loader(
+    cls: type, meta: ModelMeta
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Generate ``_uow_load_exact`` and ``_uow_load`` (``(cls, raw, ctx, absent) ->
+    instance``; the second first loads a ``_cls`` naming a subclass as that
+    subclass). Stored data is trusted, not re-validated."""
     env: dict[str, Any] = {
         "_new": object.__new__,
         "_MISSING": MISSING,
@@ -789,9 +812,31 @@ def _generate_loader(cls: type, meta: ModelMeta) -> Callable[..., Any]:
         "        _set_extra(obj, extra)",
         "    return obj",
     ]
-    source = "\n".join(lines) + "\n"
+    # The same body again as _uow_load, behind the _cls dispatch: one call less
+    # on every load.
+    env["_DEFAULT_CONTEXT"] = DEFAULT_LOAD_CONTEXT
+    env["_load_other"] = _load_other_class
+    dispatching = [
+        "def _uow_load(cls, raw, ctx=_DEFAULT_CONTEXT, absent=None):",
+        "    kind = raw.get('_cls')",
+        "    if kind is not None and kind != _OWN:",
+        "        return _load_other(cls, raw, ctx, absent, kind)",
+        *lines[1:],
+    ]
+    source = "\n".join(lines) + "\n" + "\n".join(dispatching) + "\n"
     exec(compile(source, f"<uow {cls.__qualname__}._uow_load>", "exec"), env)
-    return env["_uow_load_exact"]  # type: ignore[no-any-return]
+    return env["_uow_load_exact"], env["_uow_load"]
+
+
+def _load_other_class(
+    cls: Any, raw: Mapping[str, Any], ctx: LoadContext, absent: frozenset[str] | None, kind: Any
+) -> Any:
+    """A stored document whose ``_cls`` is not ``cls``'s own: its subclass loads it
+    (one this process does not know: ``cls`` does, keeping the ``_cls``)."""
+    sub = cls._uow_meta.subclasses.get(kind)
+    if sub is not None and issubclass(sub, cls):
+        return sub._uow_load_exact(raw, ctx, absent)
+    return cls._uow_load_exact(raw, ctx, absent)
 
 
 class Ref(Generic[D]):

@@ -283,8 +283,10 @@ def diff_document(
         entry = schema.get(key) if schema is not None else None
         if entry is not None and entry.operator is not None:
             entry.operator(update, path, before, value)
-        else:
+        elif type(before) is dict or type(before) is list:
             diff_value(update, path, before, value, entry.nested if entry is not None else None)
+        else:
+            set_(update, path, before, value)  # what diff_value does with anything else
     if keys is None:
         for key in old:
             if key not in new and key not in skip:
