@@ -725,9 +725,7 @@ def _to_bson_partial(obj: Any) -> dict[str, Any]:
     return doc
 
 
-def _generate_loader(
-    cls: type, meta: ModelMeta
-) -> tuple[Callable[..., Any], Callable[..., Any]]:
+def _generate_loader(cls: type, meta: ModelMeta) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """Generate ``_uow_load_exact`` and ``_uow_load`` (``(cls, raw, ctx, absent) ->
     instance``; the second first loads a ``_cls`` naming a subclass as that
     subclass). Stored data is trusted, not re-validated."""

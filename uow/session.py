@@ -253,6 +253,9 @@ class Session:
         self._modified: dict[Key, Document] = {}
         self._updates: dict[Any, _ExplicitUpdate] = {}
         self._collections: dict[str, None] = {}
+        # Collections of which this session tracked a document with fields that
+        # change in place: only there can a query's autoflush have to look for one.
+        self._mutable_in: set[str] = set()
         self._stats = SessionStats()
         self._closed = False
         self._driver_session: Any = None
@@ -404,6 +407,8 @@ class Session:
             )
         collection = meta.collection
         assert collection is not None  # _meta() refused an abstract class
+        if meta.mutable:
+            self._mutable_in.add(collection)
         stored_id = _stored_id(meta, obj.id)
         key = key_for(collection, stored_id)
         current = self._map.get(key)
@@ -1133,6 +1138,8 @@ class Session:
         state = DocState(self, key, ObjectState.PERSISTENT, snapshot, stored_id)
         object.__setattr__(obj, "_uow_state", state)
         self._map.add_loaded(key, obj)
+        if type(obj)._uow_meta.mutable:
+            self._mutable_in.add(key[0])
         return obj
 
     def _merge_loaded(
@@ -1999,6 +2006,8 @@ class Session:
             self.flush()
             return
         collection = meta.collection
+        if collection not in self._mutable_in:
+            return  # nothing tracked there can change without an assignment
         for obj in self._map.objects():
             state = obj._uow_state
             if (

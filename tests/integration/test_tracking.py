@@ -387,6 +387,28 @@ def test_a_flush_of_10000_clean_documents_serializes_none_of_them(
     assert s.flush() == FlushResult()
 
 
+def test_a_loop_of_queries_looks_at_no_tracked_document_that_cannot_change_in_place(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = insert_raw(sessions.db, "flats", [{"name": f"f{i}"} for i in range(300)])
+    s = sessions.open()
+    compared = _count_calls(monkeypatch, Session, "_has_change")
+    for stored_id in ids:  # each query autoflushes; 300 tracked documents at the end
+        assert s.filter(SxFlat, id=stored_id)[0].name.startswith("f")
+    # SxFlat has no list, dict or embedded field: nothing to look at, query after query.
+    assert compared[0] == 0
+
+
+def test_autoflush_still_finds_an_in_place_change_among_many_tracked(
+    sessions: Sessions,
+) -> None:
+    insert_raw(sessions.db, "people", [{"name": f"p{i}", "tags": []} for i in range(50)])
+    s = sessions.open()
+    people = s.all(SxPerson)
+    people[31].tags.append("found")
+    assert [p.name for p in s.filter(SxPerson, tags__contains="found")] == ["p31"]
+
+
 # ------------------------------------------------- the exact updates on the wire
 
 
