@@ -657,12 +657,74 @@ def _generate_init(cls: type, meta: ModelMeta) -> Callable[..., None]:
             )
     if hasattr(cls, "__attrs_post_init__"):
         body.append("    self.__attrs_post_init__()")
-    signature = ", ".join(["self", "*", *params]) if params else "self"
-    source = f"def __init__({signature}):\n" + "\n".join(body) + "\n"
+    if len(params) > _MANY_PARAMETERS:
+        signature, prologue = _keywords_taken_from_a_dict(params, env)
+    else:
+        signature, prologue = (", ".join(["self", "*", *params]) if params else "self"), []
+    source = f"def __init__({signature}):\n" + "\n".join(prologue + body) + "\n"
     exec(compile(source, f"<uow {cls.__qualname__}.__init__>", "exec"), env)
     init = env["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
+    if len(params) > _MANY_PARAMETERS:
+        init.__signature__ = _keyword_signature(params, env)
     return init  # type: ignore[no-any-return]
+
+
+#: Above this many fields, __init__ takes **kwargs and looks each one up: CPython
+#: binds named keyword arguments by comparing each with every parameter name, so
+#: a call with 250 keys built at run time (from JSON, say) cost ~300 µs.
+_MANY_PARAMETERS = 16
+
+
+def _keywords_taken_from_a_dict(params: list[str], env: dict[str, Any]) -> tuple[str, list[str]]:
+    """``(self, **kwargs)`` and the lines that bind each parameter from the dict,
+    with the TypeErrors Python itself would raise."""
+    env["_unexpected"] = _unexpected_keywords
+    env["_missing"] = _missing_keywords
+    lines = ["    _pop = _kwargs.pop"]
+    required = []
+    for param in params:
+        name, _, default = param.partition("=")
+        lines.append(f"    {name} = _pop({name!r}, {default or '_NOTHING'})")
+        if not default:
+            required.append(name)
+    lines += ["    if _kwargs:", "        _unexpected(_kwargs)"]
+    if required:
+        names = ", ".join(required)
+        lines += [
+            f"    if _NOTHING in ({names},):",
+            f"        _missing({required!r}, ({names},))",
+        ]
+    return "self, **_kwargs", lines
+
+
+def _keyword_signature(params: list[str], env: dict[str, Any]) -> inspect.Signature:
+    """What ``inspect.signature`` shows for an ``__init__`` taking ``**kwargs``."""
+    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for param in params:
+        name, _, default = param.partition("=")
+        parameters.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=env[default] if default else inspect.Parameter.empty,
+            )
+        )
+    return inspect.Signature(parameters)
+
+
+def _unexpected_keywords(kwargs: dict[str, Any]) -> None:
+    name = next(iter(kwargs))
+    raise TypeError(f"__init__() got an unexpected keyword argument {name!r}")
+
+
+def _missing_keywords(names: list[str], values: tuple[Any, ...]) -> None:
+    missing = [name for name, value in zip(names, values, strict=True) if value is attrs.NOTHING]
+    listed = ", ".join(repr(name) for name in missing)
+    raise TypeError(
+        f"__init__() missing {len(missing)} required keyword-only "
+        f"argument{'s' if len(missing) > 1 else ''}: {listed}"
+    )
 
 
 def _attrs_validators(attribute: attrs.Attribute[Any]) -> list[Callable[..., Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import decimal
+import inspect
 import pickle
 import typing
 import uuid
@@ -596,3 +597,50 @@ def test_to_bson_returns_a_fresh_dict() -> None:
     first = customer.to_bson()
     first["name"] = "changed"
     assert customer.to_bson()["name"] == "a"
+
+
+# ------------------------------------------------------------ many fields: **kwargs __init__
+
+_WIDE_FIELDS = {f"f{i}": (str if i % 2 else int) for i in range(40)}
+Wide = type(
+    "Wide",
+    (uow.Document,),
+    {"__collection__": "wide", "__annotations__": {**_WIDE_FIELDS, "note": str}, "note": "n"},
+)
+
+
+def _wide_values() -> dict[str, Any]:
+    # Keys made at run time, as json.load makes them (not interned like a literal's).
+    return {"".join(["f", str(i)]): (str(i) if i % 2 else i) for i in range(40)}
+
+
+def test_a_class_with_many_fields_is_built_from_keywords_like_any_other() -> None:
+    values = _wide_values()
+    wide = Wide(**values)
+    assert [getattr(wide, name) for name in values] == list(values.values())
+    assert wide.note == "n"
+    assert Wide(**values, note="x").note == "x"
+    assert wide.to_bson()["f39"] == "39"
+
+
+def test_a_class_with_many_fields_refuses_what_python_would_refuse() -> None:
+    values = _wide_values()
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'nope'"):
+        Wide(**values, nope=1)
+    del values["f3"], values["f7"]
+    with pytest.raises(TypeError, match=r"missing 2 required keyword-only arguments: 'f3', 'f7'"):
+        Wide(**values)
+    with pytest.raises(TypeError):
+        Wide(1)  # type: ignore[misc]
+    values = _wide_values()
+    values["f0"] = "not an int"
+    with pytest.raises(uow.ValidationError, match="f0"):
+        Wide(**values)
+
+
+def test_a_class_with_many_fields_shows_its_keyword_signature() -> None:
+    parameters = inspect.signature(Wide).parameters
+    assert list(parameters)[:3] == ["id", "f0", "f1"]
+    assert parameters["f0"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert parameters["f0"].default is inspect.Parameter.empty
+    assert parameters["note"].default == "n"
