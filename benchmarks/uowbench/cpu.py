@@ -23,6 +23,7 @@ Beside them, on the same machine: a plain attrs class (construct +
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -137,6 +138,7 @@ def _time_batch(
     samples = []
     for _ in range(repeat + 1):  # the first run warms up and is dropped
         state = prepare()
+        gc.collect()  # as before every workload run: no earlier garbage to walk
         start = time.perf_counter()
         run(state)
         samples.append(time.perf_counter() - start)
