@@ -146,13 +146,6 @@ class IdentityMap:
         if self.weak:
             self.weak.pop(key, None)
 
-    pin = hold
-
-    def hold_new(self, key: Key, obj: Any) -> None:
-        """``hold()`` a document under a key nothing tracks."""
-        self.held[key] = obj
-        self.pinned.add(key)
-
     def release(self, key: Key, obj: Any) -> None:
         """A held document is clean again: back to the bounded tier (if it was held)."""
         if key in self.pinned and self.held.get(key) is obj:

@@ -435,7 +435,7 @@ class Session:
         object.__setattr__(obj, "_uow_state", new_state)
         self._inserts[key] = obj
         if current is None:
-            self._map.hold_new(key, obj)
+            self._map.hold(key, obj)
         else:
             self._map.hold(key, obj)
 
@@ -464,7 +464,7 @@ class Session:
             self._deletes[state.key] = obj
             self._modified.pop(state.key, None)
             self._updates.pop(state.key, None)
-            self._map.pin(state.key, obj)
+            self._map.hold(state.key, obj)
             self._note_collection(meta)
             return
         if state is not None and state.owner is not None:
@@ -717,7 +717,6 @@ class Session:
                 _restore(obj, target, self._ctx)
             state.snapshot = target
             state.modified = False
-            state.assigned = None
             if not state.pinned:
                 self._map.add_clean(state.key, obj)
 
@@ -821,7 +820,6 @@ class Session:
         _copy_fields(fresh, obj)
         state.snapshot = _snapshot(obj)
         state.modified = False
-        state.assigned = None
         state.expired = NO_KEYS
         self._modified.pop(state.key, None)
         self._updates.pop(state.key, None)
@@ -952,7 +950,7 @@ class Session:
             raise AttributeError(f"{meta.name} has no field {name!r}")
         if state is None or state.owner is not self or state.snapshot is None:
             return getattr(obj, name)
-        original = _load_partial(type(obj), copy_stored(state.snapshot), self._ctx, obj._uow_absent)
+        original = type(obj)._uow_load(copy_stored(state.snapshot), self._ctx, obj._uow_absent)
         return getattr(original, name)
 
     def has_changes(self) -> bool:
@@ -1074,7 +1072,7 @@ class Session:
     def on_modified(self, obj: Document, state: DocState) -> None:
         """A tracked document was assigned to: hold it until flushed."""
         if state.status is ObjectState.PERSISTENT:
-            self._map.pin(state.key, obj)
+            self._map.hold(state.key, obj)
             self._modified[state.key] = obj
             self._collections.setdefault(state.key[0], None)
 
@@ -1114,7 +1112,7 @@ class Session:
     ) -> D:
         """The tracked object for a stored document: the one already loaded, or a new one."""
         if self.no_tracking:
-            obj = _load_partial(cls, raw, self._ctx, absent)
+            obj = cls._uow_load(raw, self._ctx, absent)
             object.__setattr__(obj, "_uow_state", DETACHED)
             return obj
         meta = cls._uow_meta
@@ -1125,7 +1123,7 @@ class Session:
         if found is not None:
             self._merge_loaded(found, raw, absent)
             return found  # type: ignore[no-any-return]
-        obj = _load_partial(cls, raw, self._ctx, absent)
+        obj = cls._uow_load(raw, self._ctx, absent)
         if (
             absent is None
             and type(raw) is dict
@@ -1217,7 +1215,6 @@ class Session:
     def _settle(self, obj: Document, state: DocState) -> None:
         """Assigned to, but nothing to write: clean again, and evictable again."""
         state.modified = False
-        state.assigned = None
         self._modified.pop(state.key, None)
         if not state.pinned:
             self._map.release(state.key, obj)
@@ -1374,7 +1371,6 @@ class Session:
                 # Assigned to while pending: that is in the insert. Left set, the
                 # flag would keep the next assignment from queueing the document.
                 state.modified = False
-                state.assigned = None
                 if in_transaction:
                     self._tx_inserted.setdefault(key, obj)
                     self._map.hold(key, obj)
@@ -1384,7 +1380,6 @@ class Session:
             elif op.kind == UPDATE:
                 state.snapshot = op.snapshot
                 state.modified = False
-                state.assigned = None
                 self._modified.pop(key, None)
                 explicit = self._updates.pop(key, None)
                 meta: ModelMeta = type(obj)._uow_meta
@@ -2089,13 +2084,6 @@ def _stored_id(meta: ModelMeta, value: Any) -> Any:
         value = value.id
     spec.check(meta.name, "id", value)
     return spec.dump(value) if spec.needs_dump else value
-
-
-def _load_partial(
-    cls: type[D], raw: Mapping[str, Any], ctx: LoadContext, absent: frozenset[str] | None
-) -> D:
-    """Load ``raw``; the fields named in ``absent`` (a ``fields()`` query) stay unloaded."""
-    return cls._uow_load(raw, ctx, absent)
 
 
 def _put_back_versions(ops: Iterable[WriteOp]) -> None:
