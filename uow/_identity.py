@@ -9,6 +9,15 @@ What keeps a tracked document alive:
   none. A document that changes stays in it while pinned (an LRUCache costs a
   Python call per operation; moving it out and back would be two more per
   changed document): when the cache evicts a pinned document nothing happens.
+
+  Its uses (an insertion, a hit) are staged in a list and replayed into the
+  cache, in order, only when an eviction may be due (the staged insertions
+  would take it past ``cache_size``) or the list grows long. Until the bound
+  is reached nobody needs the order, and a session that loads 10,000
+  documents and ends pays a list append per document instead of an
+  LRUCache insertion (a Python call, ~0.7 µs). The replay is the same
+  sequence of operations the cache would have seen, so it evicts exactly
+  what it would have evicted, at the moment the bound is passed.
 * ``weak``: a weak reference to each clean document the cache let go of (or
   never kept, with ``cache_size=0``). It is what keeps "one object per
   document" true for a document the user still references. When nobody does,
@@ -78,6 +87,12 @@ class IdentityMap:
         self.pinned: set[Key] = set()
         self.lru: LRUCache[Key, None] | None = self._new_lru()
         self.weak: dict[Key, weakref.ref[Any]] = {}
+        #: uses of the cache not replayed into it yet (insertions and hits, in order)
+        self._staged: list[Key] = []
+        #: the keys inserted among them (a key there counts as in the cache)
+        self._staged_keys: set[Key] = set()
+        #: insertions that can be staged before the cache may have to evict
+        self._room = cache_size or 0
 
     def _new_lru(self) -> LRUCache[Key, None] | None:
         if not self._cache_size:
@@ -90,13 +105,30 @@ class IdentityMap:
             if obj is not None:
                 self.weak[key] = weakref.ref(obj)
 
+    def _replay(self) -> None:
+        """Apply the staged uses to the cache, in order (it evicts as it goes)."""
+        lru = self.lru
+        assert lru is not None and self._cache_size is not None
+        staged = self._staged
+        self._staged = []
+        self._staged_keys = set()
+        held = self.held
+        for key in staged:
+            # A key dropped since (or evicted by this replay, before a later use)
+            # is not in the map any more: the use would have missed.
+            if key in held:
+                lru[key] = None  # an insertion, or a use that moves it to the end
+        self._room = self._cache_size - len(lru)
+
     def get(self, key: Key) -> Any:
         """The tracked object for ``key`` or None; a hit refreshes its LRU place."""
         obj = self.held.get(key)
         if obj is not None:
-            lru = self.lru
-            if lru is not None and key not in self.pinned:
-                lru.get(key)  # a use
+            if self.lru is not None and key not in self.pinned:
+                staged = self._staged
+                staged.append(key)  # a use
+                if len(staged) > 2 * self._room + 64:  # many hits: keep the list short
+                    self._replay()
             return obj
         ref = self.weak.get(key)
         return None if ref is None else ref()
@@ -111,10 +143,13 @@ class IdentityMap:
 
     def _keep_clean(self, key: Key, obj: Any) -> None:
         """``obj`` is clean and unpinned: in the cache, or weakly held."""
-        lru = self.lru
-        if lru is not None:
+        if self.lru is not None:
             self.held[key] = obj
-            lru[key] = None  # may evict another (or, at size 1, this one)
+            self._staged.append(key)
+            self._staged_keys.add(key)
+            self._room -= 1
+            if self._room < 0:
+                self._replay()  # may evict another (or, at size 1, this one)
         elif self._cache_size is None:
             self.held[key] = obj
         else:
@@ -127,7 +162,11 @@ class IdentityMap:
         if key in pinned:
             pinned.discard(key)
             lru = self.lru
-            if lru is not None and key in lru and self.held.get(key) is obj:
+            if (
+                lru is not None
+                and (key in self._staged_keys or key in lru)
+                and self.held.get(key) is obj
+            ):
                 return  # still cached from before it changed
         if self.weak:
             self.weak.pop(key, None)
@@ -195,3 +234,6 @@ class IdentityMap:
         # A new cache, not clear(): LRUCache.clear() evicts one by one.
         self.lru = self._new_lru()
         self.weak = {}
+        self._staged = []
+        self._staged_keys = set()
+        self._room = self._cache_size or 0

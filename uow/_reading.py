@@ -163,9 +163,14 @@ class Query(_Filtered[D]):
 
     def first(self) -> D | None:
         """The first result, or None when nothing matches."""
-        for obj in self._iterate(limit=1):
-            return obj
-        return None
+        session = self._session
+        session._check_open()
+        session.autoflush_for(self._meta)
+        projection, absent = self._projection()
+        raw = session._find_one(
+            self._meta, self.raw(), sort=self._sort or None, skip=self._skip, projection=projection
+        )
+        return None if raw is None else session._load(self._cls, raw, absent)
 
     def one(self) -> D:
         """The only result.

@@ -814,7 +814,6 @@ class Session:
         raw = self._find_one(meta, {"_id": state.id})
         if raw is None:
             raise NotFound(f"{meta.name} {obj.id!r} is no longer stored")
-        self._stats.queries += 1
         self._drop_doubts(obj)
         fresh = type(obj)._uow_load(raw, self._ctx)
         _copy_fields(fresh, obj)
@@ -1021,7 +1020,6 @@ class Session:
         self._stats.cache_misses += 1
         filter_ = {"_id": stored_id, **class_filter(meta, exclude_subclasses=False)}
         raw = self._find_one(meta, filter_)
-        self._stats.queries += 1
         if raw is None:
             return cast("D | None", kwargs.get("default"))
         return self._load(cls, raw)
@@ -1912,14 +1910,29 @@ class Session:
             handle = self._handles[name] = self._db[name]
         return handle
 
-    def _find_one(self, meta: ModelMeta, filter_: dict[str, Any]) -> Any:
+    def _find_one(
+        self,
+        meta: ModelMeta,
+        filter_: dict[str, Any],
+        *,
+        sort: list[tuple[str, int]] | None = None,
+        skip: int = 0,
+        projection: dict[str, int] | None = None,
+    ) -> Any:
+        """The first stored document matching, or None: one find, one batch, no cursor kept."""
         collection = self._collection(meta)
-        return self._send(
-            "find",
-            collection.name,
-            lambda: collection.find_one(filter_, **self._session_kw(write=False)),
-            filter_,
+        kwargs = self._session_kw(write=False)
+        if projection is not None:
+            kwargs["projection"] = projection
+        if sort:
+            kwargs["sort"] = sort
+        if skip:
+            kwargs["skip"] = skip
+        found = self._send(
+            "find", collection.name, lambda: collection.find_one(filter_, **kwargs), filter_
         )
+        self._stats.queries += 1
+        return found
 
     def _find(
         self,
