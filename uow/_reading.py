@@ -52,10 +52,10 @@ class _Filtered(Generic[D]):
 
     def raw(self) -> dict[str, Any]:
         """The filter dict sent to MongoDB (for debugging)."""
-        parts = list(self._parts)
+        parts = self._parts
         by_class = class_filter(self._meta, self._exclude)
         if by_class:
-            parts.append(by_class)
+            parts = [*parts, by_class]
         if not parts:
             return {}
         if len(parts) == 1:
@@ -80,8 +80,12 @@ class Query(_Filtered[D]):
 
     def filter(self, *exprs: ExprArg, **lookups: Any) -> Query[D]:
         """Narrow the query: expressions (``User.age > 3``) and lookups (``age__gt=3``)."""
-        result: Query[D] = super().filter(*exprs, **lookups)
-        return result
+        # _Filtered.filter's body, not a super() call: a query per lookup is common.
+        compiled = compile_filter(self._meta, *cast("tuple[Expr, ...]", exprs), **lookups)
+        clone: Query[D] = self._copy()
+        if compiled:
+            clone._parts.append(compiled)
+        return clone
 
     def sort(self, *keys: Any) -> Query[D]:
         """Order by ``User.name.asc()``, ``User.age.desc()``, ``"name"`` or ``"-age"``."""
@@ -166,7 +170,7 @@ class Query(_Filtered[D]):
         session = self._session
         session._check_open()
         session.autoflush_for(self._meta)
-        projection, absent = self._projection()
+        projection, absent = (None, None) if self._fields is None else self._projection()
         raw = session._find_one(
             self._meta, self.raw(), sort=self._sort or None, skip=self._skip, projection=projection
         )

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._types import (
+    INT64_MAX,
+    INT64_MIN,
     DictSpec,
     EmbeddedSpec,
     ListSpec,
@@ -236,6 +238,14 @@ class QueryField:
     # -- expressions ----------------------------------------------------------------
 
     def __eq__(self, value: object) -> Expr:  # type: ignore[override]
+        spec = self._spec
+        if (
+            type(spec) is ScalarSpec
+            and type(value) in spec.exact
+            and (type(value) is not int or INT64_MIN <= value <= INT64_MAX)
+        ):
+            # The common lookup (an id, a name): stored as given, nothing to check.
+            return Expr({self.stored_path: value})
         if isinstance(value, QueryField):
             return Expr({}, same_fields=(self, value))
         return Expr({self.stored_path: self._value(value)})
@@ -445,6 +455,10 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def compile_filter(meta: ModelMeta, *exprs: Expr, **lookups: Any) -> dict[str, Any]:
     """The filter dict for expressions and lookups on ``meta``'s class."""
+    if len(exprs) == 1 and not lookups:
+        expr = exprs[0]
+        if type(expr) is Expr and expr._same_fields is None:
+            return expr.filter  # one expression is its own filter
     parts: list[dict[str, Any]] = []
     for expr in exprs:
         if isinstance(expr, Mapping) and not isinstance(expr, Expr):

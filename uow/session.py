@@ -58,6 +58,14 @@ __all__ = ["FlushResult", "Session", "SessionStats"]
 
 logger = logging.getLogger("uow")
 
+# The states as module constants: in Python 3.11 each ``ObjectState.X`` is a class
+# attribute lookup through the enum's metaclass (~70 ns), on every hot path here.
+_TRANSIENT = ObjectState.TRANSIENT
+_PENDING = ObjectState.PENDING
+_PERSISTENT = ObjectState.PERSISTENT
+_DELETED = ObjectState.DELETED
+_DETACHED = ObjectState.DETACHED
+
 D = TypeVar("D", bound=Document)
 T = TypeVar("T")
 
@@ -395,7 +403,7 @@ class Session:
         meta = self._meta(obj)
         state: DocState | None = obj._uow_state
         if state is not None and state.owner is self:
-            if state.status is ObjectState.DELETED:
+            if state.status is _DELETED:
                 raise UowError(
                     f"{type(obj).__name__} {obj.id!r} is deleted in this session; "
                     "rollback() or flush() first, or add a new object with that id"
@@ -416,7 +424,7 @@ class Session:
         if (
             current is not None
             and current is not obj
-            and current._uow_state.status is not ObjectState.DELETED
+            and current._uow_state.status is not _DELETED
         ):
             raise UowError(
                 f"another {type(current).__name__} object with id {obj.id!r} is already "
@@ -425,13 +433,13 @@ class Session:
         self._note_collection(meta)
         if state is DETACHED and current is None:
             # Stored already: track it again as it is now.
-            new_state = DocState(self, key, ObjectState.PERSISTENT, _snapshot(obj), stored_id)
+            new_state = DocState(self, key, _PERSISTENT, _snapshot(obj), stored_id)
             object.__setattr__(obj, "_uow_state", new_state)
             self._map.add_clean(key, obj)
             return
         # New, or replacing a deleted document of the same id: the deleted one stays
         # queued in _deletes (held strongly there) and the key now finds this one.
-        new_state = DocState(self, key, ObjectState.PENDING, None, stored_id)
+        new_state = DocState(self, key, _PENDING, None, stored_id)
         object.__setattr__(obj, "_uow_state", new_state)
         self._inserts[key] = obj
         if current is None:
@@ -455,12 +463,12 @@ class Session:
         meta = self._meta(obj)
         state: DocState | None = obj._uow_state
         if state is not None and state.owner is self:
-            if state.status is ObjectState.PENDING:
+            if state.status is _PENDING:
                 self._drop_insert(state.key, obj)
                 return
-            if state.status is ObjectState.DELETED:
+            if state.status is _DELETED:
                 return
-            state.status = ObjectState.DELETED
+            state.status = _DELETED
             self._deletes[state.key] = obj
             self._modified.pop(state.key, None)
             self._updates.pop(state.key, None)
@@ -481,7 +489,7 @@ class Session:
         if tracked is not None:
             self.delete(tracked)
             return
-        new_state = DocState(self, key, ObjectState.DELETED, _snapshot(obj))
+        new_state = DocState(self, key, _DELETED, _snapshot(obj))
         object.__setattr__(obj, "_uow_state", new_state)
         self._deletes[key] = obj
         self._map.hold(key, obj)
@@ -536,9 +544,9 @@ class Session:
         tracked = state is not None and state.owner is self
         if tracked:
             assert state is not None
-            if state.status is ObjectState.PENDING:
+            if state.status is _PENDING:
                 return  # the insert writes it all
-            if state.status is ObjectState.DELETED:
+            if state.status is _DELETED:
                 raise UowError(f"{meta.name} {obj.id!r} is deleted in this session")
             self._map.hold(state.key, obj)
             key: Any = state.key
@@ -701,7 +709,7 @@ class Session:
             for key, (obj, committed) in self._tx_deleted.items():
                 # Its delete was aborted: tracked again, as last committed.
                 object.__setattr__(
-                    obj, "_uow_state", DocState(self, key, ObjectState.PERSISTENT, committed)
+                    obj, "_uow_state", DocState(self, key, _PERSISTENT, committed)
                 )
                 self._map.add_clean(key, obj)
         self._tx_inserted.clear()
@@ -724,7 +732,7 @@ class Session:
         """Queued deletes are dropped: their documents are persistent again."""
         for key, obj in self._deletes.items():
             state: DocState = obj._uow_state
-            state.status = ObjectState.PERSISTENT
+            state.status = _PERSISTENT
             if state.modified or state.pinned:
                 self._map.hold(key, obj)
                 if state.modified:
@@ -778,7 +786,7 @@ class Session:
             raise UowError(f"{type(obj).__name__} {obj.id!r} is not in this session")
         key = state.key
         self._drop_doubts(obj)
-        if state.status is ObjectState.PENDING:
+        if state.status is _PENDING:
             self._drop_insert(key, obj)
             return
         self._map.discard(key, obj)
@@ -808,7 +816,7 @@ class Session:
         """
         self._check_open()
         state: DocState | None = obj._uow_state
-        if state is None or state.owner is not self or state.status is ObjectState.PENDING:
+        if state is None or state.owner is not self or state.status is _PENDING:
             raise UowError(f"{type(obj).__name__} {obj.id!r} is not a stored document here")
         meta = self._meta(obj)
         raw = self._find_one(meta, {"_id": state.id})
@@ -822,7 +830,7 @@ class Session:
         state.expired = NO_KEYS
         self._modified.pop(state.key, None)
         self._updates.pop(state.key, None)
-        if state.status is ObjectState.PERSISTENT and not state.pinned:
+        if state.status is _PERSISTENT and not state.pinned:
             self._map.add_clean(state.key, obj)
 
     def clear_queue(self) -> None:
@@ -846,7 +854,7 @@ class Session:
         self._check_open()
         for obj in self._map.objects():
             state = obj._uow_state
-            if state.status is ObjectState.PERSISTENT and not self._has_change(obj, state):
+            if state.status is _PERSISTENT and not self._has_change(obj, state):
                 self._map.discard(state.key)
                 self._modified.pop(state.key, None)
                 object.__setattr__(obj, "_uow_state", DETACHED)
@@ -922,16 +930,16 @@ class Session:
         self._check_open()
         state: DocState | None = obj._uow_state
         if state is None:
-            return ObjectState.TRANSIENT
+            return _TRANSIENT
         if state.owner is not self:
-            return ObjectState.DETACHED
+            return _DETACHED
         return state.status
 
     def is_dirty(self, obj: Document) -> bool:
         """Whether a tracked stored document has unflushed changes."""
         self._check_open()
         state: DocState | None = obj._uow_state
-        if state is None or state.owner is not self or state.status is not ObjectState.PERSISTENT:
+        if state is None or state.owner is not self or state.status is not _PERSISTENT:
             return False
         return state.key in self._updates or self._has_change(obj, state)
 
@@ -960,7 +968,7 @@ class Session:
         return any(
             self._has_change(obj, obj._uow_state)
             for obj in self._map.objects()
-            if obj._uow_state.status is ObjectState.PERSISTENT
+            if obj._uow_state.status is _PERSISTENT
         )
 
     def what_changed(self) -> dict[tuple[str, Any], dict[str, tuple[Any, Any]]]:
@@ -968,7 +976,7 @@ class Session:
         self._check_open()
         changes: dict[tuple[str, Any], dict[str, tuple[Any, Any]]] = {}
         for obj in self._map.objects():
-            if obj._uow_state.status is not ObjectState.PERSISTENT:
+            if obj._uow_state.status is not _PERSISTENT:
                 continue
             paths = self._changed_paths(obj)
             if paths:
@@ -986,7 +994,7 @@ class Session:
         dirty = {
             obj._uow_state.key
             for obj in self._map.objects()
-            if obj._uow_state.status is ObjectState.PERSISTENT
+            if obj._uow_state.status is _PERSISTENT
             and self._has_change(obj, obj._uow_state)
         }
         stats.pending_updates = len(dirty | set(self._updates))
@@ -1012,7 +1020,7 @@ class Session:
         found = self._map.get(key)
         if found is not None:
             state = found._uow_state
-            if state.status is ObjectState.DELETED or not isinstance(found, cls):
+            if state.status is _DELETED or not isinstance(found, cls):
                 return cast("D | None", kwargs.get("default"))
             if not state.expired:
                 self._stats.cache_hits += 1
@@ -1069,7 +1077,7 @@ class Session:
 
     def on_modified(self, obj: Document, state: DocState) -> None:
         """A tracked document was assigned to: hold it until flushed."""
-        if state.status is ObjectState.PERSISTENT:
+        if state.status is _PERSISTENT:
             self._map.hold(state.key, obj)
             self._modified[state.key] = obj
             self._collections.setdefault(state.key[0], None)
@@ -1078,7 +1086,7 @@ class Session:
         """The finalizer's look at a document nobody holds: keep it if it changed."""
         if self._closed:
             return
-        if state.status is ObjectState.PERSISTENT and self._differs(obj, state):
+        if state.status is _PERSISTENT and self._differs(obj, state):
             state.pinned = True
             self._map.hold(state.key, obj)
             self._modified[state.key] = obj
@@ -1114,29 +1122,28 @@ class Session:
             object.__setattr__(obj, "_uow_state", DETACHED)
             return obj
         meta = cls._uow_meta
-        assert meta.collection is not None
+        collection = meta.collection
+        assert collection is not None
         stored_id = raw["_id"]
-        key = key_for(meta.collection, stored_id)
-        found = self._map.get(key)
-        if found is not None:
-            self._merge_loaded(found, raw, absent)
-            return found  # type: ignore[no-any-return]
+        key = key_for(collection, stored_id)
+        identity = self._map
+        if key in identity.held or identity.weak:
+            found = identity.get(key)  # a hit refreshes its place in the LRU
+            if found is not None:
+                self._merge_loaded(found, raw, absent)
+                return found  # type: ignore[no-any-return]
         obj = cls._uow_load(raw, self._ctx, absent)
-        if (
-            absent is None
-            and type(raw) is dict
-            and raw.keys() == type(obj)._uow_meta.raw_snapshot_keys
-        ):
+        loaded = type(obj)._uow_meta  # a subclass's, when _cls names one
+        if absent is None and type(raw) is dict and raw.keys() == loaded.raw_snapshot_keys:
             # What the driver gave us is the snapshot: the load copied every list
             # and dict it handed out, and dumping the object would give it back.
             snapshot: dict[str, Any] = raw
         else:
             snapshot = _snapshot(obj)
-        state = DocState(self, key, ObjectState.PERSISTENT, snapshot, stored_id)
-        object.__setattr__(obj, "_uow_state", state)
-        self._map.add_loaded(key, obj)
-        if type(obj)._uow_meta.mutable:
-            self._mutable_in.add(key[0])
+        object.__setattr__(obj, "_uow_state", DocState(self, key, _PERSISTENT, snapshot, stored_id))
+        identity.add_loaded(key, obj)
+        if loaded.mutable:
+            self._mutable_in.add(collection)
         return obj
 
     def _merge_loaded(
@@ -1148,7 +1155,7 @@ class Session:
         left out are taken from the new result, and only while the object is clean.
         """
         state: DocState = obj._uow_state
-        if state.status is not ObjectState.PERSISTENT:
+        if state.status is not _PERSISTENT:
             return
         fill = set(obj._uow_absent or ()) - set(absent or ())
         if not state.expired and not fill:
@@ -1230,11 +1237,11 @@ class Session:
         for obj in queued:
             if id(obj) not in seen:
                 seen.add(id(obj))
-                if obj._uow_state.status is ObjectState.PERSISTENT:
+                if obj._uow_state.status is _PERSISTENT:
                     op = self._update_op(obj)
                     if op is not None:
                         ops.append(op)
-        persistent = ObjectState.PERSISTENT
+        persistent = _PERSISTENT
         for obj in self._map.objects():
             if not type(obj)._uow_meta.mutable:
                 continue
@@ -1364,7 +1371,7 @@ class Session:
                 if replaced is not None and replaced is not obj:
                     object.__setattr__(replaced, "_uow_state", DETACHED)
                 self._inserts.pop(key, None)
-                state.status = ObjectState.PERSISTENT
+                state.status = _PERSISTENT
                 state.snapshot = op.snapshot
                 # Assigned to while pending: that is in the insert. Left set, the
                 # flag would keep the next assignment from queueing the document.
@@ -1665,7 +1672,7 @@ class Session:
         unflushed = _unique_docs(op.doc for op in self._tx_ops)
         for key, obj in self._tx_inserted.items():
             state = obj._uow_state
-            state.status = ObjectState.PENDING
+            state.status = _PENDING
             state.snapshot = None
             self._inserts[key] = obj
             self._map.hold(key, obj)
@@ -1679,21 +1686,21 @@ class Session:
                     object.__setattr__(obj, "_uow_state", None)
                     continue
                 # Deleted and added back: as far as the server knows, neither happened.
-                state = DocState(self, key, ObjectState.PERSISTENT, committed)
+                state = DocState(self, key, _PERSISTENT, committed)
                 state.modified = True
                 state.assigned = None
                 object.__setattr__(obj, "_uow_state", state)
                 self._modified[key] = obj
                 self._map.hold(key, obj)
                 continue
-            state = DocState(self, key, ObjectState.DELETED, committed)
+            state = DocState(self, key, _DELETED, committed)
             object.__setattr__(obj, "_uow_state", state)
             self._deletes[key] = obj
             self._map.hold(key, obj)
         for key, explicit in self._tx_explicit.items():
             state = explicit.doc._uow_state
             if not explicit.tracked or (
-                state is not None and state.owner is self and state.status is ObjectState.PERSISTENT
+                state is not None and state.owner is self and state.status is _PERSISTENT
             ):
                 self._updates.setdefault(key, explicit)
                 if explicit.tracked:
@@ -1704,7 +1711,7 @@ class Session:
         self._tx_ops.clear()
         for obj in self._map.objects():
             state = obj._uow_state
-            if state.status is ObjectState.PERSISTENT and state.snapshot is not state.committed:
+            if state.status is _PERSISTENT and state.snapshot is not state.committed:
                 state.snapshot = state.committed
                 # Marked as assigned to: a document without mutable fields is only
                 # compared with its snapshot when it is (is_dirty, has_changes...).
@@ -1721,7 +1728,7 @@ class Session:
             if (
                 state is not None
                 and state.owner is self
-                and state.status is ObjectState.PERSISTENT
+                and state.status is _PERSISTENT
                 and not state.modified
                 and not state.pinned
                 and state.key not in self._updates
@@ -1750,7 +1757,7 @@ class Session:
             return self._inserts.get(state.key) is obj
         if op.kind == DELETE:
             return self._deletes.get(state.key) is obj
-        return state.status is ObjectState.PERSISTENT
+        return state.status is _PERSISTENT
 
     def _reconcile(self) -> None:
         """Settle writes whose outcome is unknown before anything is sent again.
@@ -1860,7 +1867,7 @@ class Session:
             if (
                 state is not None
                 and state.owner is self
-                and state.status is ObjectState.PERSISTENT
+                and state.status is _PERSISTENT
                 and state.snapshot is not None
                 and not unchanged(obj, state.snapshot)
             ):
@@ -1899,9 +1906,10 @@ class Session:
         return {} if self._in_transaction else self._session_kw(write=False)
 
     def _collection(self, meta: ModelMeta) -> Any:
-        if meta.collection is None:
+        name = meta.collection
+        if name is None:
             raise UowError(f"{meta.name} is abstract: it has no collection")
-        return self._handle(meta.collection)
+        return self._handle(name)
 
     def _handle(self, name: str) -> Any:
         """The pymongo collection ``name`` (made once: ``db[name]`` costs ~4 µs)."""
@@ -1928,9 +1936,10 @@ class Session:
             kwargs["sort"] = sort
         if skip:
             kwargs["skip"] = skip
-        found = self._send(
-            "find", collection.name, lambda: collection.find_one(filter_, **kwargs), filter_
-        )
+        # meta.collection, not collection.name: the same, without a property call
+        name = meta.collection
+        assert name is not None
+        found = self._send("find", name, lambda: collection.find_one(filter_, **kwargs), filter_)
         self._stats.queries += 1
         return found
 
@@ -2028,7 +2037,7 @@ class Session:
             state = obj._uow_state
             if (
                 state.key[0] == collection
-                and state.status is ObjectState.PERSISTENT
+                and state.status is _PERSISTENT
                 and self._has_change(obj, state)
             ):
                 self.flush()
@@ -2198,7 +2207,7 @@ def _copy_fields(source: Any, target: Any) -> None:
 
 def _detached_copy(state: DocState) -> DocState:
     """A deleted document's state while its transaction may still roll back."""
-    copy = DocState(None, state.key, ObjectState.DETACHED, state.snapshot, state.id)
+    copy = DocState(None, state.key, _DETACHED, state.snapshot, state.id)
     copy.committed = state.committed
     return copy
 

@@ -127,6 +127,26 @@ def test_first_one_count_all(sessions: Sessions, ten: list[Any]) -> None:
     assert s.stats().queries >= 9
 
 
+def test_first_honours_sort_skip_fields_and_subclasses_with_one_query(
+    sessions: Sessions, ten: list[Any]
+) -> None:
+    s = sessions.open()
+    before = s.stats().queries
+    third = s.query(SxFlat).sort("-n").skip(2).first()
+    assert third is not None and third.n == 7
+    partial = s.query(SxFlat).filter(SxFlat.n > 4).sort("n").fields("n").first()
+    assert partial is not None and partial.n == 5
+    with pytest.raises(FieldNotLoaded):
+        _ = partial.name
+    assert s.query(SxFlat).filter(SxFlat.id == ten[3]).first() is s.get(SxFlat, ten[3])
+    assert s.stats().queries == before + 3  # the get was answered by the identity map
+    s.add_all([SxDog(name="rex"), SxCat(name="tom")])
+    s.flush()
+    cat = s.query(SxCat).first()
+    assert isinstance(cat, SxCat) and cat.name == "tom"
+    assert s.query(SxDog).filter(SxDog.name == "tom").first() is None
+
+
 def test_lookups(sessions: Sessions) -> None:
     insert_raw(
         sessions.db,

@@ -476,3 +476,38 @@ def test_an_empty_dict_key_cannot_be_part_of_a_query_path() -> None:
     with pytest.raises(uow.ValidationError, match="empty key"):
         WithScores.scores[""]
     assert (WithScores.scores["math"] == 3).filter == {"scores.math": 3}
+
+
+# -- the equality fast path (values stored as given) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        (Member.name == "ann", {"name": "ann"}),
+        (Member.email == "a@x", {"mail": "a@x"}),
+        (Member.age == 2**63 - 1, {"age": 2**63 - 1}),
+        (Member.age == -(2**63), {"age": -(2**63)}),
+        (Member.score == 1.5, {"score": 1.5}),
+        (Member.active == False, {"active": False}),  # noqa: E712
+    ],
+)
+def test_equality_with_a_plain_value_is_stored_as_given(expr: Expr, expected: dict[str, Any]) -> None:
+    assert expr.filter == expected
+    assert compile_filter(Member._uow_meta, expr) == expected
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, True, "3", 1.5, {"$gt": 1}, None])
+def test_equality_still_refuses_what_the_field_cannot_hold(value: Any) -> None:
+    with pytest.raises(uow.ValidationError):
+        Member.age == value  # noqa: B015
+
+
+def test_an_id_lookup_compiles_to_the_id_alone() -> None:
+    oid = bson.ObjectId()
+    assert compile_filter(Member._uow_meta, Member.id == oid) == {"_id": oid}
+
+
+def test_one_expression_comparing_two_fields_is_still_refused() -> None:
+    with pytest.raises(uow.ValidationError, match="comparing two fields"):
+        compile_filter(Member._uow_meta, Member.name == Member.email)
