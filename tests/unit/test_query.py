@@ -492,7 +492,9 @@ def test_an_empty_dict_key_cannot_be_part_of_a_query_path() -> None:
         (Member.active == False, {"active": False}),  # noqa: E712
     ],
 )
-def test_equality_with_a_plain_value_is_stored_as_given(expr: Expr, expected: dict[str, Any]) -> None:
+def test_equality_with_a_plain_value_is_stored_as_given(
+    expr: Expr, expected: dict[str, Any]
+) -> None:
     assert expr.filter == expected
     assert compile_filter(Member._uow_meta, expr) == expected
 
