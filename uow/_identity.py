@@ -176,16 +176,7 @@ class IdentityMap:
         """Track a document just loaded, under a key nothing holds."""
         if self.weak:
             self.weak.pop(key, None)  # a dead entry the finalizer has not removed yet
-        if self.lru is not None:
-            # _keep_clean's common case inline: every loaded document comes here.
-            self.held[key] = obj
-            self._staged.append(key)
-            self._staged_keys.add(key)
-            self._room -= 1
-            if self._room < 0:
-                self._replay()
-        else:
-            self._keep_clean(key, obj)
+        self._keep_clean(key, obj)
 
     def hold(self, key: Key, obj: Any) -> None:
         """Track a document that must not be evicted (pending, changed, deleted)."""

@@ -1918,6 +1918,25 @@ class Session:
             handle = self._handles[name] = self._db[name]
         return handle
 
+    def _read_kwargs(
+        self,
+        projection: dict[str, int] | None,
+        sort: list[tuple[str, int]] | None,
+        skip: int,
+        limit: int,
+    ) -> dict[str, Any]:
+        """find()'s keyword arguments: the session, and the options that are set."""
+        kwargs = self._session_kw(write=False)
+        if projection is not None:
+            kwargs["projection"] = projection
+        if sort:
+            kwargs["sort"] = sort
+        if skip:
+            kwargs["skip"] = skip
+        if limit:
+            kwargs["limit"] = limit
+        return kwargs
+
     def _find_one(
         self,
         meta: ModelMeta,
@@ -1929,13 +1948,7 @@ class Session:
     ) -> Any:
         """The first stored document matching, or None: one find, one batch, no cursor kept."""
         collection = self._collection(meta)
-        kwargs = self._session_kw(write=False)
-        if projection is not None:
-            kwargs["projection"] = projection
-        if sort:
-            kwargs["sort"] = sort
-        if skip:
-            kwargs["skip"] = skip
+        kwargs = self._read_kwargs(projection, sort, skip, 0)
         # meta.collection, not collection.name: the same, without a property call
         name = meta.collection
         assert name is not None
@@ -1955,15 +1968,7 @@ class Session:
     ) -> Iterator[Mapping[str, Any]]:
         """Stream stored documents, counting every batch the cursor fetches."""
         collection = self._collection(meta)
-        kwargs: dict[str, Any] = self._session_kw(write=False)
-        if projection is not None:
-            kwargs["projection"] = projection
-        if sort:
-            kwargs["sort"] = sort
-        if skip:
-            kwargs["skip"] = skip
-        if limit:
-            kwargs["limit"] = limit
+        kwargs = self._read_kwargs(projection, sort, skip, limit)
         cursor = self._send(
             "find", collection.name, lambda: collection.find(filter_, **kwargs), filter_
         )
