@@ -119,13 +119,14 @@ def snapshot_of(meta: ModelMeta, doc: dict[str, Any]) -> dict[str, Any]:
 
     In place (a dump is a new dict, and one dict fewer per document is garbage
     the collector never has to look at): the fields that can change in place get
-    copies of their values; everything else in a dump is immutable, or (unknown
+    copies of what their dumps share with the document (a dumped embedded document
+    is a new dict already); everything else in a dump is immutable, or (unknown
     stored keys) never changed.
     """
-    for key in meta.mutable_keys:
+    for key, snapshot in meta.mutable_snapshots:
         value = doc.get(key, MISSING)
         if value is not MISSING:
-            doc[key] = copy_stored(value)
+            doc[key] = snapshot(value)
     return doc
 
 
@@ -263,9 +264,10 @@ def changed_paths(
         ):
             changes.update(changed_paths(nested, before, after, name + "."))
         else:
+            # Copies: a stored value may be an embedded document's kept dump.
             changes[name] = (
-                None if before is MISSING else before,
-                None if after is MISSING else after,
+                None if before is MISSING else copy_stored(before),
+                None if after is MISSING else copy_stored(after),
             )
     return changes
 

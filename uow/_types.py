@@ -23,7 +23,7 @@ import bson
 from bson.binary import Binary, UuidRepresentation
 from bson.decimal128 import Decimal128
 
-from ._stored import copy_stored
+from ._stored import IMMUTABLE, copy_stored
 from .exceptions import DefinitionError, ValidationError
 
 if TYPE_CHECKING:
@@ -109,6 +109,14 @@ class TypeSpec:
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         return value
+
+    def snapshot(self, dumped: Any) -> Any:
+        """``dumped``, what ``dump`` just gave, sharing no list or dict with the live
+        value (a snapshot must not change when the document is changed in place).
+
+        Specs whose ``dump`` builds new containers copy only what it shared.
+        """
+        return copy_stored(dumped)
 
     def query_value(self, owner: str, path: str, value: Any) -> Any:
         """A value compared with this field in a filter: validated, in stored form."""
@@ -275,6 +283,9 @@ class OptionalSpec(TypeSpec):
     def load(self, value: Any, ctx: LoadContext) -> Any:
         return None if value is None else self.inner.load(value, ctx)
 
+    def snapshot(self, dumped: Any) -> Any:
+        return None if dumped is None else self.inner.snapshot(dumped)
+
     def query_value(self, owner: str, path: str, value: Any) -> Any:
         return None if value is None else self.inner.query_value(owner, path, value)
 
@@ -325,6 +336,12 @@ class ListSpec(TypeSpec):
                 ):
                     inner.check(owner, f"{path}[{index}]", item)  # raises, with the reason
         else:
+            if (
+                type(inner) is EmbeddedSpec
+                and not inner.cls._uow_meta.mutable
+                and set(map(type, value)) <= {inner.cls}
+            ):
+                return  # instances of exactly the class, checked when built
             for index, item in enumerate(value):
                 inner.check(owner, f"{path}[{index}]", item)
 
@@ -339,6 +356,18 @@ class ListSpec(TypeSpec):
             return copy_stored(value)  # stored data of another shape: kept as it is, never dropped
         load = self.inner.load
         return [load(item, ctx) for item in value]
+
+    def snapshot(self, dumped: Any) -> Any:
+        inner = self.inner
+        if type(dumped) is not list or not inner.needs_dump:
+            return copy_stored(dumped)  # the live list itself, or data of another shape
+        # A new list of dumped items: only what the items' dumps shared is copied.
+        if IMMUTABLE.issuperset(map(type, dumped)) or (
+            type(inner) is EmbeddedSpec and inner.cls._uow_meta.dumps_unshared
+        ):
+            return dumped
+        snapshot = inner.snapshot
+        return [snapshot(item) for item in dumped]
 
     def element(self) -> TypeSpec | None:
         return self.inner
@@ -382,6 +411,9 @@ class SetSpec(ListSpec):
         if inner.needs_dump:
             return [inner.dump(item) for item in value]
         return list(value)
+
+    def snapshot(self, dumped: Any) -> Any:
+        return copy_stored(dumped)
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         if not isinstance(value, list):
@@ -477,13 +509,31 @@ class EmbeddedSpec(TypeSpec):
 
     def dump(self, value: Any) -> Any:
         if not isinstance(value, self.cls):
-            return value  # stored data of another shape, loaded as it was
+            # Stored data of another shape, loaded as it was; a copy, so that a dict
+            # in a dump is always a new one (see snapshot).
+            return copy_stored(value)
         return value._uow_to_bson()
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
         if not isinstance(value, dict):
             return copy_stored(value)  # stored data of another shape: kept as it is, never dropped
         return self.cls._uow_load(value, ctx)
+
+    def snapshot(self, dumped: Any) -> Any:
+        if self.cls._uow_meta.dumps_unshared:
+            return dumped  # a dump of this class or a subclass, or a copy (see dump)
+        # A dict here is always a new one from the instance's _uow_to_bson (a value
+        # of another shape is never a dict: a stored dict loads as an instance).
+        if type(dumped) is not dict:
+            return copy_stored(dumped)
+        if IMMUTABLE.issuperset(map(type, dumped.values())):
+            return dumped  # the common case: nothing in it can change in place
+        by_key = self.cls._uow_meta.by_key
+        for key, item in list(dumped.items()):
+            if type(item) not in IMMUTABLE:
+                field = by_key.get(key)
+                dumped[key] = field.spec.snapshot(item) if field is not None else copy_stored(item)
+        return dumped
 
 
 class RefSpec(TypeSpec):

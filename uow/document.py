@@ -162,6 +162,8 @@ class ModelMeta:
         self.current_date_keys = frozenset(f.key for f in fields if f.current_date)
         self.mutable_fields = [f for f in fields if f.spec.mutable]
         self.mutable_keys = [f.key for f in self.mutable_fields]
+        #: (key, spec.snapshot) of those fields, for _state.snapshot_of
+        self.mutable_snapshots = [(f.key, f.spec.snapshot) for f in self.mutable_fields]
         #: instances can change without an assignment (containers, embedded)
         self.mutable = bool(self.mutable_fields)
         # Hierarchy: filled by the metaclass.
@@ -179,6 +181,13 @@ class ModelMeta:
         self.data_keys = True
         #: the keys of a stored document that can serve as its own snapshot
         self.raw_snapshot_keys: frozenset[str] = frozenset({""})
+        #: an Embedded class whose instances keep their last dump (see Embedded); its
+        #: dumps share no list or dict with the instance
+        self.keeps_dump = False
+        #: so do the dumps of every subclass (a snapshot needs no copy of them)
+        self.dumps_unshared = False
+        #: a dump may hold an embedded document's kept dump (copied for the user)
+        self.shares_dumps = False
         self.own_names = frozenset(inspect.get_annotations(cls))
 
     def keys_to_compare(self, assigned: int) -> tuple[str, ...]:
@@ -510,12 +519,19 @@ def _finish_class(
     meta.raw_snapshot_keys = (
         meta.known_keys if all(round_trips(f.spec) for f in meta.fields) else frozenset({""})
     )
+    meta.keeps_dump = meta.dumps_unshared = not is_document and not meta.mutable
+    if not meta.keeps_dump:
+        for base in cls.__mro__[1:]:
+            if "_uow_meta" in base.__dict__:
+                base._uow_meta.dumps_unshared = False
+    meta.shares_dumps = meta.keeps_dump or any(_holds_embedded(f.spec) for f in meta.fields)
     cls._uow_meta = meta
     cls._uow_setters = {f.name: f for f in fields}
     for index, f in enumerate(fields):
         f.bit = 1 << index
     cls.__init__ = _generate_init(cls, meta)
     cls._uow_to_bson = _generate_to_bson(cls, meta)
+    cls._uow_check_deep = _generate_check_deep(cls, meta)
     load_exact, load = _generate_loader(cls, meta)
     cls._uow_load_exact = classmethod(load_exact)
     cls._uow_load = classmethod(load)
@@ -546,6 +562,13 @@ def _member_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
         if slot is not None and hasattr(slot, "__set__") and hasattr(slot, "__objclass__"):
             return slot.__set__  # type: ignore[no-any-return]
     raise DefinitionError(f"{cls.__name__}.{name}: no slot found")
+
+
+def _holds_embedded(spec: TypeSpec) -> bool:
+    """Whether values of ``spec`` can hold an embedded document."""
+    if isinstance(spec, (OptionalSpec, ListSpec, DictSpec)):
+        return _holds_embedded(spec.inner)
+    return isinstance(spec, EmbeddedSpec)
 
 
 def _holds_data_keys(spec: TypeSpec) -> bool:
@@ -594,6 +617,10 @@ def _fast_type(spec: TypeSpec) -> tuple[type | None, bool, bool]:
     if isinstance(inner, ScalarSpec):
         fast = inner.accepted[0]
         return fast, optional, inner.int_range and fast is int
+    if isinstance(inner, EmbeddedSpec) and not inner.cls._uow_meta.mutable:
+        # An instance of exactly this class was checked field by field when it was
+        # built or assigned to, and has nothing that changes in place.
+        return inner.cls, optional, False
     return None, optional, False
 
 
@@ -616,6 +643,11 @@ def _generate_init(cls: type, meta: ModelMeta) -> Callable[..., None]:
     if issubclass(cls, _DocumentBase):
         env["_set_state"] = _member_setter(cls, "_uow_state")
         body.append("    _set_state(self, None)")
+    keeps_dump = meta.keeps_dump and all(f.fast_type is not None for f in meta.fields)
+    if keeps_dump:
+        # False: no dump kept yet, and every value is of its field's exact type, so
+        # immutable (see _generate_to_bson); None, set when a value is not.
+        body.append("    _dumped = False")
     for index, f in enumerate(meta.fields):
         arg = f.attribute.alias or f.name
         default = f.attribute.default
@@ -645,9 +677,14 @@ def _generate_init(cls: type, meta: ModelMeta) -> Callable[..., None]:
             if optional:
                 test = f"{arg} is not None and {test}"
             body += [f"    if {test}:", f"        {full}"]
+            if keeps_dump:
+                body.append("        _dumped = None")
         else:
             body.append(f"    {full}")
         body.append(f"    _set{index}(self, {arg})")
+    if not issubclass(cls, _DocumentBase):
+        env["_set_dumped"] = _member_setter(cls, "_uow_dumped")
+        body.append(f"    _set_dumped(self, {'_dumped' if keeps_dump else 'None'})")
     for index, f in enumerate(meta.fields):
         for number, validator in enumerate(f.validators):
             env[f"_user{index}_{number}"] = validator
@@ -736,6 +773,46 @@ def _attrs_validators(attribute: attrs.Attribute[Any]) -> list[Callable[..., Any
     return [v for v in parts if getattr(v, "__name__", "") != "validate_uow_type"]
 
 
+def _check_deep_partial(obj: Any, owner: str, path: str) -> None:
+    """``_uow_check_deep`` field by field, skipping those a partial load left out."""
+    absent = obj._uow_absent or ()
+    for f in obj._uow_meta.mutable_fields:
+        if f.name not in absent:
+            f.spec.check(owner, f"{path}.{f.name}" if path else f.name, getattr(obj, f.name))
+
+
+def _generate_check_deep(cls: type, meta: ModelMeta) -> Callable[[Any, str, str], None]:
+    """Generate ``_uow_check_deep``: the fields that can change in place, checked
+    (at flush: a wrong value may have been put there in place).
+
+    An embedded document of exactly its field's class, holding nothing that changes
+    in place, passes with one ``type(...) is`` test.
+    """
+    env: dict[str, Any] = {"_partial": _check_deep_partial}
+    lines = [
+        "def _uow_check_deep(self, owner, path):",
+        "    if self._uow_absent:",
+        "        return _partial(self, owner, path)",
+    ]
+    for index, f in enumerate(meta.mutable_fields):
+        env[f"_check{index}"] = f.spec.check
+        full = f"_check{index}(owner, path + {'.' + f.name!r} if path else {f.name!r}, value)"
+        lines.append(f"    value = self.{f.name}")
+        if f.fast_type is not None:
+            env[f"_type{index}"] = f.fast_type
+            test = f"type(value) is not _type{index}"
+            if f.fast_optional:
+                test = f"value is not None and {test}"
+            lines += [f"    if {test}:", f"        {full}"]
+        else:
+            lines.append(f"    {full}")
+    if len(lines) == 3:
+        lines.append("    return None")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<uow {cls.__qualname__}._uow_check_deep>", "exec"), env)
+    return env["_uow_check_deep"]  # type: ignore[no-any-return]
+
+
 def _generate_to_bson(cls: type, meta: ModelMeta) -> Callable[[Any], dict[str, Any]]:
     """Generate ``obj -> dict`` building the stored form in one expression."""
     env: dict[str, Any] = {"_partial": _to_bson_partial, "_FieldNotLoaded": FieldNotLoaded}
@@ -749,23 +826,63 @@ def _generate_to_bson(cls: type, meta: ModelMeta) -> Callable[[Any], dict[str, A
         if f.spec.needs_dump:
             env[f"_dump{index}"] = f.spec.dump
             value = f"_dump{index}(self.{f.name})"
+            inner = f.spec.inner if isinstance(f.spec, OptionalSpec) else f.spec
+            if isinstance(inner, EmbeddedSpec):
+                # The embedded document's own generated dump (or the one it kept),
+                # when it is of exactly the field's class; the spec's dump handles
+                # None and the rest.
+                env[f"_class{index}"] = inner.cls
+                dump = "_v._uow_to_bson()"
+                if inner.cls._uow_meta.keeps_dump:
+                    dump = f"(_v._uow_dumped or {dump})"  # False or None: none kept
+                value = (
+                    f"({dump} if type(_v := self.{f.name}) is _class{index} else _dump{index}(_v))"
+                )
         items.append(f"{f.key!r}: {value}")
     if id_field is not None:
         items.insert(0, items.pop(1 if meta.cls_name is not None else 0))  # _id first
     body = ", ".join(items)
-    source = (
-        "def _uow_to_bson(self):\n"
-        "    try:\n"
-        f"        doc = {{{body}}}\n"
-        "    except _FieldNotLoaded:\n"
-        "        return _partial(self)\n"
-        "    extra = self._uow_extra\n"
-        "    if extra:\n"
-        "        doc.update(extra)\n"
-        "    return doc\n"
-    )
+    lines = ["def _uow_to_bson(self):"]
+    partial = "_partial(self)"
+    if meta.keeps_dump:
+        env["_unshared"] = _unshared
+        partial = f"_unshared({partial})"
+        lines += ["    kept = self._uow_dumped", "    if kept:", "        return kept"]
+    lines += [
+        "    try:",
+        f"        doc = {{{body}}}",
+        "    except _FieldNotLoaded:",
+        f"        return {partial}",
+        "    extra = self._uow_extra",
+        "    if extra:",
+        "        doc.update(extra)",
+    ]
+    if meta.keeps_dump:
+        # Kept only when nothing in it can change in place (a value of another
+        # shape loaded from storage can): then the instance, its snapshots and the
+        # statements sent can all share it, as nobody changes it. (False: the
+        # values were checked when set, and no unknown keys came with them.)
+        env["_IMMUTABLE"] = IMMUTABLE
+        env["_set_dumped"] = _member_setter(cls, "_uow_dumped")
+        lines += [
+            "    if kept is False or _IMMUTABLE.issuperset(map(type, doc.values())):",
+            "        _set_dumped(self, doc)",
+            "        return doc",
+            "    return _unshared(doc)",
+        ]
+    else:
+        lines.append("    return doc")
+    source = "\n".join(lines) + "\n"
     exec(compile(source, f"<uow {cls.__qualname__}._uow_to_bson>", "exec"), env)
     return env["_uow_to_bson"]  # type: ignore[no-any-return]
+
+
+def _unshared(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc``, a new dump of a class that keeps dumps, with copies of what it shares."""
+    for key, value in doc.items():
+        if type(value) not in IMMUTABLE:
+            doc[key] = copy_stored(value)
+    return doc
 
 
 def _to_bson_partial(obj: Any) -> dict[str, Any]:
@@ -812,6 +929,9 @@ def _generate_loader(cls: type, meta: ModelMeta) -> tuple[Callable[..., Any], Ca
     if issubclass(cls, _DocumentBase):
         env["_set_state"] = _member_setter(cls, "_uow_state")
         lines.append("    _set_state(obj, None)")
+    else:
+        env["_set_dumped"] = _member_setter(cls, "_uow_dumped")
+        lines.append("    _set_dumped(obj, None)")
     for index, f in enumerate(meta.fields):
         env[f"_set{index}"] = _member_setter(cls, f.name)
         # The stored document becomes the session's snapshot: no list or dict of
@@ -1009,11 +1129,11 @@ class _BaseModel:
         return cls._uow_load_exact(raw, ctx, absent)  # type: ignore[no-any-return]
 
     def _uow_check_deep(self, owner: str, path: str) -> None:
-        """Check the fields that can change in place (assignments were checked already)."""
-        absent = self._uow_absent or ()
-        for f in self._uow_meta.mutable_fields:
-            if f.name not in absent:
-                f.spec.check(owner, f"{path}.{f.name}" if path else f.name, getattr(self, f.name))
+        """Check the fields that can change in place (assignments were checked already).
+
+        Replaced per class by generated code (see _generate_check_deep).
+        """
+        _check_deep_partial(self, owner, path)
 
 
 M = TypeVar("M", bound=_BaseModel)
@@ -1027,12 +1147,25 @@ class Embedded(_BaseModel, metaclass=_ModelMeta):
     not declare are kept and written back untouched.
     """
 
-    __slots__ = ()
+    # An instance of a class with nothing that changes in place keeps its last dump
+    # (None: none kept), until an assignment: dumping for each flush and each
+    # "did it change?" is then free, and an unchanged value is the very dict of
+    # the snapshot. Nothing may change a kept dump in place.
+    __slots__ = ("_uow_dumped",)
     _uow_base_class = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _assign(self, name, value)
+        object.__setattr__(self, "_uow_dumped", None)
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_uow_dumped", None)
+        _BaseModel.__setstate__(self, state)
 
     def to_bson(self) -> dict[str, Any]:
         """The stored form of this value (what pymongo is given)."""
-        return self._uow_to_bson()
+        doc = self._uow_to_bson()
+        return copy_stored(doc) if self._uow_meta.shares_dumps else doc
 
     @classmethod
     def from_bson(
@@ -1096,7 +1229,8 @@ class Document(_DocumentBase):
 
     def to_bson(self) -> dict[str, Any]:
         """The stored form of this document (what pymongo is given), ``_id`` first."""
-        return self._uow_to_bson()
+        doc = self._uow_to_bson()
+        return copy_stored(doc) if self._uow_meta.shares_dumps else doc
 
     @classmethod
     def from_bson(

@@ -81,6 +81,11 @@ def _put(update: UpdateSpec, operator: str, path: str, value: Any) -> None:
         slot[path] = value
 
 
+#: With values of these types on both sides, ``==`` is the same BSON too: an int
+#: equals no value of the others (it equals a float or a bool, which are not here).
+_EQ_WITH_INT = EQ_EXACT | {int}
+
+
 def same(old: Any, new: Any) -> bool:
     """Whether two stored values (as given to pymongo, or decoded) are the same to MongoDB.
 
@@ -103,15 +108,22 @@ def same(old: Any, new: Any) -> bool:
             and old == new
         )
     if kind is dict:
-        if old.keys() != new.keys():
+        if old == new:  # the same keys, then
+            if EQ_EXACT.issuperset(map(type, old.values())) or (
+                _EQ_WITH_INT.issuperset(map(type, old.values()))
+                and _EQ_WITH_INT.issuperset(map(type, new.values()))
+            ):
+                return True  # == at C speed, and for these types == is the same BSON
+        elif old.keys() != new.keys():
             return False
-        if old == new and EQ_EXACT.issuperset(map(type, old.values())):
-            return True  # == at C speed, and for these types == is the same BSON
         return all(same(value, new[key]) for key, value in old.items())
     if kind is list:
         if len(old) != len(new):
             return False
-        if old == new and EQ_EXACT.issuperset(map(type, old)):
+        if old == new and (
+            EQ_EXACT.issuperset(map(type, old))
+            or (_EQ_WITH_INT.issuperset(map(type, old)) and _EQ_WITH_INT.issuperset(map(type, new)))
+        ):
             return True
         return all(map(same, old, new))
     if kind is float and math.isnan(old):
