@@ -161,7 +161,6 @@ class ModelMeta:
         self.version_field: FieldMeta | None = next((f for f in fields if f.version), None)
         self.current_date_keys = frozenset(f.key for f in fields if f.current_date)
         self.mutable_fields = [f for f in fields if f.spec.mutable]
-        self.mutable_keys = [f.key for f in self.mutable_fields]
         #: (key, spec.snapshot) of those fields, for _state.snapshot_of
         self.mutable_snapshots = [(f.key, f.spec.snapshot) for f in self.mutable_fields]
         #: instances can change without an assignment (containers, embedded)

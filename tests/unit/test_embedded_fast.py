@@ -132,6 +132,8 @@ def test_a_value_of_another_type_accepted_by_the_full_check_is_dumped_right() ->
 
     point = Point(x=1, label=Name("a"))
     assert point._uow_to_bson() == {"x": 1, "y": 0, "label": "a"}
+    assert point._uow_dumped is None  # a str subclass may hold state: nothing is kept
+    assert Point(x=1, label="a")._uow_dumped is False  # exact types: kept when dumped
     point.label = Name("b")
     assert point._uow_to_bson()["label"] == "b"
 
