@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["Query", "RemoveQuery"]
 
 D = TypeVar("D", bound="Document")
+#: a query type (``filter()`` returns a query of the type it was called on)
+F = TypeVar("F", bound="_Filtered[Any]")
 
 #: What ``filter()`` takes positionally: query expressions. ``bool`` is there for
 #: type checkers only: they read ``User.age`` with the field's type (the class is
@@ -42,10 +44,10 @@ class _Filtered(Generic[D]):
         clone._parts = list(self._parts)
         return clone
 
-    def filter(self, *exprs: ExprArg, **lookups: Any) -> Any:
+    def filter(self: F, *exprs: ExprArg, **lookups: Any) -> F:
         """Narrow the query: expressions (``User.age > 3``) and lookups (``age__gt=3``)."""
         compiled = compile_filter(self._meta, *cast("tuple[Expr, ...]", exprs), **lookups)
-        clone = self._copy()
+        clone: F = self._copy()
         if compiled:
             clone._parts.append(compiled)
         return clone
@@ -77,15 +79,6 @@ class Query(_Filtered[D]):
         self._skip = 0
         self._limit = 0
         self._fields: list[str] | None = None
-
-    def filter(self, *exprs: ExprArg, **lookups: Any) -> Query[D]:
-        """Narrow the query: expressions (``User.age > 3``) and lookups (``age__gt=3``)."""
-        # _Filtered.filter's body, not a super() call: a query per lookup is common.
-        compiled = compile_filter(self._meta, *cast("tuple[Expr, ...]", exprs), **lookups)
-        clone: Query[D] = self._copy()
-        if compiled:
-            clone._parts.append(compiled)
-        return clone
 
     def sort(self, *keys: Any) -> Query[D]:
         """Order by ``User.name.asc()``, ``User.age.desc()``, ``"name"`` or ``"-age"``."""
@@ -141,11 +134,16 @@ class Query(_Filtered[D]):
         absent = frozenset(name for name in names | self._meta.by_name.keys() if name not in keep)
         return projection, absent or None
 
-    def _iterate(self, limit: int | None = None) -> Iterator[D]:
+    def _begin(self) -> tuple[dict[str, int] | None, frozenset[str] | None]:
+        """Before reading: the session is open and flushed; the projection and absent fields."""
         session = self._session
         session._check_open()
         session.autoflush_for(self._meta)
-        projection, absent = self._projection()
+        return self._projection()
+
+    def _iterate(self, limit: int | None = None) -> Iterator[D]:
+        session = self._session
+        projection, absent = self._begin()
         rows = session._find(
             self._meta,
             self.raw(),
@@ -168,9 +166,7 @@ class Query(_Filtered[D]):
     def first(self) -> D | None:
         """The first result, or None when nothing matches."""
         session = self._session
-        session._check_open()
-        session.autoflush_for(self._meta)
-        projection, absent = (None, None) if self._fields is None else self._projection()
+        projection, absent = self._begin()
         raw = session._find_one(
             self._meta, self.raw(), sort=self._sort or None, skip=self._skip, projection=projection
         )
