@@ -130,6 +130,36 @@ def snapshot_of(meta: ModelMeta, doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def snapshot_with(
+    meta: ModelMeta, obj: Document, old: dict[str, Any], keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """The snapshot ``obj`` has now, when only the fields stored under ``keys`` can
+    differ from snapshot ``old`` (those assigned to and those that change in place).
+
+    Equal to ``snapshot_of(meta, obj._uow_to_bson())`` then, for less: only those
+    fields are dumped, and one that did not change keeps ``old``'s value (never
+    changed in place: see the module docstring), so a document whose one field was
+    assigned costs a dict copy and that field's dump, not a whole dump and a copy
+    of every list in it.
+    """
+    new = dict(old)
+    absent = obj._uow_absent
+    by_key = meta.by_key
+    for key in keys:
+        field = by_key[key]
+        if absent and field.name in absent:
+            continue  # left out of a partial load (and of its snapshot): not dumped
+        spec = field.spec
+        value = getattr(obj, field.name)
+        if spec.needs_dump:
+            value = spec.dump(value)
+        before = new.get(key, MISSING)
+        if before is value or same(before, value):
+            continue
+        new[key] = spec.snapshot(value) if spec.mutable else value
+    return new
+
+
 def mutated(obj: Document, snapshot: Mapping[str, Any]) -> bool:
     """Whether a field of ``obj`` that can change in place differs from ``snapshot``.
 

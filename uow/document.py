@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import datetime
 import inspect
+import operator
 import re
 import sys
 import threading
@@ -931,6 +932,17 @@ def _generate_loader(cls: type, meta: ModelMeta) -> tuple[Callable[..., Any], Ca
     else:
         env["_set_dumped"] = _member_setter(cls, "_uow_dumped")
         lines.append("    _set_dumped(obj, None)")
+    # Fields stored as given, of immutable declared types: when the stored document
+    # has them all and every value is immutable (one C-speed check), they are set
+    # without a lookup and a check each (~40% of a flat document's load).
+    plain = [
+        f
+        for f in meta.fields
+        if not f.spec.needs_load and not f.spec.mutable and not isinstance(f.spec, DatetimeSpec)
+    ]
+    if len(plain) < 2:
+        plain = []  # (itemgetter of one key gives the value, not a tuple)
+    per_field: list[str] = []
     for index, f in enumerate(meta.fields):
         env[f"_set{index}"] = _member_setter(cls, f.name)
         # The stored document becomes the session's snapshot: no list or dict of
@@ -971,18 +983,48 @@ def _generate_loader(cls: type, meta: ModelMeta) -> tuple[Callable[..., Any], Ca
             missing = [f"        if absent is None or {f.name!r} not in absent:"] + [
                 "    " + line for line in missing
             ]
-        lines += [
+        field_lines = [
             f"    value = get({f.key!r}, _MISSING)",
             "    if value is _MISSING:",
+            *(["        full = False"] if plain and f not in plain else []),
             *missing,
             "    else:",
             f"        _set{index}(obj, {value})",
         ]
+        if f in plain:
+            per_field += ["    " + line for line in field_lines]
+        else:
+            lines += field_lines
+    if plain:
+        env["_pick"] = operator.itemgetter(*(f.key for f in plain))
+        names = ", ".join(f"_v{index}" for index in range(len(plain)))
+        setters = [
+            f"        _set{meta.fields.index(f)}(obj, _v{number})" for number, f in enumerate(plain)
+        ]
+        lines[3:3] = [
+            "    plain = None",
+            "    if absent is None:",
+            "        try:",
+            "            plain = _pick(raw)",
+            "        except KeyError:",
+            "            pass",
+            "    full = plain is not None and _IMMUTABLE.issuperset(map(type, plain))",
+            "    if full:",
+            f"        {names} = plain",
+            *setters,
+            "    else:",
+            *per_field,
+        ]
+    known = "_KNOWN.issuperset(raw) and get('_cls', _OWN) == _OWN"
+    if plain:
+        # Every field found, and nothing else: no unknown key, no _cls.
+        env["_NFIELDS"] = len(meta.fields)
+        known = f"(full and len(raw) == _NFIELDS) or ({known})"
     lines += [
         "    if absent:",
         "        absent = (absent & _OWN_FIELDS) or None",
         "    _set_absent(obj, absent)",
-        "    if _KNOWN.issuperset(raw) and get('_cls', _OWN) == _OWN:",
+        f"    if {known}:",
         "        _set_extra(obj, None)",
         "    else:",
         "        extra = {k: v for k, v in raw.items() if k not in _KNOWN}",

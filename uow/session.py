@@ -35,6 +35,7 @@ from ._state import (
     full_update,
     mutated,
     snapshot_of,
+    snapshot_with,
     unchanged,
     update_for,
 )
@@ -421,11 +422,7 @@ class Session:
         stored_id = _stored_id(meta, obj.id)
         key = key_for(collection, stored_id)
         current = self._map.get(key)
-        if (
-            current is not None
-            and current is not obj
-            and current._uow_state.status is not _DELETED
-        ):
+        if current is not None and current is not obj and current._uow_state.status is not _DELETED:
             raise UowError(
                 f"another {type(current).__name__} object with id {obj.id!r} is already "
                 "in this session; get() it, or expunge it first"
@@ -708,9 +705,7 @@ class Session:
                 object.__setattr__(obj, "_uow_state", None)
             for key, (obj, committed) in self._tx_deleted.items():
                 # Its delete was aborted: tracked again, as last committed.
-                object.__setattr__(
-                    obj, "_uow_state", DocState(self, key, _PERSISTENT, committed)
-                )
+                object.__setattr__(obj, "_uow_state", DocState(self, key, _PERSISTENT, committed))
                 self._map.add_clean(key, obj)
         self._tx_inserted.clear()
         self._tx_deleted.clear()
@@ -994,8 +989,7 @@ class Session:
         dirty = {
             obj._uow_state.key
             for obj in self._map.objects()
-            if obj._uow_state.status is _PERSISTENT
-            and self._has_change(obj, obj._uow_state)
+            if obj._uow_state.status is _PERSISTENT and self._has_change(obj, obj._uow_state)
         }
         stats.pending_updates = len(dirty | set(self._updates))
         return stats
@@ -1265,9 +1259,6 @@ class Session:
         if not (changed or explicit is not None or state.modified or mutated(obj, old)):
             return None
         obj._uow_check_deep(meta.name, "")
-        # The new snapshot, diffed: the update's values share nothing with the live
-        # document, so the statement kept for errors and unknown outcomes stays as sent.
-        new = snapshot_of(meta, obj._uow_to_bson())
         # Only what can differ is compared: the fields assigned to (when that is all
         # that marked the document) and those that change in place.
         if explicit is not None:
@@ -1276,6 +1267,12 @@ class Session:
             assigned = state.assigned
         else:
             assigned = 0
+        # The new snapshot, diffed: the update's values share nothing with the live
+        # document, so the statement kept for errors and unknown outcomes stays as sent.
+        if assigned is None:
+            new = snapshot_of(meta, obj._uow_to_bson())
+        else:
+            new = snapshot_with(meta, obj, old, meta.keys_to_compare(assigned))
         update = update_for(meta, old, new, assigned)
         if explicit is not None and explicit.operators:
             update = _with_operators(meta, update, old, new, explicit.operators)

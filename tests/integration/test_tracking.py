@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import uow.session
 from uow import ValidationError
 from uow.session import FlushResult, Session
 
@@ -370,6 +371,7 @@ def test_a_flush_of_10000_clean_documents_serializes_none_of_them(
     assert s.stats().identity_map_size == 2 * n
     to_bson_person = _count_calls(monkeypatch, SxPerson, "_uow_to_bson")
     to_bson_flat = _count_calls(monkeypatch, SxFlat, "_uow_to_bson")
+    new_snapshots = _count_calls(monkeypatch, uow.session, "snapshot_with")
 
     assert s.flush() == FlushResult()
     # A document nobody assigned to can only have changed in place: its lists
@@ -381,9 +383,11 @@ def test_a_flush_of_10000_clean_documents_serializes_none_of_them(
     people[7].tags.append("x")
     flats[7].n = 1
     assert s.flush() == FlushResult(updated=2, round_trips=2)
-    # Only the two changed documents are serialized, once each, to be diffed.
-    assert to_bson_person[0] == 1
-    assert to_bson_flat[0] == 1
+    # Only the two changed documents are diffed, once each, and neither is
+    # serialized whole: only the fields that can differ are dumped.
+    assert new_snapshots[0] == 2
+    assert to_bson_person[0] == 0
+    assert to_bson_flat[0] == 0
     assert s.flush() == FlushResult()
 
 

@@ -1,0 +1,213 @@
+"""The fast paths of loading and diffing a document, held against the general ones.
+
+* The generated loader sets the fields stored as given (immutable declared
+  types) straight from one ``itemgetter`` when the stored document has them all
+  with immutable values; otherwise it takes each field on its own. Loading with
+  an empty ``absent`` takes the per-field path, so both can be compared on any
+  stored document.
+* A flush builds the new snapshot of a document whose assigned fields are
+  known with ``snapshot_with`` (only the fields that can differ dumped), which
+  must equal the whole dump ``snapshot_of(meta, obj._uow_to_bson())`` would give.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from uow import Document, Embedded, FieldNotLoaded, field
+from uow._state import snapshot_of, snapshot_with, update_for
+from uow._types import DEFAULT_LOAD_CONTEXT
+from uow.operators import same
+
+
+class Address(Embedded):
+    city: str
+    zip: str = ""
+
+
+class Flat(Document):
+    __collection__ = "flat_fast"
+    name: str
+    email: str
+    age: int
+    score: float = 0.0
+    nickname: str | None = None
+    tags: list[str] = field(factory=list)
+    created: dt.datetime = field(factory=lambda: dt.datetime(2024, 1, 1))
+    address: Address | None = None
+
+
+CREATED = dt.datetime(2024, 5, 1, 12, 30, 15, 250000)
+STORED: dict[str, Any] = {
+    "_id": ObjectId("65f0c0ffee0000000000abcd"),
+    "name": "ada",
+    "email": "ada@example.com",
+    "age": 36,
+    "score": 2.0,
+    "nickname": None,
+    "tags": ["a", "b"],
+    "created": CREATED,
+    "address": {"city": "Paris", "zip": "75001"},
+}
+
+
+def _slow(raw: dict[str, Any]) -> Flat:
+    """The per-field path: a partial load leaving nothing out."""
+    obj: Flat = Flat._uow_load(raw, DEFAULT_LOAD_CONTEXT, frozenset())
+    return obj
+
+
+def _fields(obj: Flat) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Flat._uow_meta.by_name:
+        try:
+            values[name] = getattr(obj, name)
+        except FieldNotLoaded:
+            values[name] = "<not loaded>"
+    return values
+
+
+def test_a_complete_stored_document_loads_the_same_on_both_paths() -> None:
+    fast = Flat.from_bson(STORED)
+    assert _fields(fast) == _fields(_slow(STORED))
+    assert fast.to_bson() == STORED
+    assert fast._uow_extra is None
+    assert fast.tags is not STORED["tags"]  # the stored list stays the snapshot's
+
+
+def test_a_plain_field_holding_a_list_is_copied_not_shared() -> None:
+    raw = {**STORED, "name": ["not", "a", "string"]}
+    obj = Flat.from_bson(raw)
+    loaded: Any = obj.name
+    assert loaded == ["not", "a", "string"]
+    assert loaded is not raw["name"]  # stored data of another shape, kept, never shared
+    loaded.append("x")
+    assert raw["name"] == ["not", "a", "string"]
+
+
+def test_unknown_keys_and_a_cls_are_kept_when_every_field_is_there() -> None:
+    raw = {**STORED, "legacy": {"k": 1}}
+    obj = Flat.from_bson(raw)
+    assert obj._uow_extra == {"legacy": {"k": 1}}
+    assert obj.to_bson() == raw
+    # As many keys as fields, one of them unknown: a field is missing instead.
+    swapped = {k: v for k, v in raw.items() if k != "score"}
+    obj = Flat.from_bson(swapped)
+    assert obj.score == 0.0
+    assert obj._uow_extra == {"legacy": {"k": 1}}
+
+
+def test_a_missing_required_field_is_not_loaded_and_a_default_fills_an_optional_one() -> None:
+    raw = {k: v for k, v in STORED.items() if k not in ("email", "score")}
+    obj = Flat.from_bson(raw)
+    assert obj.score == 0.0
+    with pytest.raises(FieldNotLoaded):
+        _ = obj.email
+    assert _fields(obj) == _fields(_slow(raw))
+
+
+_PLAIN = ["name", "email", "age", "score", "nickname"]
+_VALUES = st.one_of(
+    st.text(max_size=5),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=False),
+    st.none(),
+    st.booleans(),
+    st.lists(st.text(max_size=3), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    drop=st.sets(st.sampled_from(sorted(k for k in STORED if k != "_id"))),
+    replace=st.dictionaries(st.sampled_from(_PLAIN), _VALUES),
+    extra=st.dictionaries(st.sampled_from(["legacy", "other", "_cls"]), _VALUES, max_size=2),
+)
+def test_any_stored_document_loads_the_same_on_both_paths(
+    drop: set[str], replace: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    raw = {**STORED, **replace, **extra}
+    for key in drop:
+        raw.pop(key, None)
+    if "_cls" in raw and not isinstance(raw["_cls"], str):
+        raw.pop("_cls")  # a _cls is a class name (a str), as uow writes it
+    fast = Flat.from_bson(raw)
+    slow = _slow(raw)
+    assert _fields(fast) == _fields(slow)
+    assert fast._uow_extra == slow._uow_extra
+    assert fast.to_bson() == slow.to_bson()
+    for name, value in _fields(fast).items():
+        if isinstance(value, (list, dict)):
+            assert all(value is not stored for stored in raw.values()), name
+
+
+# ------------------------------------------------------------- snapshot_with
+
+_CHANGES = st.lists(
+    st.sampled_from(
+        [
+            ("assign", "age", 37),
+            ("assign", "name", "grace"),
+            ("assign", "name", "ada"),  # the same value again: assigned, not changed
+            ("assign", "score", 2),  # an int where a float was: a change to BSON
+            ("assign", "nickname", "a"),
+            ("assign", "tags", ["z"]),
+            ("assign", "created", CREATED + dt.timedelta(seconds=1)),
+            ("assign", "address", None),
+            ("append", "tags", "c"),
+            ("clear", "tags", None),
+            ("city", "address", "Lyon"),
+        ]
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=_CHANGES)
+def test_snapshot_with_equals_a_whole_dump(changes: list[tuple[str, str, Any]]) -> None:
+    meta = Flat._uow_meta
+    old = dict(STORED)
+    obj = Flat.from_bson(old)
+    before_tags = old["tags"]
+    assigned = 0
+    for action, name, value in changes:
+        if action == "assign":
+            setattr(obj, name, value)
+            assigned |= meta.by_name[name].bit
+        elif action == "append":
+            obj.tags.append(value)
+        elif action == "clear":
+            obj.tags.clear()
+        elif obj.address is not None:
+            obj.address.city = value
+    obj._uow_check_deep(meta.name, "")
+    keys = meta.keys_to_compare(assigned)
+    new = snapshot_with(meta, obj, old, keys)
+    whole = snapshot_of(meta, obj._uow_to_bson())
+    assert same(new, whole)
+    assert update_for(meta, old, new, assigned) == update_for(meta, old, whole, assigned)
+    # The old snapshot is never changed; an unchanged list is shared with it, a
+    # changed one shares nothing with the live document.
+    assert old == STORED and old["tags"] is before_tags
+    if obj.tags == before_tags:
+        assert new["tags"] is before_tags
+    else:
+        assert new["tags"] is not obj.tags
+
+
+def test_snapshot_with_leaves_out_a_field_a_partial_load_left_out() -> None:
+    meta = Flat._uow_meta
+    raw = {k: v for k, v in STORED.items() if k in ("_id", "name", "tags")}
+    obj = Flat._uow_load(raw, DEFAULT_LOAD_CONTEXT, frozenset({"email", "age", "address"}))
+    obj.name = "grace"
+    new = snapshot_with(meta, obj, raw, meta.keys_to_compare(meta.by_name["name"].bit))
+    assert new == {**raw, "name": "grace"}
+    assert "address" not in new
