@@ -163,19 +163,10 @@ def snapshot_with(
 def mutated(obj: Document, snapshot: Mapping[str, Any]) -> bool:
     """Whether a field of ``obj`` that can change in place differs from ``snapshot``.
 
-    Fields assigned to are not looked at (the assignment marks the document).
+    Fields assigned to are not looked at (the assignment marks the document). The
+    comparison is generated per class (``_uow_mutated``).
     """
-    meta: ModelMeta = type(obj)._uow_meta
-    absent = obj._uow_absent
-    for field in meta.mutable_fields:
-        if absent and field.name in absent:
-            continue
-        value = getattr(obj, field.name)
-        if field.spec.needs_dump:
-            value = field.spec.dump(value)
-        if not same(snapshot.get(field.key, MISSING), value):
-            return True
-    return False
+    return obj._uow_mutated(snapshot)
 
 
 def unchanged(obj: Document, snapshot: Mapping[str, Any]) -> bool:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 import attrs
 import bson
 
-from ._stored import IMMUTABLE, copy_stored
+from ._stored import EQ_EXACT, IMMUTABLE, copy_stored
 from ._types import (
     DEFAULT_LOAD_CONTEXT,
     INT64_MAX,
@@ -49,7 +49,7 @@ from ._types import (
 )
 from .exceptions import DefinitionError, FieldNotLoaded, ValidationError
 from .fields import METADATA_KEY, FieldOptions, field
-from .operators import MISSING, OPERATORS, Operator
+from .operators import MISSING, OPERATORS, Operator, same
 
 if TYPE_CHECKING:  # type checkers know it on every Python version
     from typing_extensions import dataclass_transform
@@ -532,6 +532,7 @@ def _finish_class(
     cls.__init__ = _generate_init(cls, meta)
     cls._uow_to_bson = _generate_to_bson(cls, meta)
     cls._uow_check_deep = _generate_check_deep(cls, meta)
+    cls._uow_mutated = _generate_mutated(cls, meta)
     load_exact, load = _generate_loader(cls, meta)
     cls._uow_load_exact = classmethod(load_exact)
     cls._uow_load = classmethod(load)
@@ -779,6 +780,58 @@ def _check_deep_partial(obj: Any, owner: str, path: str) -> None:
     for f in obj._uow_meta.mutable_fields:
         if f.name not in absent:
             f.spec.check(owner, f"{path}.{f.name}" if path else f.name, getattr(obj, f.name))
+
+
+def _mutated_partial(obj: Any, snapshot: Mapping[str, Any]) -> bool:
+    """``_uow_mutated`` field by field, skipping those a partial load left out."""
+    absent = obj._uow_absent or ()
+    for f in obj._uow_meta.mutable_fields:
+        if f.name in absent:
+            continue
+        value = getattr(obj, f.name)
+        if f.spec.needs_dump:
+            value = f.spec.dump(value)
+        if not same(snapshot.get(f.key, MISSING), value):
+            return True
+    return False
+
+
+def _generate_mutated(cls: type, meta: ModelMeta) -> Callable[[Any, Mapping[str, Any]], bool]:
+    """Generate ``_uow_mutated``: each field that can change in place compared with
+    the snapshot, without a call where it can be told at C speed (the kept dump of
+    an unchanged embedded document is the snapshot's own; a list of strings,
+    ObjectIds or datetimes equal to the snapshot's is the same BSON)."""
+    env: dict[str, Any] = {
+        "_partial": _mutated_partial,
+        "_MISSING": MISSING,
+        "_same": same,
+        "_list": list,
+        "_EXACT": EQ_EXACT,
+    }
+    lines = [
+        "def _uow_mutated(self, snapshot):",
+        "    if self._uow_absent:",
+        "        return _partial(self, snapshot)",
+        "    get = snapshot.get",
+    ]
+    for index, f in enumerate(meta.mutable_fields):
+        lines.append(f"    value = self.{f.name}")
+        if f.spec.needs_dump:
+            env[f"_dump{index}"] = f.spec.dump
+            lines.append(f"    value = _dump{index}(value)")
+        lines.append(f"    old = get({f.key!r}, _MISSING)")
+        spec = f.spec.inner if isinstance(f.spec, OptionalSpec) else f.spec
+        equal = "old is value"
+        if isinstance(spec, ListSpec):
+            equal += (
+                " or (type(old) is _list and type(value) is _list and old == value"
+                " and _EXACT.issuperset(map(type, old)))"
+            )
+        lines += [f"    if not ({equal}) and not _same(old, value):", "        return True"]
+    lines.append("    return False")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<uow {cls.__qualname__}._uow_mutated>", "exec"), env)
+    return env["_uow_mutated"]  # type: ignore[no-any-return]
 
 
 def _generate_check_deep(cls: type, meta: ModelMeta) -> Callable[[Any, str, str], None]:
@@ -1176,6 +1229,13 @@ class _BaseModel:
         """
         _check_deep_partial(self, owner, path)
 
+    def _uow_mutated(self, snapshot: Mapping[str, Any]) -> bool:
+        """Whether a field that can change in place differs from ``snapshot``.
+
+        Replaced per class by generated code (see _generate_mutated).
+        """
+        return _mutated_partial(self, snapshot)
+
 
 M = TypeVar("M", bound=_BaseModel)
 
@@ -1246,6 +1306,11 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
                 state.dropped(self)
         except Exception:  # never raise from a finalizer
             pass
+
+
+#: Sets a document's ``_uow_state`` slot: ``object.__setattr__`` does the same for
+#: twice the cost, paid per document on every load and close.
+set_state: Callable[[Any, Any], None] = _member_setter(_DocumentBase, "_uow_state")
 
 
 class Document(_DocumentBase):

@@ -41,7 +41,7 @@ from ._state import (
 )
 from ._stored import copy_stored
 from ._types import LoadContext
-from .document import Document, ModelMeta, Ref
+from .document import Document, ModelMeta, Ref, set_state
 from .exceptions import (
     FlushError,
     NotFound,
@@ -749,9 +749,9 @@ class Session:
         finally:
             self._closed = True
             for obj in [*self._map.objects(), *self._deletes.values()]:
-                object.__setattr__(obj, "_uow_state", DETACHED)
+                set_state(obj, DETACHED)
             for obj in self._inserts.values():
-                object.__setattr__(obj, "_uow_state", None)
+                set_state(obj, None)
             self._map.clear()
             self._inserts.clear()
             self._deletes.clear()
@@ -1113,7 +1113,7 @@ class Session:
         """The tracked object for a stored document: the one already loaded, or a new one."""
         if self.no_tracking:
             obj = cls._uow_load(raw, self._ctx, absent)
-            object.__setattr__(obj, "_uow_state", DETACHED)
+            set_state(obj, DETACHED)
             return obj
         meta = cls._uow_meta
         collection = meta.collection
@@ -1134,7 +1134,7 @@ class Session:
             snapshot: dict[str, Any] = raw
         else:
             snapshot = _snapshot(obj)
-        object.__setattr__(obj, "_uow_state", DocState(self, key, _PERSISTENT, snapshot, stored_id))
+        set_state(obj, DocState(self, key, _PERSISTENT, snapshot, stored_id))
         identity.add_loaded(key, obj)
         if loaded.mutable:
             self._mutable_in.add(collection)
@@ -1243,7 +1243,7 @@ class Session:
             if state.status is not persistent or (seen and id(obj) in seen):
                 continue
             snapshot = state.snapshot
-            if snapshot is not None and not mutated(obj, snapshot):
+            if snapshot is not None and not obj._uow_mutated(snapshot):
                 continue
             op = self._update_op(obj, changed=True)
             if op is not None:

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from uow import Document, Embedded, FieldNotLoaded, field
 from uow._state import snapshot_of, snapshot_with, update_for
 from uow._types import DEFAULT_LOAD_CONTEXT
+from uow.document import _mutated_partial
 from uow.operators import same
 
 
@@ -211,3 +212,56 @@ def test_snapshot_with_leaves_out_a_field_a_partial_load_left_out() -> None:
     new = snapshot_with(meta, obj, raw, meta.keys_to_compare(meta.by_name["name"].bit))
     assert new == {**raw, "name": "grace"}
     assert "address" not in new
+
+
+# ------------------------------------------------------------- _uow_mutated
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=_CHANGES)
+def test_the_generated_in_place_check_agrees_with_a_whole_comparison(
+    changes: list[tuple[str, str, Any]],
+) -> None:
+    meta = Flat._uow_meta
+    obj = Flat.from_bson(STORED)
+    for action, name, value in changes:
+        if action == "assign":
+            setattr(obj, name, value)
+        elif action == "append":
+            obj.tags.append(value)
+        elif action == "clear":
+            obj.tags.clear()
+        elif obj.address is not None:
+            obj.address.city = value
+    dumped = obj._uow_to_bson()
+    expected = any(not same(STORED.get(f.key), dumped.get(f.key)) for f in meta.mutable_fields)
+    assert obj._uow_mutated(STORED) is expected
+    assert _mutated_partial(obj, STORED) is expected
+
+
+@pytest.mark.parametrize(
+    ("stored", "live", "changed"),
+    [
+        (["a", "b"], ["a", "b"], False),
+        (["a", "b"], ["a", "b", "c"], True),
+        ([1, 2], [1, 2], False),  # stored data of another shape, unchanged
+        ([1, 2], [1.0, 2], True),  # == but another BSON type
+        ([1, 2], [True, 2], True),
+        ("not a list", "not a list", False),
+    ],
+)
+def test_the_in_place_check_of_a_list_field_is_strict_about_bson_types(
+    stored: Any, live: Any, changed: bool
+) -> None:
+    raw = {**STORED, "tags": stored}
+    obj = Flat.from_bson(raw)
+    object.__setattr__(obj, "tags", live)  # as an in-place change would leave it
+    assert obj._uow_mutated(raw) is changed
+
+
+def test_a_partly_loaded_document_checks_only_what_it_loaded() -> None:
+    raw = {k: v for k, v in STORED.items() if k in ("_id", "name", "tags")}
+    obj = Flat._uow_load(raw, DEFAULT_LOAD_CONTEXT, frozenset({"address"}))
+    assert obj._uow_mutated(raw) is False
+    obj.tags.append("c")
+    assert obj._uow_mutated(raw) is True
