@@ -126,3 +126,18 @@ def test_run_reports_odm_tasks_cpu_rows_and_targets(
     assert any(t.startswith("W1 commands") for t in statuses)
     assert any(t.startswith("ODM ") for t in statuses)
     assert set(statuses.values()) <= {"PASS", "FAIL", "n/a"}
+
+
+def test_the_gc_floor_script_reports_every_case(capsys: pytest.CaptureFixture[str]) -> None:
+    path = SCRIPT.parent / "gc_floor.py"
+    spec = importlib.util.spec_from_file_location("uow_benchmark_gc_floor", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--n", "300", "--runs", "1"])
+    cases = [case["case"] for case in report]
+    assert cases == [f"raw + {k} lists per document" for k in range(6)] + ["uow"]
+    for case in report:
+        assert case["seconds"] > 0 and case["gc_seconds"] >= 0 and case["full"] >= 0
+    table = capsys.readouterr().out
+    assert table.count("\n| ") == 9  # the header, its rule, and seven cases
