@@ -29,29 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pymongo import UpdateOne
 from uowbench.backends import DB_NAME, make_backend
+from uowbench.collector import GC_CLOCK
 from uowbench.libs import COLLECTION, make_lib, row
-
-
-class _Collector:
-    """Full collections and seconds of collection since ``reset()``."""
-
-    def __init__(self) -> None:
-        self.full = 0
-        self.seconds = 0.0
-        self._started = 0.0
-        gc.callbacks.append(self._callback)
-
-    def reset(self) -> None:
-        self.full = 0
-        self.seconds = 0.0
-
-    def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-            return
-        self.seconds += time.perf_counter() - self._started
-        if info["generation"] == 2:
-            self.full += 1
 
 
 def _raw_w2(coll: Any, extra: int) -> None:
@@ -79,7 +58,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     coll = raw_client[DB_NAME][COLLECTION]
     uow_lib = make_lib("uow")
     uow_lib.open(backend)
-    collector = _Collector()
+    collector = GC_CLOCK
     cases: list[tuple[str, Any]] = [
         (f"raw + {k} lists per document", lambda k=k: _raw_w2(coll, k)) for k in range(6)
     ]

@@ -46,6 +46,7 @@ if importlib.util.find_spec("uow") is None:  # run from a checkout without insta
 from bson import ObjectId  # noqa: E402
 from uowbench import counting, cpu, odm  # noqa: E402
 from uowbench.backends import Backend, make_backend  # noqa: E402
+from uowbench.collector import GC_CLOCK  # noqa: E402
 from uowbench.libs import ALL_LIBS, COLLECTION, Lib, make_lib, row  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "benchmarks" / "odm-data"
@@ -255,32 +256,6 @@ def check(workload: str, backend: Backend, n: int, ctx: dict[str, Any], result: 
 
 def documents_of(workload: str, n: int) -> int:
     return min(W5_IDS, n) * W5_ROUNDS if workload == "W5" else n
-
-
-class GcClock:
-    """Seconds the garbage collector ran since ``reset()`` (``gc.callbacks``).
-
-    Collections run when enough objects were allocated, and a full one walks every
-    object alive (the store's included): a library pays for them in proportion to
-    what it allocates, and the report shows that share of each cell.
-    """
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._start = 0.0
-
-    def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._start
-
-    def reset(self) -> None:
-        self.seconds = 0.0
-
-
-GC_CLOCK = GcClock()
-gc.callbacks.append(GC_CLOCK)
 
 
 def run_workloads(

@@ -171,6 +171,22 @@ _CHANGES = st.lists(
 )
 
 
+def _apply(obj: Flat, changes: list[tuple[str, str, Any]]) -> int:
+    """Make the changes; returns the mask of the fields assigned to."""
+    assigned = 0
+    for action, name, value in changes:
+        if action == "assign":
+            setattr(obj, name, value)
+            assigned |= Flat._uow_meta.by_name[name].bit
+        elif action == "append":
+            obj.tags.append(value)
+        elif action == "clear":
+            obj.tags.clear()
+        elif obj.address is not None:
+            obj.address.city = value
+    return assigned
+
+
 @settings(max_examples=300, deadline=None)
 @given(changes=_CHANGES)
 def test_snapshot_with_equals_a_whole_dump(changes: list[tuple[str, str, Any]]) -> None:
@@ -178,17 +194,7 @@ def test_snapshot_with_equals_a_whole_dump(changes: list[tuple[str, str, Any]]) 
     old = dict(STORED)
     obj = Flat.from_bson(old)
     before_tags = old["tags"]
-    assigned = 0
-    for action, name, value in changes:
-        if action == "assign":
-            setattr(obj, name, value)
-            assigned |= meta.by_name[name].bit
-        elif action == "append":
-            obj.tags.append(value)
-        elif action == "clear":
-            obj.tags.clear()
-        elif obj.address is not None:
-            obj.address.city = value
+    assigned = _apply(obj, changes)
     obj._uow_check_deep(meta.name, "")
     keys = meta.keys_to_compare(assigned)
     new = snapshot_with(meta, obj, old, keys)
@@ -224,15 +230,7 @@ def test_the_generated_in_place_check_agrees_with_a_whole_comparison(
 ) -> None:
     meta = Flat._uow_meta
     obj = Flat.from_bson(STORED)
-    for action, name, value in changes:
-        if action == "assign":
-            setattr(obj, name, value)
-        elif action == "append":
-            obj.tags.append(value)
-        elif action == "clear":
-            obj.tags.clear()
-        elif obj.address is not None:
-            obj.address.city = value
+    _apply(obj, changes)
     dumped = obj._uow_to_bson()
     expected = any(not same(STORED.get(f.key), dumped.get(f.key)) for f in meta.mutable_fields)
     assert obj._uow_mutated(STORED) is expected
