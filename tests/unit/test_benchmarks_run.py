@@ -13,14 +13,19 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "conversion.py"
 
 
-@pytest.fixture(scope="module")
-def conversion() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("uow_benchmark_conversion", SCRIPT)
+def _load_script(path: Path) -> ModuleType:
+    """A benchmark script, imported as a module (its main() not run)."""
+    spec = importlib.util.spec_from_file_location(f"uow_benchmark_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def conversion() -> ModuleType:
+    return _load_script(SCRIPT)
 
 
 def test_main_prints_a_table_with_every_row(
@@ -61,11 +66,7 @@ WORKLOAD_IDS = ("W1", "W2", "W3", "W4", "W5")
 @pytest.fixture(scope="module")
 def run_results() -> dict:
     """One small run of the harness: mongomock, N = 200, one run, raw and uow."""
-    spec = importlib.util.spec_from_file_location("uow_benchmark_run", RUN_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = _load_script(RUN_SCRIPT)
     results: dict = module.main(
         ["--backend", "mongomock", "--n", "200", "--runs", "1", "--libs", "raw,uow"]
     )
@@ -129,11 +130,7 @@ def test_run_reports_odm_tasks_cpu_rows_and_targets(
 
 
 def test_the_gc_floor_script_reports_every_case(capsys: pytest.CaptureFixture[str]) -> None:
-    path = SCRIPT.parent / "gc_floor.py"
-    spec = importlib.util.spec_from_file_location("uow_benchmark_gc_floor", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_script(SCRIPT.parent / "gc_floor.py")
     report = module.main(["--n", "300", "--runs", "1"])
     cases = [case["case"] for case in report]
     assert cases == [f"raw + {k} lists per document" for k in range(6)] + ["uow"]
