@@ -50,6 +50,7 @@ def key_for(collection: str, stored_id: Any) -> Key:
 
     An ObjectId hashes in Python code (``ObjectId.__hash__``), which every dict
     operation on a key holding one would run; its bytes hash in C, once.
+    (``Session._load`` builds the same keys inline.)
     """
     if type(stored_id) is ObjectId:
         # "oid" marks it (any 3-tuple is one); not the class itself, which would
@@ -176,6 +177,17 @@ class IdentityMap:
         """Track a document just loaded, under a key nothing holds."""
         if self.weak:
             self.weak.pop(key, None)  # a dead entry the finalizer has not removed yet
+        # _keep_clean's two common cases inline: one call per loaded document, not two.
+        if self.lru is not None:
+            if self._room > 0:
+                self.held[key] = obj
+                self._staged.append(key)
+                self._staged_keys.add(key)
+                self._room -= 1
+                return
+        elif self._cache_size is None:
+            self.held[key] = obj
+            return
         self._keep_clean(key, obj)
 
     def hold(self, key: Key, obj: Any) -> None:

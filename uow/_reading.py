@@ -8,7 +8,7 @@ session's identity map.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from ._identity import key_for
 from .exceptions import MultipleFound, NotFound, ValidationError
@@ -38,19 +38,18 @@ class _Filtered(Generic[D]):
         self._exclude = exclude_subclasses
         self._parts: list[dict[str, Any]] = []
 
-    def _copy(self) -> Any:
+    def _copy(self, part: dict[str, Any] | None = None) -> Any:
+        """A new query like this one (with ``part`` added to its filter)."""
         clone = object.__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        clone._parts = list(self._parts)
+        attributes = self.__dict__.copy()
+        attributes["_parts"] = [*self._parts, part] if part else list(self._parts)
+        clone.__dict__ = attributes
         return clone
 
     def filter(self: F, *exprs: ExprArg, **lookups: Any) -> F:
         """Narrow the query: expressions (``User.age > 3``) and lookups (``age__gt=3``)."""
-        compiled = compile_filter(self._meta, *cast("tuple[Expr, ...]", exprs), **lookups)
-        clone: F = self._copy()
-        if compiled:
-            clone._parts.append(compiled)
-        return clone
+        compiled = compile_filter(self._meta, *exprs, **lookups)  # type: ignore[arg-type]
+        return self._copy(compiled)  # type: ignore[no-any-return]
 
     def raw(self) -> dict[str, Any]:
         """The filter dict sent to MongoDB (for debugging)."""

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
 import attrs
+from bson import ObjectId
 from pymongo import DeleteOne, IndexModel, ReplaceOne, UpdateOne
 from pymongo.errors import PyMongoError, WriteConcernError
 
@@ -1119,7 +1120,11 @@ class Session:
         collection = meta.collection
         assert collection is not None
         stored_id = raw["_id"]
-        key = key_for(collection, stored_id)
+        # key_for, inline (a call less per document loaded)
+        if type(stored_id) is ObjectId:
+            key: Key = (collection, stored_id.binary, "oid")
+        else:
+            key = (collection, stored_id)
         identity = self._map
         if key in identity.held or identity.weak:
             found = identity.get(key)  # a hit refreshes its place in the LRU
@@ -1128,7 +1133,13 @@ class Session:
                 return found  # type: ignore[no-any-return]
         obj = cls._uow_load(raw, self._ctx, absent)
         loaded = type(obj)._uow_meta  # a subclass's, when _cls names one
-        if absent is None and type(raw) is dict and raw.keys() == loaded.raw_snapshot_keys:
+        # No unknown key (none kept aside) and as many as known: exactly the known keys.
+        if (
+            absent is None
+            and obj._uow_extra is None
+            and len(raw) == loaded.raw_snapshot_size
+            and type(raw) is dict
+        ):
             # What the driver gave us is the snapshot: the load copied every list
             # and dict it handed out, and dumping the object would give it back.
             snapshot: dict[str, Any] = raw
@@ -1878,6 +1889,11 @@ class Session:
 
     def _send(self, command: str, collection: str, call: Callable[[], Any], detail: Any) -> Any:
         """Send one command: the request limit, the log line, the count."""
+        self._sending(command, collection, detail)
+        return call()
+
+    def _sending(self, command: str, collection: str, detail: Any) -> None:
+        """What comes before a command is sent: the request limit, the log line, the count."""
         limit = self.max_requests
         if limit is not None and self._stats.requests >= limit:
             raise TooManyRequests(
@@ -1887,7 +1903,6 @@ class Session:
             )
         self._log(command, collection, detail)
         self._stats.requests += 1
-        return call()
 
     def _log(self, command: str, collection: str, detail: Any) -> None:
         level = logging.INFO if self.echo else logging.DEBUG
@@ -1943,13 +1958,23 @@ class Session:
         skip: int = 0,
         projection: dict[str, int] | None = None,
     ) -> Any:
-        """The first stored document matching, or None: one find, one batch, no cursor kept."""
-        collection = self._collection(meta)
-        kwargs = self._read_kwargs(projection, sort, skip, 0)
+        """The first stored document matching, or None: one find, one batch, no cursor kept.
+
+        (A lookup by id is the most frequent query of all: no call here that it
+        does not need.)
+        """
         # meta.collection, not collection.name: the same, without a property call
         name = meta.collection
+        collection = self._handles.get(name) if name is not None else None
+        if collection is None:
+            collection = self._collection(meta)
+        if projection is None and not sort and not skip and self._driver_session is None:
+            kwargs: dict[str, Any] = {}
+        else:
+            kwargs = self._read_kwargs(projection, sort, skip, 0)
         assert name is not None
-        found = self._send("find", name, lambda: collection.find_one(filter_, **kwargs), filter_)
+        self._sending("find", name, filter_)
+        found = collection.find_one(filter_, **kwargs)
         self._stats.queries += 1
         return found
 
