@@ -330,43 +330,56 @@ def run_odm(backend: Backend, args: argparse.Namespace, libs: Sequence[str]) -> 
     data = odm.OdmData(args.data, large_binary=args.odm_large_binary)
     models = odm.UowModels(data)
     results: dict[str, dict[str, Any]] = {task: {} for task in args.odm_tasks}
-    for lib in libs:
-        client = backend.client()
-        for task in odm.make_tasks(lib, backend, client, data, models, args.odm_n):
-            if task.name not in results:
-                continue
-            progress(f"ODM {task.name}: {lib} setup")
-            task.setup()
-            times: list[float] = []
-            commands: dict[str, int] = {}
-            problem = None
-            for iteration in range(args.odm_runs):
+    tasks = {
+        lib: {
+            task.name: task
+            for task in odm.make_tasks(lib, backend, backend.client(), data, models, args.odm_n)
+        }
+        for lib in libs
+    }
+    for name in args.odm_tasks:
+        times: dict[str, list[float]] = {lib: [] for lib in libs}
+        commands: dict[str, dict[str, int]] = {lib: {} for lib in libs}
+        problems: dict[str, str] = {}
+        for iteration in range(args.odm_runs):
+            # The libraries take turns, iteration by iteration (and which goes first
+            # alternates): a burst of noise on the machine hits both, not one.
+            order = list(libs) if iteration % 2 == 0 else list(reversed(libs))
+            for lib in order:
+                if lib in problems:
+                    continue
+                task = tasks[lib][name]
+                # Set up each time: the libraries share the task's collection.
+                task.setup()
                 task.before()
                 gc.collect()
                 with counting.LOG.recording() as log:
                     start = time.perf_counter()
                     task.do()
                     elapsed = time.perf_counter() - start
-                commands = dict(log.counts)
+                commands[lib] = dict(log.counts)
                 task.after()
                 problem = task.check()
+                task.teardown()
                 if problem:
-                    break
-                times.append(elapsed)
-                progress(f"ODM {task.name}: {lib} {iteration + 1}/{args.odm_runs}: {elapsed:.3f} s")
-            task.teardown()
-            if problem:
-                results[task.name][lib] = {"status": "error", "reason": problem}
+                    problems[lib] = problem
+                    continue
+                times[lib].append(elapsed)
+                progress(f"ODM {name}: {lib} {iteration + 1}/{args.odm_runs}: {elapsed:.3f} s")
+        for lib in libs:
+            if lib in problems:
+                results[name][lib] = {"status": "error", "reason": problems[lib]}
                 continue
-            median = statistics.median(times)
-            results[task.name][lib] = {
+            median = statistics.median(times[lib])
+            size = tasks[lib][name].size
+            results[name][lib] = {
                 "status": "ok",
-                "size_mb": task.size / 1e6,
-                "times": times,
+                "size_mb": size / 1e6,
+                "times": times[lib],
                 "median_s": median,
-                "mb_per_s": task.size / 1e6 / median,
-                "percentiles": _nearest_rank(times),
-                "commands": commands,
+                "mb_per_s": size / 1e6 / median,
+                "percentiles": _nearest_rank(times[lib]),
+                "commands": commands[lib],
             }
     return {"n": args.odm_n, "iterations": args.odm_runs, "notes": data.notes, "tasks": results}
 

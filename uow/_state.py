@@ -131,7 +131,11 @@ def snapshot_of(meta: ModelMeta, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def snapshot_with(
-    meta: ModelMeta, obj: Document, old: dict[str, Any], keys: tuple[str, ...]
+    meta: ModelMeta,
+    obj: Document,
+    old: dict[str, Any],
+    keys: tuple[str, ...],
+    changed: list[str] | None = None,
 ) -> dict[str, Any]:
     """The snapshot ``obj`` has now, when only the fields stored under ``keys`` can
     differ from snapshot ``old`` (those assigned to and those that change in place).
@@ -140,7 +144,8 @@ def snapshot_with(
     fields are dumped, and one that did not change keeps ``old``'s value (never
     changed in place: see the module docstring), so a document whose one field was
     assigned costs a dict copy and that field's dump, not a whole dump and a copy
-    of every list in it.
+    of every list in it. The keys whose values differ are added to ``changed``:
+    the only ones an update needs to look at (``update_for``'s ``keys``).
     """
     new = dict(old)
     absent = obj._uow_absent
@@ -157,6 +162,8 @@ def snapshot_with(
         if before is value or same(before, value):
             continue
         new[key] = spec.snapshot(value) if spec.mutable else value
+        if changed is not None:
+            changed.append(key)
     return new
 
 
@@ -179,11 +186,13 @@ def update_for(
     old: Mapping[str, Any],
     new: Mapping[str, Any],
     assigned: int | None = None,
+    keys: list[str] | tuple[str, ...] | None = None,
 ) -> UpdateSpec:
     """The update that turns stored form ``old`` into ``new`` (both decoded BSON).
 
     With ``assigned`` (a mask of the fields assigned to), only those and the
-    fields that can change in place are compared: nothing else can differ.
+    fields that can change in place are compared: nothing else can differ. With
+    ``keys``, only those stored keys are (the caller knows the rest are the same).
     Fields the server sets (``$currentDate``) and the version are left out here:
     the flush adds them to every update of the document.
     """
@@ -191,7 +200,8 @@ def update_for(
     skip = meta.current_date_keys
     if meta.version_field is not None:
         skip = skip | {meta.version_field.key}
-    keys = None if assigned is None else meta.keys_to_compare(assigned)
+    if keys is None and assigned is not None:
+        keys = meta.keys_to_compare(assigned)
     diff_document(update, "", old, new, meta.by_key, skip, keys)
     # Only keys that are data (a dict field's, or unknown stored ones) can be empty.
     if update and (meta.data_keys or len(new) > len(meta.known_keys)):

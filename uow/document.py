@@ -1134,7 +1134,9 @@ def _generate_loader(
     if plain:
         env["_pick"] = operator.itemgetter(*(f.key for f in plain))
         names = ", ".join(f"_v{index}" for index in range(len(plain)))
-        setters = ["        " + slots.store(f.name, f"_v{number}") for number, f in enumerate(plain)]
+        setters = [
+            "        " + slots.store(f.name, f"_v{number}") for number, f in enumerate(plain)
+        ]
         lines[3:3] = [
             "    plain = None",
             "    if absent is None:",

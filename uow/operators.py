@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from bson.decimal128 import Decimal128
@@ -269,7 +269,7 @@ def diff_document(
     new: Mapping[str, Any],
     schema: Mapping[str, KeySchema] | None,
     skip: frozenset[str] = frozenset(),
-    keys: tuple[str, ...] | None = None,
+    keys: Sequence[str] | None = None,
 ) -> None:
     """Add to ``update`` what turns stored document ``old`` into ``new``.
 

@@ -1282,9 +1282,12 @@ class Session:
         # document, so the statement kept for errors and unknown outcomes stays as sent.
         if assigned is None:
             new = snapshot_of(meta, obj._uow_to_bson())
+            update = update_for(meta, old, new)
         else:
-            new = snapshot_with(meta, obj, old, meta.keys_to_compare(assigned))
-        update = update_for(meta, old, new, assigned)
+            differing: list[str] = []
+            new = snapshot_with(meta, obj, old, meta.keys_to_compare(assigned), differing)
+            # Only the keys found to differ are diffed: each one is compared once.
+            update = update_for(meta, old, new, keys=differing) if differing else {}
         if explicit is not None and explicit.operators:
             update = _with_operators(meta, update, old, new, explicit.operators)
         version = meta.version_field

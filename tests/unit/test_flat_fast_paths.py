@@ -197,10 +197,15 @@ def test_snapshot_with_equals_a_whole_dump(changes: list[tuple[str, str, Any]]) 
     assigned = _apply(obj, changes)
     obj._uow_check_deep(meta.name, "")
     keys = meta.keys_to_compare(assigned)
-    new = snapshot_with(meta, obj, old, keys)
+    differing: list[str] = []
+    new = snapshot_with(meta, obj, old, keys, differing)
     whole = snapshot_of(meta, obj._uow_to_bson())
     assert same(new, whole)
     assert update_for(meta, old, new, assigned) == update_for(meta, old, whole, assigned)
+    # The keys it reports as differing are exactly those an update must look at:
+    # diffing only them gives the update diffing every key gives.
+    assert differing == [k for k in keys if not same(old.get(k), whole.get(k))]
+    assert update_for(meta, old, new, keys=differing) == update_for(meta, old, whole)
     # The old snapshot is never changed; an unchanged list is shared with it, a
     # changed one shares nothing with the live document.
     assert old == STORED and old["tags"] is before_tags
