@@ -135,7 +135,7 @@ def snapshot_with(
     obj: Document,
     old: dict[str, Any],
     keys: tuple[str, ...],
-    changed: list[str] | None = None,
+    differing: list[str] | None = None,
 ) -> dict[str, Any]:
     """The snapshot ``obj`` has now, when only the fields stored under ``keys`` can
     differ from snapshot ``old`` (those assigned to and those that change in place).
@@ -144,7 +144,7 @@ def snapshot_with(
     fields are dumped, and one that did not change keeps ``old``'s value (never
     changed in place: see the module docstring), so a document whose one field was
     assigned costs a dict copy and that field's dump, not a whole dump and a copy
-    of every list in it. The keys whose values differ are added to ``changed``:
+    of every list in it. The keys whose values differ are added to ``differing``:
     the only ones an update needs to look at (``update_for``'s ``keys``).
     """
     new = dict(old)
@@ -162,8 +162,8 @@ def snapshot_with(
         if before is value or same(before, value):
             continue
         new[key] = spec.snapshot(value) if spec.mutable else value
-        if changed is not None:
-            changed.append(key)
+        if differing is not None:
+            differing.append(key)
     return new
 
 

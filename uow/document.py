@@ -179,7 +179,6 @@ class ModelMeta:
         #: a field holds a dict[str, T] somewhere: its keys are data, and may be
         #: ones an update path cannot address (see _state._addressable)
         self.data_keys = True
-        #: the keys of a stored document that can serve as its own snapshot
         #: how many keys a stored document has that is its own snapshot once loaded
         #: (see _finish_class); -1: none is
         self.raw_snapshot_size = -1
