@@ -78,7 +78,7 @@ def _assert_data(owner: str, path: str, value: Any) -> None:
                     value=value,
                 )
             _assert_data(owner, path, item)
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):  # pymongo sends a tuple as an array
         for item in value:
             _assert_data(owner, path, item)
 

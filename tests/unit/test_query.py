@@ -392,6 +392,10 @@ def test_operator_keys_hidden_in_documents_are_refused() -> None:
     nested = Address.from_bson({"city": "Oslo", "geo": {"lat": 1.0, "$gt": 1}})
     with pytest.raises(uow.ValidationError, match="would read as an operator"):
         compiled(address=nested)
+    # pymongo sends a tuple as an array: one is looked into like a list.
+    in_tuple = Address.from_bson({"city": "Oslo", "": (None, {"$where": "sleep(1000)"})})
+    with pytest.raises(uow.ValidationError, match="would read as an operator"):
+        compiled(address=in_tuple)
     forged = Ref(Team, {"$ne": None})
     with pytest.raises(uow.ValidationError):
         compiled(team=forged)
