@@ -136,6 +136,7 @@ def snapshot_with(
     old: dict[str, Any],
     keys: tuple[str, ...],
     differing: list[str] | None = None,
+    sets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The snapshot ``obj`` has now, when only the fields stored under ``keys`` can
     differ from snapshot ``old`` (those assigned to and those that change in place).
@@ -145,11 +146,14 @@ def snapshot_with(
     changed in place: see the module docstring), so a document whose one field was
     assigned costs a dict copy and that field's dump, not a whole dump and a copy
     of every list in it. The keys whose values differ are added to ``differing``:
-    the only ones an update needs to look at (``update_for``'s ``keys``).
+    the only ones an update needs to look at (``update_for``'s ``keys``). With
+    ``sets``, those among ``meta.set_keys`` go there instead, with their new value:
+    the ``$set`` an update would give them, without diffing them again.
     """
     new = dict(old)
     absent = obj._uow_absent
     by_key = meta.by_key
+    set_keys = meta.set_keys if sets is not None else NO_KEYS
     for key in keys:
         field = by_key[key]
         if absent and field.name in absent:
@@ -162,9 +166,33 @@ def snapshot_with(
         if before is value or same(before, value):
             continue
         new[key] = spec.snapshot(value) if spec.mutable else value
-        if differing is not None:
+        if key in set_keys:
+            sets[key] = value  # type: ignore[index]  # set_keys is empty without sets
+        elif differing is not None:
             differing.append(key)
     return new
+
+
+def snapshot_and_update(
+    meta: ModelMeta, obj: Document, old: dict[str, Any], keys: tuple[str, ...]
+) -> tuple[dict[str, Any], UpdateSpec]:
+    """``snapshot_with`` and the update from ``old`` to it, in one pass over ``keys``.
+
+    The same as ``update_for(meta, old, new)``, for less: only the keys found to
+    differ are diffed, each compared once, and a changed field of ``meta.set_keys``
+    goes straight into ``$set`` without a diff.
+    """
+    differing: list[str] = []
+    sets: dict[str, Any] = {}
+    new = snapshot_with(meta, obj, old, keys, differing, sets)
+    update = update_for(meta, old, new, keys=differing) if differing else {}
+    if sets:
+        set_part = update.get("$set")
+        if set_part is None:
+            update["$set"] = sets
+        else:
+            set_part.update(sets)
+    return new, update
 
 
 def mutated(obj: Document, snapshot: Mapping[str, Any]) -> bool:

@@ -161,6 +161,13 @@ class ModelMeta:
         self.id_spec: TypeSpec | None = self.id_field.spec if self.id_field else None
         self.version_field: FieldMeta | None = next((f for f in fields if f.version), None)
         self.current_date_keys = frozenset(f.key for f in fields if f.current_date)
+        #: keys whose every change is a ``$set`` of the new value (no declared operator,
+        #: not the version, never changed in place): a flush writes them without a diff
+        self.set_keys = frozenset(
+            f.key
+            for f in fields
+            if f.operator is None and not f.version and not f.spec.mutable and not f.is_id
+        )
         self.mutable_fields = [f for f in fields if f.spec.mutable]
         #: (key, spec.snapshot) of those fields, for _state.snapshot_of
         self.mutable_snapshots = [(f.key, f.spec.snapshot) for f in self.mutable_fields]
@@ -176,6 +183,7 @@ class ModelMeta:
         self.shard_key: tuple[str, ...] = ()
         self.known_keys: frozenset[str] = frozenset()
         self._keys_for_mask: dict[int, tuple[str, ...]] = {}
+        self._assigned_keys: dict[int, tuple[str, ...]] = {}
         #: a field holds a dict[str, T] somewhere: its keys are data, and may be
         #: ones an update path cannot address (see _state._addressable)
         self.data_keys = True
@@ -191,14 +199,18 @@ class ModelMeta:
         self.shares_dumps = False
         self.own_names = frozenset(inspect.get_annotations(cls))
 
-    def keys_to_compare(self, assigned: int) -> tuple[str, ...]:
-        """The stored keys of the fields in mask ``assigned`` and of those that change
-        in place, in field order (so an update's paths come in the document's order)."""
-        keys = self._keys_for_mask.get(assigned)
+    def keys_to_compare(self, assigned: int, in_place: bool = True) -> tuple[str, ...]:
+        """The stored keys of the fields in mask ``assigned`` and (``in_place``) of those
+        that change in place, in field order (so an update's paths come in the
+        document's order)."""
+        cache = self._keys_for_mask if in_place else self._assigned_keys
+        keys = cache.get(assigned)
         if keys is None:
-            keys = tuple(f.key for f in self.fields if f.bit & assigned or f.spec.mutable)
-            if len(self._keys_for_mask) < 4096:  # masks are few: the assignment patterns
-                self._keys_for_mask[assigned] = keys
+            keys = tuple(
+                f.key for f in self.fields if f.bit & assigned or (in_place and f.spec.mutable)
+            )
+            if len(cache) < 4096:  # masks are few: the assignment patterns
+                cache[assigned] = keys
         return keys
 
     def hierarchy_names(self) -> list[str]:

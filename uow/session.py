@@ -36,7 +36,7 @@ from ._state import (
     full_update,
     mutated,
     snapshot_of,
-    snapshot_with,
+    snapshot_and_update,
     unchanged,
     update_for,
 )
@@ -1269,7 +1269,6 @@ class Session:
         assert old is not None
         if not (changed or explicit is not None or state.modified or mutated(obj, old)):
             return None
-        obj._uow_check_deep(meta.name, "")
         # Only what can differ is compared: the fields assigned to (when that is all
         # that marked the document) and those that change in place.
         if explicit is not None:
@@ -1278,16 +1277,20 @@ class Session:
             assigned = state.assigned
         else:
             assigned = 0
+        # A document assigned to may also have changed in place. When it did not (one
+        # comparison tells), its in-place fields are the snapshot's: valid as they
+        # are (nothing of them is written), and not compared again.
+        in_place = not (assigned and meta.mutable) or changed or mutated(obj, old)
+        if in_place:
+            obj._uow_check_deep(meta.name, "")
         # The new snapshot, diffed: the update's values share nothing with the live
         # document, so the statement kept for errors and unknown outcomes stays as sent.
         if assigned is None:
             new = snapshot_of(meta, obj._uow_to_bson())
             update = update_for(meta, old, new)
         else:
-            differing: list[str] = []
-            new = snapshot_with(meta, obj, old, meta.keys_to_compare(assigned), differing)
-            # Only the keys found to differ are diffed: each one is compared once.
-            update = update_for(meta, old, new, keys=differing) if differing else {}
+            keys = meta.keys_to_compare(assigned, in_place)
+            new, update = snapshot_and_update(meta, obj, old, keys)
         if explicit is not None and explicit.operators:
             update = _with_operators(meta, update, old, new, explicit.operators)
         version = meta.version_field

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uow import Document, Embedded, FieldNotLoaded, field
-from uow._state import snapshot_of, snapshot_with, update_for
+from uow._state import snapshot_and_update, snapshot_of, snapshot_with, update_for
 from uow._types import DEFAULT_LOAD_CONTEXT
 from uow.document import _mutated_partial
 from uow.operators import same
@@ -206,6 +206,10 @@ def test_snapshot_with_equals_a_whole_dump(changes: list[tuple[str, str, Any]]) 
     # diffing only them gives the update diffing every key gives.
     assert differing == [k for k in keys if not same(old.get(k), whole.get(k))]
     assert update_for(meta, old, new, keys=differing) == update_for(meta, old, whole)
+    # In one pass, plain fields going straight to $set: the same snapshot and update.
+    fused_new, fused_update = snapshot_and_update(meta, obj, old, keys)
+    assert same(fused_new, whole)
+    assert fused_update == update_for(meta, old, whole)
     # The old snapshot is never changed; an unchanged list is shared with it, a
     # changed one shares nothing with the live document.
     assert old == STORED and old["tags"] is before_tags
