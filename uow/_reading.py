@@ -30,20 +30,29 @@ F = TypeVar("F", bound="_Filtered[Any]")
 ExprArg: TypeAlias = Expr | bool
 
 
+_new = object.__new__
+
+
 class _Filtered(Generic[D]):
+    # Slots: a query is copied by each builder call (one per lookup in a loop).
+    __slots__ = ("_cls", "_exclude", "_meta", "_parts", "_session")
+
     def __init__(self, session: Session, cls: type[D], exclude_subclasses: bool = False) -> None:
         self._session = session
         self._cls = cls
         self._meta: ModelMeta = cls._uow_meta
         self._exclude = exclude_subclasses
-        self._parts: list[dict[str, Any]] = []
+        #: the filter's parts, ANDed (a tuple: copies share it)
+        self._parts: tuple[dict[str, Any], ...] = ()
 
     def _copy(self, part: dict[str, Any] | None = None) -> Any:
         """A new query like this one (with ``part`` added to its filter)."""
-        clone = object.__new__(type(self))
-        attributes = self.__dict__.copy()
-        attributes["_parts"] = [*self._parts, part] if part else list(self._parts)
-        clone.__dict__ = attributes
+        clone = _new(type(self))
+        clone._session = self._session
+        clone._cls = self._cls
+        clone._meta = self._meta
+        clone._exclude = self._exclude
+        clone._parts = (*self._parts, part) if part else self._parts
         return clone
 
     def filter(self: F, *exprs: ExprArg, **lookups: Any) -> F:
@@ -64,7 +73,7 @@ class _Filtered(Generic[D]):
         merged: dict[str, Any] = {}
         for part in parts:
             if any(key in merged or key.startswith("$") for key in part):
-                return {"$and": parts}
+                return {"$and": list(parts)}
             merged.update(part)
         return merged
 
@@ -72,12 +81,27 @@ class _Filtered(Generic[D]):
 class Query(_Filtered[D]):
     """A query on one document class; iterate it, or call ``all``/``first``/``one``/``count``."""
 
+    __slots__ = ("_fields", "_limit", "_skip", "_sort")
+
     def __init__(self, session: Session, cls: type[D], exclude_subclasses: bool = False) -> None:
         super().__init__(session, cls, exclude_subclasses)
         self._sort: list[tuple[str, int]] = []
         self._skip = 0
         self._limit = 0
         self._fields: list[str] | None = None
+
+    def _copy(self, part: dict[str, Any] | None = None) -> Any:
+        clone = _new(type(self))
+        clone._session = self._session
+        clone._cls = self._cls
+        clone._meta = self._meta
+        clone._exclude = self._exclude
+        clone._parts = (*self._parts, part) if part else self._parts
+        clone._sort = self._sort
+        clone._skip = self._skip
+        clone._limit = self._limit
+        clone._fields = self._fields
+        return clone
 
     def sort(self, *keys: Any) -> Query[D]:
         """Order by ``User.name.asc()``, ``User.age.desc()``, ``"name"`` or ``"-age"``."""
@@ -165,6 +189,22 @@ class Query(_Filtered[D]):
     def first(self) -> D | None:
         """The first result, or None when nothing matches."""
         session = self._session
+        meta = self._meta
+        parts = self._parts
+        if (
+            len(parts) == 1
+            and meta.cls_name is None
+            and not self._exclude
+            and self._fields is None
+            and not self._sort
+            and not self._skip
+        ):
+            # The most frequent query (one filter on a root class, every field): no
+            # projection, no class condition, nothing to merge.
+            session._check_open()
+            session.autoflush_for(meta)
+            raw = session._find_one(meta, dict(parts[0]))
+            return None if raw is None else session._load(self._cls, raw)
         projection, absent = self._begin()
         raw = session._find_one(
             self._meta, self.raw(), sort=self._sort or None, skip=self._skip, projection=projection
@@ -198,6 +238,8 @@ class Query(_Filtered[D]):
 
 class RemoveQuery(_Filtered[D]):
     """A delete by filter: ``s.remove_query(User).filter(...).execute()``."""
+
+    __slots__ = ()
 
     def filter(self, *exprs: ExprArg, **lookups: Any) -> RemoveQuery[D]:
         """Narrow what is deleted."""

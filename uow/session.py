@@ -1974,13 +1974,12 @@ class Session:
         collection = self._handles.get(name) if name is not None else None
         if collection is None:
             collection = self._collection(meta)
-        if projection is None and not sort and not skip and self._driver_session is None:
-            kwargs: dict[str, Any] = {}
-        else:
-            kwargs = self._read_kwargs(projection, sort, skip, 0)
         assert name is not None
         self._sending("find", name, filter_)
-        found = collection.find_one(filter_, **kwargs)
+        if projection is None and not sort and not skip and self._driver_session is None:
+            found = collection.find_one(filter_)
+        else:
+            found = collection.find_one(filter_, **self._read_kwargs(projection, sort, skip, 0))
         self._stats.queries += 1
         return found
 

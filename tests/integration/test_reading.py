@@ -145,6 +145,15 @@ def test_first_honours_sort_skip_fields_and_subclasses_with_one_query(
     cat = s.query(SxCat).first()
     assert isinstance(cat, SxCat) and cat.name == "tom"
     assert s.query(SxDog).filter(SxDog.name == "tom").first() is None
+    # One filter on the root: the shortest path, which still loads the subclass.
+    found = s.query(SxAnimal).filter(SxAnimal.name == "tom").first()
+    assert found is cat
+    assert s.query(SxAnimal).filter(name="rex").first().name == "rex"  # type: ignore[union-attr]
+    s.commit()
+    fresh = sessions.open()
+    assert isinstance(fresh.query(SxAnimal).filter(SxAnimal.name == "tom").first(), SxCat)
+    only_root = fresh.query(SxAnimal, exclude_subclasses=True)
+    assert only_root.filter(SxAnimal.name == "tom").first() is None
 
 
 def test_lookups(sessions: Sessions) -> None:
