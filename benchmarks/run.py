@@ -16,12 +16,12 @@ to stderr, the report (Markdown) to stdout. See docs/benchmarks.md.
     python benchmarks/run.py --backend secantus               # SecantusDB in process
     python benchmarks/run.py --backend mongodb://localhost:27017 --libs raw,uow
     python benchmarks/run.py --sections scaling --plot docs/scaling.png
+    python benchmarks/run.py --freeze-heap    # the collector walks only the timed work
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import json
 import math
@@ -46,7 +46,7 @@ if importlib.util.find_spec("uow") is None:  # run from a checkout without insta
 from bson import ObjectId  # noqa: E402
 from uowbench import counting, cpu, odm  # noqa: E402
 from uowbench.backends import Backend, make_backend  # noqa: E402
-from uowbench.collector import GC_CLOCK  # noqa: E402
+from uowbench.collector import GC_CLOCK, settled_heap  # noqa: E402
 from uowbench.libs import ALL_LIBS, COLLECTION, Lib, make_lib, row  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "benchmarks" / "odm-data"
@@ -145,6 +145,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="auto",
         help="raw W4: delete_many $in, or one bulk_write of DeleteOne; auto: $in on "
         "mongomock, bulk on wire servers (SecantusDB's $in on _id is quadratic)",
+    )
+    parser.add_argument(
+        "--freeze-heap",
+        action="store_true",
+        help="gc.freeze() what is alive before each timed region (the in-process "
+        "database, earlier runs): its collections walk only what the timed work makes",
     )
     parser.add_argument(
         "--mongomock-stock",
@@ -280,9 +286,8 @@ def run_workloads(
                 if cell["status"] != "ok":
                     continue
                 ctx = prepare(workload, backend, n, run)
-                gc.collect()
                 try:
-                    with counting.LOG.recording() as log:
+                    with settled_heap(args.freeze_heap), counting.LOG.recording() as log:
                         GC_CLOCK.reset()
                         start = time.perf_counter()
                         result = execute(workload, libs[name], ctx)
@@ -352,8 +357,7 @@ def run_odm(backend: Backend, args: argparse.Namespace, libs: Sequence[str]) -> 
                 # Set up each time: the libraries share the task's collection.
                 task.setup()
                 task.before()
-                gc.collect()
-                with counting.LOG.recording() as log:
+                with settled_heap(args.freeze_heap), counting.LOG.recording() as log:
                     start = time.perf_counter()
                     task.do()
                     elapsed = time.perf_counter() - start
@@ -603,6 +607,11 @@ def format_report(results: dict[str, Any]) -> str:
     out.append(f"- machine: {config['machine']}")
     out.append(f"- raw W4: {config['raw_delete']}; statements' bytes: BSON of {{q, u}}")
     out.append(f"- command: `{config['command']}`")
+    if config.get("freeze_heap"):
+        out.append(
+            "- heap: frozen before each timed region (`--freeze-heap`): the collector "
+            "walks only what the timed work makes"
+        )
     table = results.get("workloads")
     if table:
         out += ["", "### Workloads", ""]
@@ -725,6 +734,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 else "one bulk_write of DeleteOne"
             ),
             "command": command.strip(),
+            "freeze_heap": args.freeze_heap,
             "how": {},
         }
     }

@@ -35,8 +35,8 @@ from ._state import (
     changed_paths,
     full_update,
     mutated,
-    snapshot_of,
     snapshot_and_update,
+    snapshot_of,
     unchanged,
     update_for,
 )

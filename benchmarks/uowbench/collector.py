@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -36,3 +38,24 @@ class GcClock:
 #: The process's clock, registered once.
 GC_CLOCK = GcClock()
 gc.callbacks.append(GC_CLOCK)
+
+
+@contextlib.contextmanager
+def settled_heap(freeze: bool = False) -> Iterator[None]:
+    """Around a timed region: collect first, so no earlier garbage is walked in it.
+
+    With ``freeze``, what is alive then (an in-process database's documents, the
+    libraries' modules, what earlier runs left) is also moved out of the
+    collector's reach (``gc.freeze()``) until the region ends: its collections
+    walk only what the timed work makes, as they would in a client whose
+    database runs in another process. The collector stays enabled either way.
+    """
+    gc.collect()
+    if not freeze:
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -138,3 +138,27 @@ def test_the_gc_floor_script_reports_every_case(capsys: pytest.CaptureFixture[st
         assert case["seconds"] > 0 and case["gc_seconds"] >= 0 and case["full"] >= 0
     table = capsys.readouterr().out
     assert table.count("\n| ") == 9  # the header, its rule, and seven cases
+
+
+def test_freeze_heap_hides_what_was_alive_only_during_the_timed_region(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import gc
+
+    run = _load_script(RUN_SCRIPT)  # puts benchmarks/ on sys.path
+    from uowbench.collector import settled_heap
+
+    before = gc.get_freeze_count()
+    with settled_heap(freeze=True):
+        assert gc.get_freeze_count() > before
+    assert gc.get_freeze_count() == before
+    with settled_heap():
+        assert gc.get_freeze_count() == before
+    results = run.main(
+        ["--n", "50", "--runs", "1", "--libs", "raw,uow", "--sections", "workloads"]
+        + ["--workloads", "W2", "--freeze-heap"]
+    )
+    assert results["config"]["freeze_heap"] is True
+    assert results["workloads"]["W2"]["uow"]["status"] == "ok"
+    assert gc.get_freeze_count() == before
+    assert "heap: frozen before each timed region" in capsys.readouterr().out
