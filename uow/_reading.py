@@ -91,12 +91,7 @@ class Query(_Filtered[D]):
         self._fields: list[str] | None = None
 
     def _copy(self, part: dict[str, Any] | None = None) -> Any:
-        clone = _new(type(self))
-        clone._session = self._session
-        clone._cls = self._cls
-        clone._meta = self._meta
-        clone._exclude = self._exclude
-        clone._parts = (*self._parts, part) if part else self._parts
+        clone = _Filtered._copy(self, part)
         clone._sort = self._sort
         clone._skip = self._skip
         clone._limit = self._limit
