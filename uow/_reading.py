@@ -65,7 +65,7 @@ class _Filtered(Generic[D]):
         parts = self._parts
         by_class = class_filter(self._meta, self._exclude)
         if by_class:
-            parts = [*parts, by_class]
+            parts = (*parts, by_class)
         if not parts:
             return {}
         if len(parts) == 1:
