@@ -154,10 +154,8 @@ def test_freeze_heap_hides_what_was_alive_only_during_the_timed_region(
     assert gc.get_freeze_count() == before
     with settled_heap():
         assert gc.get_freeze_count() == before
-    results = run.main(
-        ["--n", "50", "--runs", "1", "--libs", "raw,uow", "--sections", "workloads"]
-        + ["--workloads", "W2", "--freeze-heap"]
-    )
+    arguments = "--n 50 --runs 1 --libs raw,uow --sections workloads --workloads W2"
+    results = run.main([*arguments.split(), "--freeze-heap"])
     assert results["config"]["freeze_heap"] is True
     assert results["workloads"]["W2"]["uow"]["status"] == "ok"
     assert gc.get_freeze_count() == before
