@@ -502,7 +502,7 @@ class EmbeddedSpec(TypeSpec):
         if not isinstance(value, self.cls):
             hint = ""
             if isinstance(value, dict):
-                hint = f"build it as {self.cls.__name__}(**values)"
+                hint = f"build it with {self.cls.__name__}.from_dict(values)"
             fail(owner, path, self.cls.__name__, value, hint)
         # Values changed in place inside the embedded document are checked too.
         value._uow_check_deep(owner, path)

@@ -43,6 +43,7 @@ from ._types import (
     LoadContext,
     OptionalSpec,
     ScalarSpec,
+    SetSpec,
     TypeSpec,
     round_trips,
     spec_for,
@@ -553,6 +554,7 @@ def _finish_class(
         f.bit = 1 << index
     twin = _plain_twin(cls, meta)
     cls.__init__ = _generate_init(cls, meta, twin)
+    cls.from_dict = classmethod(_generate_from_dict(cls, meta, twin))
     cls._uow_to_bson = _generate_to_bson(cls, meta)
     cls._uow_check_deep = _generate_check_deep(cls, meta)
     cls._uow_mutated = _generate_mutated(cls, meta)
@@ -704,22 +706,26 @@ def _plain_twin(cls: type, meta: ModelMeta) -> type | None:
 _set_class: Callable[[Any, type], None] = object.__dict__["__class__"].__set__
 
 
-def _generate_init(cls: type, meta: ModelMeta, twin: type | None) -> Callable[..., None]:
-    """Generate a keyword-only ``__init__`` with each field's type check inlined.
+def _constructor_body(
+    cls: type, meta: ModelMeta, twin: type | None, env: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """The parameters of a generated constructor and the lines that check and store
+    them into ``self`` (each parameter a local of the same name).
 
     Values of the exact expected type pass with one ``type(...) is`` test; anything
     else goes to the field's full check, which accepts subclasses and raises
-    ``ValidationError`` for the rest. With a ``twin`` (``_plain_twin``), the
-    instance is the twin while its slots are filled.
+    ``ValidationError`` for the rest. ``env`` receives what the lines name.
     """
-    env: dict[str, Any] = {
-        "_NOTHING": attrs.NOTHING,
-        "_run_user": _run_user_validator,
-        "_owner": cls.__name__,
-        "_cls": cls,
-        "_twin": twin,
-        "_set_class": _set_class,
-    }
+    env.update(
+        {
+            "_NOTHING": attrs.NOTHING,
+            "_run_user": _run_user_validator,
+            "_owner": cls.__name__,
+            "_cls": cls,
+            "_twin": twin,
+            "_set_class": _set_class,
+        }
+    )
     slots = _SlotWriter(cls, env, "self", twin)
     params: list[str] = []
     body = [slots.store("_uow_absent", "None"), slots.store("_uow_extra", "None")]
@@ -766,13 +772,8 @@ def _generate_init(cls: type, meta: ModelMeta, twin: type | None) -> Callable[..
     if not issubclass(cls, _DocumentBase):
         body.append(slots.store("_uow_dumped", "_dumped" if keeps_dump else "None"))
     if twin is not None:
-        # A class of its own (a subclass calling this __init__) is built as it was.
-        env["_slow"] = _generate_init(cls, meta, None)
-        arguments = ", ".join(f"{p.partition('=')[0]}={p.partition('=')[0]}" for p in params)
+        # On failure the half-built instance is a ``cls`` again, as it was given.
         body = [
-            "if type(self) is not _cls:",
-            f"    return _slow(self, {arguments})",
-            "_set_class(self, _twin)",
             "try:",
             *("    " + line for line in body),
             "except BaseException:",
@@ -787,6 +788,27 @@ def _generate_init(cls: type, meta: ModelMeta, twin: type | None) -> Callable[..
             body.append(f"_run_user(_user{index}_{number}, self, _attribute{index}, self.{f.name})")
     if hasattr(cls, "__attrs_post_init__"):
         body.append("self.__attrs_post_init__()")
+    return params, body
+
+
+def _generate_init(cls: type, meta: ModelMeta, twin: type | None) -> Callable[..., None]:
+    """Generate a keyword-only ``__init__`` with each field's type check inlined.
+
+    With a ``twin`` (``_plain_twin``), the instance is the twin while its slots
+    are filled.
+    """
+    env: dict[str, Any] = {}
+    params, body = _constructor_body(cls, meta, twin, env)
+    if twin is not None:
+        # A class of its own (a subclass calling this __init__) is built as it was.
+        env["_slow"] = _generate_init(cls, meta, None)
+        arguments = ", ".join(f"{p.partition('=')[0]}={p.partition('=')[0]}" for p in params)
+        body = [
+            "if type(self) is not _cls:",
+            f"    return _slow(self, {arguments})",
+            "_set_class(self, _twin)",
+            *body,
+        ]
     if len(params) > _MANY_PARAMETERS:
         signature, prologue = _keywords_taken_from_a_dict(params, env)
     else:
@@ -799,6 +821,218 @@ def _generate_init(cls: type, meta: ModelMeta, twin: type | None) -> Callable[..
     if len(params) > _MANY_PARAMETERS:
         init.__signature__ = _keyword_signature(params, env)
     return init  # type: ignore[no-any-return]
+
+
+def _generate_from_dict(cls: type, meta: ModelMeta, twin: type | None) -> Callable[..., Any]:
+    """Generate ``from_dict(cls, data)``: ``__init__``'s checks, each argument taken
+    from ``data`` by name (a call with ``**data`` makes CPython match every key
+    against every parameter name by comparing strings: ~1.2 µs for 15 keys that
+    came from JSON), and a mapping given for an embedded document built with that
+    class's ``from_dict``."""
+    env: dict[str, Any] = {}
+    params, body = _constructor_body(cls, meta, twin, env)
+    env.update(
+        {
+            "_new": object.__new__,
+            "_dict": dict,
+            "_as_dict": _mapping_argument,
+            "_unexpected": _unexpected_keys,
+            "_missing": _missing_keys,
+            "_ARGS": frozenset(p.partition("=")[0] for p in params),
+        }
+    )
+    lines = [
+        "def from_dict(cls, data):",
+        "    if type(data) is not _dict:",
+        "        data = _as_dict(_cls, data)",
+        "    if not _ARGS.issuperset(data):",
+        "        _unexpected(_cls, data, _ARGS)",
+        "    get = data.get",
+    ]
+    required = []
+    for index, (f, param) in enumerate(zip(meta.fields, params, strict=True)):
+        name, _, default = param.partition("=")
+        lines.append(f"    {name} = get({name!r}, {default or '_NOTHING'})")
+        if not default:
+            required.append(name)
+        build = _embedded_from_mappings(f.spec)
+        if build is not None:
+            env[f"_nested{index}"] = build
+            lines.append(f"    {name} = _nested{index}({name})")
+    if required:
+        names = ", ".join(required)
+        lines += [
+            f"    if _NOTHING in ({names},):",
+            f"        _missing(_cls, {required!r}, ({names},))",
+        ]
+    lines.append("    self = _new(_cls)" if twin is None else "    self = _new(_twin)")
+    lines += ["    " + line for line in body]
+    lines.append("    return self")
+    fast = _from_dict_fast_path(cls, meta, twin, env)
+    if fast:
+        lines[1:1] = fast
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<uow {cls.__qualname__}.from_dict>", "exec"), env)
+    from_dict = env["from_dict"]
+    from_dict.__qualname__ = f"{cls.__qualname__}.from_dict"
+    from_dict.__doc__ = _BaseModel.from_dict.__doc__
+    return from_dict  # type: ignore[no-any-return]
+
+
+def _from_dict_fast_path(
+    cls: type, meta: ModelMeta, twin: type | None, env: dict[str, Any]
+) -> list[str]:
+    """The lines of ``from_dict`` that take a dict holding every field (``id`` may be
+    left to its factory), each value of its field's exact type, in a few C calls:
+    one lookup of all keys, one comparison of all types. ``__init__`` would store
+    those values unchecked too. A class that keeps its dump gets it built at once,
+    from the values in hand. Empty where a field or the class needs more
+    (conversion, validators, ``__attrs_post_init__``, no twin)."""
+    if twin is None or hasattr(cls, "__attrs_post_init__"):
+        return []
+    fields = [f for f in meta.fields if not f.is_id]
+    # (A factory taking the instance leaves the class without a twin.)
+    if not fields or any(
+        f.fast_type is None or f.convert is not None or f.validators for f in meta.fields
+    ):
+        return []
+    names = [f.attribute.alias or f.name for f in fields]
+    if len(names) > 1:
+        env["_pick"] = operator.itemgetter(*names)
+    else:
+        env["_pick"] = lambda data, name=names[0]: (data[name],)
+    env["_TYPES"] = tuple(f.fast_type for f in fields)
+    ranged = [index for index, f in enumerate(fields) if f.fast_range]
+    test = "tuple(map(type, values)) == _TYPES"
+    if ranged:
+        env["_ints"] = (
+            operator.itemgetter(*ranged) if len(ranged) > 1 else lambda v, i=ranged[0]: (v[i],)
+        )
+        test += f" and {INT64_MIN} <= min(_ints(values)) and max(_ints(values)) <= {INT64_MAX}"
+    count = len(fields)
+    id_field = meta.id_field
+    lines = []
+    if id_field is not None:
+        id_arg = id_field.attribute.alias or id_field.name
+        lines += [
+            f"    if type(data) is _dict and (len(data) == {count} or "
+            f"(len(data) == {count + 1} and {id_arg!r} in data)):",
+        ]
+    else:
+        lines.append(f"    if type(data) is _dict and len(data) == {count}:")
+    lines += [
+        "        try:",
+        "            values = _pick(data)",
+        "        except KeyError:",
+        "            values = None",
+        f"        if values is not None and {test}:",
+    ]
+    inner: list[str] = []
+    if id_field is not None:
+        default = id_field.attribute.default
+        id_arg = id_field.attribute.alias or id_field.name
+        index = meta.fields.index(id_field)
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            get_default = f"_factory{index}()"
+        elif default is attrs.NOTHING:
+            return []
+        else:
+            get_default = f"_default{index}"
+        inner += [
+            f"_id = data.get({id_arg!r}, _NOTHING)",
+            "if _id is _NOTHING:",
+            f"    _id = {get_default}",
+            f"elif type(_id) is not _type{index}:",
+            f"    _check{index}(_owner, {id_field.name!r}, _id)",
+        ]
+    inner += ["self = _new(_twin)", "self._uow_absent = None", "self._uow_extra = None"]
+    if issubclass(cls, _DocumentBase):
+        inner.append("self._uow_state = None")
+    unpacked = ", ".join(f"_v{index}" for index in range(count))
+    inner.append(f"{unpacked}{',' if count == 1 else ''} = values")
+    values_by_name = {f.name: f"_v{index}" for index, f in enumerate(fields)}
+    if id_field is not None:
+        values_by_name[id_field.name] = "_id"
+    inner += [f"self.{f.name} = {values_by_name[f.name]}" for f in meta.fields]
+    if meta.keeps_dump:
+        dump = ", ".join(f"{f.key!r}: {values_by_name[f.name]}" for f in meta.fields)
+        inner.append(f"self._uow_dumped = {{{dump}}}")
+    inner += ["self.__class__ = _cls", "return self"]
+    return lines + ["            " + line for line in inner]
+
+
+def _mapping_argument(cls: type, data: Any) -> dict[str, Any]:
+    if isinstance(data, Mapping):
+        return dict(data)
+    raise TypeError(
+        f"{cls.__name__}.from_dict() takes a mapping of field names to values, "
+        f"got {type(data).__name__}: {data!r:.80}"
+    )
+
+
+def _unexpected_keys(cls: type, data: dict[Any, Any], known: frozenset[str]) -> None:
+    unknown = [key for key in data if key not in known]
+    listed = ", ".join(repr(key) for key in unknown)
+    raise TypeError(
+        f"{cls.__name__}.from_dict() got {listed}, which "
+        f"{'is not a field' if len(unknown) == 1 else 'are not fields'}; "
+        f"the fields are {', '.join(sorted(known))}"
+    )
+
+
+def _missing_keys(cls: type, names: list[str], values: tuple[Any, ...]) -> None:
+    missing = [name for name, value in zip(names, values, strict=True) if value is attrs.NOTHING]
+    raise TypeError(
+        f"{cls.__name__}.from_dict() lacks {', '.join(repr(name) for name in missing)}: "
+        f"{'a field' if len(missing) == 1 else 'fields'} with no default"
+    )
+
+
+def _embedded_from_mappings(spec: TypeSpec) -> Callable[[Any], Any] | None:
+    """For ``from_dict``: what builds the embedded documents given as mappings in a
+    value of ``spec`` (None where ``spec`` holds no embedded document)."""
+    if isinstance(spec, OptionalSpec):
+        return _embedded_from_mappings(spec.inner)  # None passes through each builder
+    if isinstance(spec, EmbeddedSpec):
+        embedded = spec.cls
+
+        from_dict = embedded.from_dict  # finished: a class can only name finished ones
+
+        def build(value: Any) -> Any:
+            if type(value) is dict:
+                return from_dict(value)
+            if value is None or isinstance(value, _BaseModel) or not isinstance(value, Mapping):
+                return value  # the field's check says what is wrong with it, if anything
+            return from_dict(value)
+
+        return build
+    if isinstance(spec, SetSpec):
+        return None  # a set cannot hold a mapping
+    if isinstance(spec, ListSpec):
+        item = _embedded_from_mappings(spec.inner)
+        if item is None:
+            return None
+
+        def build_items(value: Any) -> Any:
+            if type(value) not in (list, tuple):
+                return value  # the field's check says what is wrong with it
+            built = [item(element) for element in value]
+            return value if all(map(operator.is_, built, value)) else built
+
+        return build_items
+    if isinstance(spec, DictSpec):
+        entry = _embedded_from_mappings(spec.inner)
+        if entry is None:
+            return None
+
+        def build_values(value: Any) -> Any:
+            if type(value) is not dict:
+                return value
+            built = {key: entry(element) for key, element in value.items()}
+            return value if all(map(operator.is_, built.values(), value.values())) else built
+
+        return build_values
+    return None
 
 
 #: Above this many fields, __init__ takes **kwargs and looks each one up: CPython
@@ -1290,6 +1524,27 @@ class _BaseModel:
             shown = "<not loaded>" if f.name in absent else repr(getattr(self, f.name))
             parts.append(f"{f.name}={shown}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+    @classmethod
+    def from_dict(cls: type[M], data: Mapping[str, Any]) -> M:
+        """An instance built from a mapping of field names to values, as
+        ``cls(**data)`` builds it: the same checks, defaults, validators and errors.
+
+        A mapping given for an embedded document (alone, in a list, or as a value
+        of a ``dict[str, ...]`` field) is built with that class's ``from_dict``, so
+        a nested payload (parsed JSON, say) becomes a document in one call. Keys
+        are the field names (``id``, not ``_id``); values are taken as they are,
+        not parsed (a date must already be a ``datetime``).
+
+        Faster than ``cls(**data)`` for keys built at run time: Python matches
+        each keyword against every parameter name by comparing strings.
+
+        Raises:
+            TypeError: ``data`` is not a mapping, has a key that is not a field,
+                or lacks a field that has no default.
+            ValidationError: a value does not fit its field.
+        """
+        raise NotImplementedError  # generated per class (see _generate_from_dict)
 
     # Replaced per class by generated code (see _generate_to_bson / _generate_loader).
     def _uow_to_bson(self) -> dict[str, Any]:

@@ -114,13 +114,6 @@ class UowModels:
             {"__collection__": "odm_nested", "__annotations__": annotations},
         )
 
-    def build_nested(self, doc: dict[str, Any]) -> Any:
-        values = {}
-        for key, value in doc.items():
-            cls = self.embedded[key]
-            values[key] = [cls(**v) for v in value] if isinstance(value, list) else cls(**value)
-        return self.Nested(**values)
-
 
 # ------------------------------------------------------------------------ tasks
 
@@ -196,10 +189,10 @@ def _uow_model(models: UowModels, name: str) -> Any:
 
 
 def _uow_builder(models: UowModels, name: str, doc: dict[str, Any]) -> Callable[[], Any]:
-    if "nested" in name:
-        return lambda: models.build_nested(doc)
-    model = _uow_model(models, name)
-    return lambda: model(**doc)
+    # from_dict: how uow's docs build a document from parsed JSON (nested mappings
+    # included), as the spec's "create from the data set's document" asks.
+    from_dict = _uow_model(models, name).from_dict
+    return lambda: from_dict(doc)
 
 
 def _get_path(doc: dict[str, Any], path: str) -> Any:

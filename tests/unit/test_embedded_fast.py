@@ -271,10 +271,10 @@ def test_an_embedded_field_stored_as_another_shape_is_copied() -> None:
 
 
 def test_a_dict_for_an_embedded_field_is_refused_on_construction_and_assignment() -> None:
-    with pytest.raises(uow.ValidationError, match="build it as Point"):
+    with pytest.raises(uow.ValidationError, match=r"build it with Point.from_dict\(values\)"):
         Shape(origin={"x": 1})  # type: ignore[arg-type]
     shape = Shape(origin=Point(x=1))
-    with pytest.raises(uow.ValidationError, match="build it as Point"):
+    with pytest.raises(uow.ValidationError, match=r"build it with Point.from_dict\(values\)"):
         shape.corner = {"x": 1}  # type: ignore[assignment]
 
 
