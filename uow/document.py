@@ -858,11 +858,22 @@ def _generate_from_dict(cls: type, meta: ModelMeta, twin: type | None) -> Callab
         build = _embedded_from_mappings(f.spec)
         if build is not None:
             env[f"_nested{index}"] = build
-            lines.append(f"    {name} = _nested{index}({name})")
+            inner = f.spec.inner if isinstance(f.spec, OptionalSpec) else f.spec
+            if isinstance(inner, EmbeddedSpec):
+                # The usual value (a dict) without the builder's call.
+                env[f"_from_dict{index}"] = inner.cls.from_dict
+                lines += [
+                    f"    if type({name}) is _dict:",
+                    f"        {name} = _from_dict{index}({name})",
+                    "    else:",
+                    f"        {name} = _nested{index}({name})",
+                ]
+            else:
+                lines.append(f"    {name} = _nested{index}({name})")
     if required:
         names = ", ".join(required)
         lines += [
-            f"    if _NOTHING in ({names},):",
+            f"    if {_any_nothing(required)}:",
             f"        _missing(_cls, {required!r}, ({names},))",
         ]
     lines.append("    self = _new(_cls)" if twin is None else "    self = _new(_twin)")
@@ -955,8 +966,11 @@ def _from_dict_fast_path(
         values_by_name[id_field.name] = "_id"
     inner += [f"self.{f.name} = {values_by_name[f.name]}" for f in meta.fields]
     if meta.keeps_dump:
-        dump = ", ".join(f"{f.key!r}: {values_by_name[f.name]}" for f in meta.fields)
-        inner.append(f"self._uow_dumped = {{{dump}}}")
+        if any(f.spec.needs_dump for f in meta.fields):
+            inner.append("self._uow_dumped = False")  # as __init__: dumped when first needed
+        else:
+            dump = _stored_form_display(meta, lambda _, f: values_by_name[f.name])
+            inner.append(f"self._uow_dumped = {{{dump}}}")
     inner += ["self.__class__ = _cls", "return self"]
     return lines + ["            " + line for line in inner]
 
@@ -1057,10 +1071,17 @@ def _keywords_taken_from_a_dict(params: list[str], env: dict[str, Any]) -> tuple
     if required:
         names = ", ".join(required)
         lines += [
-            f"    if _NOTHING in ({names},):",
+            f"    if {_any_nothing(required)}:",
             f"        _missing({required!r}, ({names},))",
         ]
     return "self, **_kwargs", lines
+
+
+def _any_nothing(names: list[str]) -> str:
+    """Whether one of the locals ``names`` was not given, by identity: ``_NOTHING in
+    (a, b)`` would call ``==`` on every value before it (an attrs ``__eq__``, in
+    Python, for an embedded document)."""
+    return " or ".join(f"{name} is _NOTHING" for name in names)
 
 
 def _keyword_signature(params: list[str], env: dict[str, Any]) -> inspect.Signature:
@@ -1196,12 +1217,8 @@ def _generate_check_deep(cls: type, meta: ModelMeta) -> Callable[[Any, str, str]
 def _generate_to_bson(cls: type, meta: ModelMeta) -> Callable[[Any], dict[str, Any]]:
     """Generate ``obj -> dict`` building the stored form in one expression."""
     env: dict[str, Any] = {"_partial": _to_bson_partial, "_FieldNotLoaded": FieldNotLoaded}
-    items: list[str] = []
-    id_field = meta.id_field
-    ordered = ([id_field] if id_field else []) + [f for f in meta.fields if not f.is_id]
-    if meta.cls_name is not None:
-        items.append(f"'_cls': {meta.cls_name!r}")
-    for index, f in enumerate(ordered):
+
+    def value_of(index: int, f: FieldMeta) -> str:
         value = f"self.{f.name}"
         if f.spec.needs_dump:
             env[f"_dump{index}"] = f.spec.dump
@@ -1218,10 +1235,9 @@ def _generate_to_bson(cls: type, meta: ModelMeta) -> Callable[[Any], dict[str, A
                 value = (
                     f"({dump} if type(_v := self.{f.name}) is _class{index} else _dump{index}(_v))"
                 )
-        items.append(f"{f.key!r}: {value}")
-    if id_field is not None:
-        items.insert(0, items.pop(1 if meta.cls_name is not None else 0))  # _id first
-    body = ", ".join(items)
+        return value
+
+    body = _stored_form_display(meta, value_of)
     lines = ["def _uow_to_bson(self):"]
     partial = "_partial(self)"
     if meta.keeps_dump:
@@ -1255,6 +1271,22 @@ def _generate_to_bson(cls: type, meta: ModelMeta) -> Callable[[Any], dict[str, A
     source = "\n".join(lines) + "\n"
     exec(compile(source, f"<uow {cls.__qualname__}._uow_to_bson>", "exec"), env)
     return env["_uow_to_bson"]  # type: ignore[no-any-return]
+
+
+def _stored_form_display(meta: ModelMeta, value_of: Callable[[int, FieldMeta], str]) -> str:
+    """The inside of a dict display of the stored form: ``_id`` first, then
+    ``_cls`` (a subclass), then the other fields in declared order;
+    ``value_of(index, field)`` is the expression of a field's stored value."""
+    items: list[str] = []
+    id_field = meta.id_field
+    ordered = ([id_field] if id_field else []) + [f for f in meta.fields if not f.is_id]
+    if meta.cls_name is not None:
+        items.append(f"'_cls': {meta.cls_name!r}")
+    for index, f in enumerate(ordered):
+        items.append(f"{f.key!r}: {value_of(index, f)}")
+    if id_field is not None:
+        items.insert(0, items.pop(1 if meta.cls_name is not None else 0))  # _id first
+    return ", ".join(items)
 
 
 def _unshared(doc: dict[str, Any]) -> dict[str, Any]:

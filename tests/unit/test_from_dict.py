@@ -9,12 +9,13 @@ the two ways of building on the same inputs.
 from __future__ import annotations
 
 import datetime
+import decimal
 import types
 from typing import Any
 
 import attrs
 import pytest
-from bson import ObjectId
+from bson import Decimal128, ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,19 @@ class FdWords(Embedded):
     a: str
     b: str
     c: str
+
+
+class FdPrice(Embedded):
+    amount: decimal.Decimal
+    day: datetime.date
+
+
+class FdBase(Embedded):
+    name: str
+
+
+class FdSub(FdBase):
+    rank: int
 
 
 class FdOrder(Document):
@@ -254,6 +268,32 @@ def test_the_dump_kept_by_the_fast_path_is_the_constructors_and_follows_assignme
     assert words.to_bson() == {"a": "x", "b": "changed", "c": "z"}
     reordered = FdWords.from_dict({"c": "z", "a": "x", "b": "y"})
     assert list(reordered.to_bson()) == ["a", "b", "c"]
+
+
+def test_values_stored_in_another_form_are_dumped_as_the_constructors_are() -> None:
+    data = {
+        "amount": decimal.Decimal("1.50"),
+        "day": datetime.date(2026, 1, 2),
+    }
+    built = FdPrice.from_dict(data)
+    assert built.to_bson() == FdPrice(**data).to_bson()
+    assert built.to_bson() == {
+        "amount": Decimal128("1.50"),
+        "day": datetime.datetime(2026, 1, 2),
+    }
+
+
+def test_an_embedded_subclass_keeps_its_class_in_the_stored_form() -> None:
+    built = FdSub.from_dict({"name": "a", "rank": 2})
+    assert (
+        built.to_bson()
+        == FdSub(name="a", rank=2).to_bson()
+        == {
+            "_cls": "FdSub",
+            "name": "a",
+            "rank": 2,
+        }
+    )
 
 
 def test_the_kept_dump_is_not_the_callers_dict() -> None:
