@@ -1028,7 +1028,7 @@ def _embedded_from_mappings(spec: TypeSpec) -> Callable[[Any], Any] | None:
             return None
 
         def build_items(value: Any) -> Any:
-            if type(value) not in (list, tuple):
+            if type(value) is not list:
                 return value  # the field's check says what is wrong with it
             built = [item(element) for element in value]
             return value if all(map(operator.is_, built, value)) else built
