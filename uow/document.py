@@ -849,12 +849,10 @@ def _generate_from_dict(cls: type, meta: ModelMeta, twin: type | None) -> Callab
         "        _unexpected(_cls, data, _ARGS)",
         "    get = data.get",
     ]
-    required = []
+    binding, checking = _arguments_from_a_dict(params, "get", "_missing(_cls, ")
+    lines += binding
     for index, (f, param) in enumerate(zip(meta.fields, params, strict=True)):
-        name, _, default = param.partition("=")
-        lines.append(f"    {name} = get({name!r}, {default or '_NOTHING'})")
-        if not default:
-            required.append(name)
+        name = param.partition("=")[0]
         build = _embedded_from_mappings(f.spec)
         if build is not None:
             env[f"_nested{index}"] = build
@@ -870,12 +868,7 @@ def _generate_from_dict(cls: type, meta: ModelMeta, twin: type | None) -> Callab
                 ]
             else:
                 lines.append(f"    {name} = _nested{index}({name})")
-    if required:
-        names = ", ".join(required)
-        lines += [
-            f"    if {_any_nothing(required)}:",
-            f"        _missing(_cls, {required!r}, ({names},))",
-        ]
+    lines += checking
     lines.append("    self = _new(_cls)" if twin is None else "    self = _new(_twin)")
     lines += ["    " + line for line in body]
     lines.append("    return self")
@@ -995,7 +988,7 @@ def _unexpected_keys(cls: type, data: dict[Any, Any], known: frozenset[str]) -> 
 
 
 def _missing_keys(cls: type, names: list[str], values: tuple[Any, ...]) -> None:
-    missing = [name for name, value in zip(names, values, strict=True) if value is attrs.NOTHING]
+    missing = _not_given(names, values)
     raise TypeError(
         f"{cls.__name__}.from_dict() lacks {', '.join(repr(name) for name in missing)}: "
         f"{'a field' if len(missing) == 1 else 'fields'} with no default"
@@ -1060,28 +1053,32 @@ def _keywords_taken_from_a_dict(params: list[str], env: dict[str, Any]) -> tuple
     with the TypeErrors Python itself would raise."""
     env["_unexpected"] = _unexpected_keywords
     env["_missing"] = _missing_keywords
-    lines = ["    _pop = _kwargs.pop"]
-    required = []
-    for param in params:
-        name, _, default = param.partition("=")
-        lines.append(f"    {name} = _pop({name!r}, {default or '_NOTHING'})")
-        if not default:
-            required.append(name)
-    lines += ["    if _kwargs:", "        _unexpected(_kwargs)"]
-    if required:
-        names = ", ".join(required)
-        lines += [
-            f"    if {_any_nothing(required)}:",
-            f"        _missing({required!r}, ({names},))",
-        ]
+    binding, checking = _arguments_from_a_dict(params, "_pop", "_missing(")
+    lines = ["    _pop = _kwargs.pop", *binding, "    if _kwargs:", "        _unexpected(_kwargs)"]
+    lines += checking
     return "self, **_kwargs", lines
 
 
-def _any_nothing(names: list[str]) -> str:
-    """Whether one of the locals ``names`` was not given, by identity: ``_NOTHING in
-    (a, b)`` would call ``==`` on every value before it (an attrs ``__eq__``, in
-    Python, for an embedded document)."""
-    return " or ".join(f"{name} is _NOTHING" for name in names)
+def _arguments_from_a_dict(
+    params: list[str], lookup: str, missing: str
+) -> tuple[list[str], list[str]]:
+    """The lines binding each parameter to a local of its name with ``lookup(name,
+    default)``, and those calling ``missing`` + ``names, values)`` when a required
+    one was not given. That test is by identity: ``_NOTHING in (a, b)`` would call
+    ``==`` on every value before it (an attrs ``__eq__``, in Python, for an
+    embedded document)."""
+    binding = []
+    required = []
+    for param in params:
+        name, _, default = param.partition("=")
+        binding.append(f"    {name} = {lookup}({name!r}, {default or '_NOTHING'})")
+        if not default:
+            required.append(name)
+    if not required:
+        return binding, []
+    test = " or ".join(f"{name} is _NOTHING" for name in required)
+    values = ", ".join(required)
+    return binding, [f"    if {test}:", f"        {missing}{required!r}, ({values},))"]
 
 
 def _keyword_signature(params: list[str], env: dict[str, Any]) -> inspect.Signature:
@@ -1104,8 +1101,12 @@ def _unexpected_keywords(kwargs: dict[str, Any]) -> None:
     raise TypeError(f"__init__() got an unexpected keyword argument {name!r}")
 
 
+def _not_given(names: list[str], values: tuple[Any, ...]) -> list[str]:
+    return [name for name, value in zip(names, values, strict=True) if value is attrs.NOTHING]
+
+
 def _missing_keywords(names: list[str], values: tuple[Any, ...]) -> None:
-    missing = [name for name, value in zip(names, values, strict=True) if value is attrs.NOTHING]
+    missing = _not_given(names, values)
     listed = ", ".join(repr(name) for name in missing)
     raise TypeError(
         f"__init__() missing {len(missing)} required keyword-only "
