@@ -7,7 +7,7 @@ session's identity map.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from ._identity import key_for
@@ -159,10 +159,12 @@ class Query(_Filtered[D]):
         session.autoflush_for(self._meta)
         return self._projection()
 
-    def _iterate(self, limit: int | None = None) -> Iterator[D]:
-        session = self._session
+    def _rows(
+        self, limit: int | None = None
+    ) -> tuple[Iterator[Mapping[str, Any]], frozenset[str] | None]:
+        """The stored documents (streamed from the cursor) and the fields left out."""
         projection, absent = self._begin()
-        rows = session._find(
+        rows = self._session._find(
             self._meta,
             self.raw(),
             sort=self._sort or None,
@@ -170,8 +172,13 @@ class Query(_Filtered[D]):
             limit=self._limit if limit is None else limit,
             projection=projection,
         )
+        return rows, absent
+
+    def _iterate(self) -> Iterator[D]:
+        rows, absent = self._rows()
+        load = self._session._load
         for raw in rows:
-            yield session._load(self._cls, raw, absent)
+            yield load(self._cls, raw, absent)
 
     def __iter__(self) -> Iterator[D]:
         """Stream the results from the cursor (not built all at once)."""
@@ -179,7 +186,8 @@ class Query(_Filtered[D]):
 
     def all(self) -> list[D]:
         """Every result, as a list."""
-        return list(self._iterate())
+        rows, absent = self._rows()
+        return self._session._load_all(self._cls, rows, absent)
 
     def first(self) -> D | None:
         """The first result, or None when nothing matches."""
@@ -213,7 +221,8 @@ class Query(_Filtered[D]):
             NotFound: nothing matches.
             MultipleFound: more than one document matches.
         """
-        found = list(self._iterate(limit=2 if not self._limit else min(self._limit, 2)))
+        rows, absent = self._rows(limit=2 if not self._limit else min(self._limit, 2))
+        found = self._session._load_all(self._cls, rows, absent)
         if not found:
             raise NotFound(f"no {self._meta.name} matches {self.raw()!r}")
         if len(found) > 1:

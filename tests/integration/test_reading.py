@@ -218,6 +218,43 @@ def test_iteration_is_streamed(sessions: Sessions) -> None:
     assert s.stats().identity_map_size == 300
 
 
+def test_all_gives_the_objects_iteration_gives(sessions: Sessions, ten: list[Any]) -> None:
+    s = sessions.open()
+    early = s.get(SxFlat, ten[3])
+    listed = s.query(SxFlat).sort("n").all()
+    assert _ns(listed) == list(range(10))
+    assert listed[3] is early  # the identity map's object, not a second one
+    assert [doc is listed[i] for i, doc in enumerate(s.query(SxFlat).sort("n"))] == [True] * 10
+    assert s.stats().identity_map_size == 10
+
+
+def test_a_result_that_fails_midway_keeps_its_loaded_documents_tracked(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann_id, bob_id = insert_raw(
+        sessions.db, "people", [{"name": "ann", "tags": ["a"]}, {"name": "bob", "tags": []}]
+    )
+    s = sessions.open()
+    first_only = stored_one(sessions.db, "people", ann_id)
+
+    def cursor_lost(*args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        yield first_only
+        raise RuntimeError("connection lost mid-result")
+
+    monkeypatch.setattr(s, "_find", cursor_lost)
+    with pytest.raises(RuntimeError, match="mid-result"):
+        s.query(SxPerson).all()
+    monkeypatch.undo()
+    ann = s.get(SxPerson, ann_id)  # tracked by the failed query: no read
+    assert ann is not None and s.stats().queries == 0
+    ann.tags.append("b")  # in place: the query below autoflushes only if it knows
+    assert s.query(SxPerson).filter(tags="b").count() == 1
+    assert s.stats().flushes == 1
+    s.commit()
+    assert stored_one(sessions.db, "people", ann_id)["tags"] == ["a", "b"]
+    assert stored_one(sessions.db, "people", bob_id)["tags"] == []
+
+
 # ------------------------------------------------------------------------ fields
 
 
