@@ -159,9 +159,7 @@ class Query(_Filtered[D]):
         session.autoflush_for(self._meta)
         return self._projection()
 
-    def _rows(
-        self, limit: int | None = None
-    ) -> tuple[Iterator[Mapping[str, Any]], frozenset[str] | None]:
+    def _rows(self) -> tuple[Iterator[Mapping[str, Any]], frozenset[str] | None]:
         """The stored documents (streamed from the cursor) and the fields left out."""
         projection, absent = self._begin()
         rows = self._session._find(
@@ -169,7 +167,7 @@ class Query(_Filtered[D]):
             self.raw(),
             sort=self._sort or None,
             skip=self._skip,
-            limit=self._limit if limit is None else limit,
+            limit=self._limit,
             projection=projection,
         )
         return rows, absent
@@ -187,7 +185,9 @@ class Query(_Filtered[D]):
     def all(self) -> list[D]:
         """Every result, as a list."""
         rows, absent = self._rows()
-        return self._session._load_all(self._cls, rows, absent)
+        load = self._session._load
+        cls = self._cls
+        return [load(cls, raw, absent) for raw in rows]
 
     def first(self) -> D | None:
         """The first result, or None when nothing matches."""
@@ -221,8 +221,7 @@ class Query(_Filtered[D]):
             NotFound: nothing matches.
             MultipleFound: more than one document matches.
         """
-        rows, absent = self._rows(limit=2 if not self._limit else min(self._limit, 2))
-        found = self._session._load_all(self._cls, rows, absent)
+        found = self.limit(2 if not self._limit else min(self._limit, 2)).all()
         if not found:
             raise NotFound(f"no {self._meta.name} matches {self.raw()!r}")
         if len(found) > 1:

@@ -1111,10 +1111,7 @@ class Session:
     def _load(
         self, cls: type[D], raw: Mapping[str, Any], absent: frozenset[str] | None = None
     ) -> D:
-        """The tracked object for a stored document: the one already loaded, or a new one.
-
-        (``_load_all`` does the same for a whole result, inline: keep the two alike.)
-        """
+        """The tracked object for a stored document: the one already loaded, or a new one."""
         if self.no_tracking:
             obj = cls._uow_load(raw, self._ctx, absent)
             set_state(obj, DETACHED)
@@ -1153,70 +1150,6 @@ class Session:
         if loaded.mutable:
             self._mutable_in.add(collection)
         return obj
-
-    def _load_all(
-        self, cls: type[D], rows: Iterable[Mapping[str, Any]], absent: frozenset[str] | None = None
-    ) -> list[D]:
-        """The tracked objects for stored documents, in order: ``_load`` for each.
-
-        ``_load``'s body, inline in one loop over a whole result: what every
-        document needs is looked up once, and no call is made per document (about
-        0.3 us of the 3 us that tracking a loaded document costs). ``_load`` keeps
-        its own body, as a call to this one would cost a single load as much.
-        """
-        if self.no_tracking:
-            detached = [cls._uow_load(raw, self._ctx, absent) for raw in rows]
-            for obj in detached:
-                set_state(obj, DETACHED)
-            return detached
-        collection = cls._uow_meta.collection
-        assert collection is not None
-        load = cls._uow_load
-        ctx = self._ctx
-        identity = self._map
-        held = identity.held
-        add_loaded = identity.add_loaded
-        mutable = False
-        loaded_objects: list[D] = []
-        keep = loaded_objects.append
-        try:
-            for raw in rows:
-                stored_id = raw["_id"]
-                # key_for, inline (a call less per document loaded)
-                if type(stored_id) is ObjectId:
-                    key: Key = (collection, stored_id.binary, "oid")
-                else:
-                    key = (collection, stored_id)
-                if key in held or identity.weak:
-                    found = identity.get(key)  # a hit refreshes its place in the LRU
-                    if found is not None:
-                        self._merge_loaded(found, raw, absent)
-                        keep(found)
-                        continue
-                obj = load(raw, ctx, absent)
-                loaded = type(obj)._uow_meta  # a subclass's, when _cls names one
-                # No unknown key (none kept aside) and as many as known: exactly the known keys.
-                if (
-                    absent is None
-                    and obj._uow_extra is None
-                    and len(raw) == loaded.raw_snapshot_size
-                    and type(raw) is dict
-                ):
-                    # What the driver gave us is the snapshot: the load copied every list
-                    # and dict it handed out, and dumping the object would give it back.
-                    snapshot: dict[str, Any] = raw
-                else:
-                    snapshot = _snapshot(obj)
-                set_state(obj, DocState(self, key, _PERSISTENT, snapshot, stored_id))
-                add_loaded(key, obj)
-                if loaded.mutable:
-                    mutable = True
-                keep(obj)
-        finally:
-            # Even when a later document fails to load: those tracked already count.
-            if mutable:
-                self._mutable_in.add(collection)
-        return loaded_objects
 
     def _merge_loaded(
         self, obj: Any, raw: Mapping[str, Any], absent: frozenset[str] | None
