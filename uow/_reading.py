@@ -117,9 +117,11 @@ class Query(_Filtered[D]):
         return clone
 
     def fields(self, *names: str | QueryField) -> Query[D]:
-        """Load only these fields (``id`` always); reading another raises ``FieldNotLoaded``.
+        """Load only these fields; reading another raises ``FieldNotLoaded``.
 
-        Saving a partial document never clears the fields it did not load.
+        ``id``, the version field and the shard key fields always load: the
+        writes of a partial document are conditional on them. Saving a partial
+        document never clears the fields it did not load.
         """
         chosen: list[str] = []
         for name in names:
@@ -139,17 +141,22 @@ class Query(_Filtered[D]):
     def _projection(self) -> tuple[dict[str, int] | None, frozenset[str] | None]:
         if self._fields is None:
             return None, None
-        keep = set(self._fields) | {"id"}
-        projection = {self._meta.by_name[name].key: 1 for name in keep}
+        meta = self._meta
+        # What a partial document's update or delete puts in its filter must be
+        # the stored value, not a default.
+        keep = {*self._fields, "id", *meta.shard_key}
+        if meta.version_field is not None:
+            keep.add(meta.version_field.name)
+        projection = {meta.by_name[name].key: 1 for name in keep}
         projection["_cls"] = 1
         # Every field of the hierarchy: a subclass's own fields are not loaded either.
         names = {
             name
-            for sub in self._meta.subclasses.values()
+            for sub in meta.subclasses.values()
             if issubclass(sub, self._cls)
             for name in sub._uow_meta.by_name
         }
-        absent = frozenset(name for name in names | self._meta.by_name.keys() if name not in keep)
+        absent = frozenset(name for name in names | meta.by_name.keys() if name not in keep)
         return projection, absent or None
 
     def _begin(self) -> tuple[dict[str, int] | None, frozenset[str] | None]:

@@ -2272,30 +2272,35 @@ def _short(detail: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# The uow logger's level before the first open echo session lowered it to INFO;
-# put back when the last one closes.
+# Every open echo session shares one stderr handler (one per session would print
+# each command once per open session). It is added by the first one and
+# removed, with the uow logger's level as it was before, by the last to close.
 _echo_lock = threading.Lock()
 _echo_sessions = [0]
 _level_before_echo = [logging.NOTSET]
+_echo_handler: list[logging.Handler] = []
 
 
 def _add_echo_handler() -> logging.Handler:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("uow: %(message)s"))
-    handler.setLevel(logging.INFO)
     with _echo_lock:
-        logger.addHandler(handler)
         if _echo_sessions[0] == 0:
             _level_before_echo[0] = logger.level
+            # Made now, not at import: it writes to the sys.stderr of now.
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("uow: %(message)s"))
+            handler.setLevel(logging.INFO)
+            _echo_handler[:] = [handler]
+            logger.addHandler(handler)
         _echo_sessions[0] += 1
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
-    return handler
+        return _echo_handler[0]
 
 
 def _remove_echo_handler(handler: logging.Handler) -> None:
     with _echo_lock:
-        logger.removeHandler(handler)
         _echo_sessions[0] -= 1
-        if _echo_sessions[0] == 0 and logger.level == logging.INFO:
-            logger.setLevel(_level_before_echo[0])
+        if _echo_sessions[0] == 0:
+            logger.removeHandler(handler)
+            if logger.level == logging.INFO:
+                logger.setLevel(_level_before_echo[0])

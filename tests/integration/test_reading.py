@@ -15,7 +15,16 @@ from typing import Any
 import bson
 import pytest
 
-from uow import FieldNotLoaded, MultipleFound, NotFound, Ref, TooManyRequests, ValidationError
+from uow import (
+    Document,
+    FieldNotLoaded,
+    MultipleFound,
+    NotFound,
+    Ref,
+    TooManyRequests,
+    ValidationError,
+    field,
+)
 from uow._state import ObjectState
 from uow.session import FlushResult, Session
 
@@ -330,6 +339,58 @@ def test_fields_of_a_subclass_keep_the_class(sessions: Sessions) -> None:
     assert [type(a) for a in loaded] == [SxDog, SxCat]
     with pytest.raises(FieldNotLoaded):
         _ = loaded[0].good  # type: ignore[attr-defined]
+
+
+class RdVersioned(Document):
+    __collection__ = "rd_versioned"
+
+    name: str
+    n: int = 0
+    version: int = field(default=0, version=True)
+
+
+class RdTenantDoc(Document):
+    __collection__ = "rd_tenant_docs"
+    __shard_key__ = ("tenant",)
+
+    tenant: str
+    body: str = ""
+
+
+def test_a_partial_versioned_document_updates_and_deletes_on_its_stored_version(
+    sessions: Sessions,
+) -> None:
+    first, second = insert_raw(
+        sessions.db,
+        "rd_versioned",
+        [{"name": "a", "n": 1, "version": 3}, {"name": "b", "n": 2, "version": 5}],
+    )
+    s = sessions.open()
+    a, b = s.query(RdVersioned).fields("name").sort("name").all()
+    assert (a.version, b.version) == (3, 5)  # loaded although not named
+    a.name = "A"
+    s.delete(b)
+    assert s.flush() == FlushResult(updated=1, deleted=1, round_trips=2)
+    s.commit()
+    assert stored(sessions.db, "rd_versioned") == [
+        {"_id": first, "name": "A", "n": 1, "version": 4}
+    ]
+    assert second not in {doc["_id"] for doc in stored(sessions.db, "rd_versioned")}
+
+
+def test_a_partial_document_targets_its_stored_shard_key(sessions: Sessions) -> None:
+    (doc_id,) = insert_raw(sessions.db, "rd_tenant_docs", [{"tenant": "t1", "body": "x"}])
+    s = sessions.open()
+    doc = s.query(RdTenantDoc).fields("body").one()
+    assert doc.tenant == "t1"
+    doc.body = "y"
+    assert s.flush() == FlushResult(updated=1, round_trips=1)
+    s.commit()
+    assert stored_one(sessions.db, "rd_tenant_docs", doc_id) == {
+        "_id": doc_id,
+        "tenant": "t1",
+        "body": "y",
+    }
 
 
 def test_fields_refuses_unknown_names(sessions: Sessions) -> None:

@@ -1079,6 +1079,21 @@ def test_echo_logs_every_command_at_info_to_stderr(
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]
 
 
+def test_two_echo_sessions_print_each_command_once(
+    sessions: Sessions, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uow_logger = logging.getLogger("uow")
+    handlers = list(uow_logger.handlers)
+    first, second = sessions.open(echo=True), sessions.open(echo=True)
+    first.save(SxPerson(name="ann"))
+    assert capsys.readouterr().err.count("'ann'") == 1
+    first.close()
+    second.save(SxPerson(name="bob"))  # still echoing after the other one closed
+    assert capsys.readouterr().err.count("'bob'") == 1
+    second.close()
+    assert uow_logger.handlers == handlers
+
+
 def test_without_echo_commands_are_logged_at_debug_only(
     sessions: Sessions, caplog: pytest.LogCaptureFixture
 ) -> None:
