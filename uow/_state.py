@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._identity import Key, id_of
@@ -46,6 +47,8 @@ class ObjectState(enum.Enum):
 
 #: One empty frozenset for every state (each frozenset() is a new object to collect).
 NO_KEYS: frozenset[str] = frozenset()
+#: No expired fields (see ``DocState.expired``): one shared, read-only empty mapping.
+NO_EXPIRED: Mapping[str, Any] = MappingProxyType({})
 
 
 class DocState:
@@ -91,8 +94,11 @@ class DocState:
         self.assigned: int | None = None
         #: kept alive by the session for good (see ``dropped``)
         self.pinned = False
-        #: keys the server set ($currentDate): reloaded on the next read
-        self.expired: frozenset[str] = NO_KEYS
+        #: keys the server set at the last flush ($currentDate), each with the value
+        #: the session had for it (MISSING if not loaded): their slots are empty until
+        #: a read loads them (``expire``), and the value comes back if the document
+        #: is let go of first (``unexpire``)
+        self.expired: Mapping[str, Any] = NO_EXPIRED
 
     def touched(self, obj: Document, bit: int) -> None:
         """A field (``FieldMeta.bit``) was assigned: hold the document until it is flushed."""
@@ -112,6 +118,42 @@ class DocState:
 
 #: The state of every document a session let go of (expunged, deleted, closed).
 DETACHED = DocState(None, ("", None), ObjectState.DETACHED)
+
+
+def expire(meta: ModelMeta, obj: Document, state: DocState) -> None:
+    """The server just set ``meta.current_date_keys``: empty those fields of ``obj``.
+
+    Reading one then reaches ``Document.__getattr__``, which asks the session to
+    load them (``Session.on_expired_read``): the flush itself reads nothing.
+    """
+    absent = set(obj._uow_absent or ())
+    computed: dict[str, Any] = {}
+    for key in meta.current_date_keys:
+        name = meta.by_key[key].name
+        if name in absent:
+            computed[key] = MISSING
+            continue
+        computed[key] = object.__getattribute__(obj, name)
+        object.__delattr__(obj, name)
+        absent.add(name)
+    object.__setattr__(obj, "_uow_absent", frozenset(absent))
+    state.expired = computed
+
+
+def unexpire(obj: Document, state: DocState) -> None:
+    """``obj`` leaves its session before its expired fields were read: put back the
+    values the session had for them (no session is left to load them from)."""
+    if not state.expired:
+        return
+    meta = type(obj)._uow_meta
+    absent = set(obj._uow_absent or ())
+    for key, value in state.expired.items():
+        name = meta.by_key[key].name
+        if value is not MISSING and name in absent:
+            object.__setattr__(obj, name, value)
+            absent.discard(name)
+    object.__setattr__(obj, "_uow_absent", frozenset(absent) or None)
+    state.expired = NO_EXPIRED
 
 
 def snapshot_of(meta: ModelMeta, doc: dict[str, Any]) -> dict[str, Any]:

@@ -1672,6 +1672,20 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
         object.__setattr__(self, "_uow_state", None)  # a copy is tracked by no session
         _BaseModel.__setstate__(self, state)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when a slot is empty. A field the server set at the last
+        # flush ($currentDate) is empty until read: the session loads it now.
+        try:
+            state = object.__getattribute__(self, "_uow_state")
+        except AttributeError:
+            state = None
+        if state is not None and state.expired and state.owner is not None:
+            field = self._uow_meta.by_name.get(name)
+            if field is not None and field.key in state.expired:
+                state.owner.on_expired_read(self, state)
+                return object.__getattribute__(self, name)
+        return _BaseModel.__getattr__(self, name)
+
     def __setattr__(self, name: str, value: Any) -> None:
         field = _assign(self, name, value)
         if field is not None:

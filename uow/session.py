@@ -29,15 +29,17 @@ from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, build_plan
 from ._reading import ExprArg, Query, RemoveQuery
 from ._state import (
     DETACHED,
-    NO_KEYS,
+    NO_EXPIRED,
     DocState,
     ObjectState,
     changed_paths,
+    expire,
     full_update,
     mutated,
     snapshot_and_update,
     snapshot_of,
     unchanged,
+    unexpire,
     update_for,
 )
 from ._stored import copy_stored
@@ -750,6 +752,7 @@ class Session:
         finally:
             self._closed = True
             for obj in [*self._map.objects(), *self._deletes.values()]:
+                unexpire(obj, obj._uow_state)
                 set_state(obj, DETACHED)
             for obj in self._inserts.values():
                 set_state(obj, None)
@@ -794,6 +797,7 @@ class Session:
         else:
             self._modified.pop(key, None)
             self._updates.pop(key, None)
+        unexpire(obj, state)
         object.__setattr__(obj, "_uow_state", DETACHED)
 
     def expunge_all(self) -> None:
@@ -823,7 +827,7 @@ class Session:
         _copy_fields(fresh, obj)
         state.snapshot = _snapshot(obj)
         state.modified = False
-        state.expired = NO_KEYS
+        state.expired = NO_EXPIRED
         self._modified.pop(state.key, None)
         self._updates.pop(state.key, None)
         if state.status is _PERSISTENT and not state.pinned:
@@ -853,6 +857,7 @@ class Session:
             if state.status is _PERSISTENT and not self._has_change(obj, state):
                 self._map.discard(state.key)
                 self._modified.pop(state.key, None)
+                unexpire(obj, state)
                 object.__setattr__(obj, "_uow_state", DETACHED)
 
     def clone(self, obj: D) -> D:
@@ -1077,6 +1082,36 @@ class Session:
             self._modified[state.key] = obj
             self._collections.setdefault(state.key[0], None)
 
+    def on_expired_read(self, obj: Document, state: DocState) -> None:
+        """A field the server set at the last flush ($currentDate) is read: load
+        those fields (one find of them alone; the rest of ``obj``, changed or not,
+        stays as it is). Called by ``Document.__getattr__``."""
+        self._check_open()
+        meta = self._meta(obj)
+        expired = state.expired
+        raw = self._find_one(meta, {"_id": state.id}, projection=dict.fromkeys(expired, 1))
+        if raw is None:  # deleted by someone else: what this session had stays
+            unexpire(obj, state)
+            return
+        others = frozenset(f.name for f in meta.fields if f.key not in expired and f.key != "_id")
+        fresh = type(obj)._uow_load(raw, self._ctx, others)
+        loaded = fresh._uow_absent or ()
+        absent = set(obj._uow_absent or ())
+        snapshot = dict(state.snapshot or {})
+        for key in expired:
+            field = meta.by_key[key]
+            if field.name in loaded or field.name not in absent:
+                continue
+            value = getattr(fresh, field.name)
+            object.__setattr__(obj, field.name, value)
+            absent.discard(field.name)
+            snapshot[key] = field.spec.dump(value) if field.spec.needs_dump else value
+        object.__setattr__(obj, "_uow_absent", frozenset(absent) or None)
+        if state.committed is state.snapshot:
+            state.committed = snapshot
+        state.snapshot = snapshot
+        state.expired = NO_EXPIRED
+
     def on_dropped(self, obj: Document, state: DocState) -> None:
         """The finalizer's look at a document nobody holds: keep it if it changed."""
         if self._closed:
@@ -1177,7 +1212,7 @@ class Session:
         if fill:
             remaining = frozenset(set(obj._uow_absent or ()) - fill) or None
             object.__setattr__(obj, "_uow_absent", remaining)
-        state.expired = NO_KEYS
+        state.expired = NO_EXPIRED
         state.snapshot = _snapshot(obj)
 
     # -- internals: flush -----------------------------------------------------------
@@ -1383,6 +1418,7 @@ class Session:
             if op.kind == INSERT or isinstance(op.request, ReplaceOne):
                 replaced = self._deletes.pop(key, None) if self._deletes else None
                 if replaced is not None and replaced is not obj:
+                    unexpire(replaced, replaced._uow_state)
                     object.__setattr__(replaced, "_uow_state", DETACHED)
                 self._inserts.pop(key, None)
                 state.status = _PERSISTENT
@@ -1403,7 +1439,7 @@ class Session:
                 explicit = self._updates.pop(key, None)
                 meta: ModelMeta = type(obj)._uow_meta
                 if meta.current_date_keys:
-                    state.expired = meta.current_date_keys
+                    expire(meta, obj, state)
                 if in_transaction:
                     if explicit is not None:
                         self._tx_explicit.setdefault(key, explicit)
@@ -1417,6 +1453,7 @@ class Session:
             else:
                 self._deletes.pop(key, None)
                 self._map.discard(key, obj)
+                unexpire(obj, state)
                 if in_transaction:
                     self._tx_deleted[key] = (obj, state.committed)
                     object.__setattr__(obj, "_uow_state", _detached_copy(state))
@@ -2095,6 +2132,7 @@ class Session:
         self._modified.pop(state.key, None)
         self._updates.pop(state.key, None)
         self._deletes.pop(state.key, None)
+        unexpire(obj, state)
         if self._in_transaction:
             # Deleted inside the open transaction: rollback() brings it back.
             self._tx_deleted[state.key] = (obj, state.committed)

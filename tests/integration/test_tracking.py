@@ -297,6 +297,53 @@ def test_current_date_is_set_by_the_server_and_reloaded(sessions: Sessions) -> N
     assert isinstance(stored_seen, datetime.datetime)
 
 
+def test_current_date_is_read_from_the_server_when_the_field_is_read(
+    sessions: Sessions,
+) -> None:
+    (doc_id,) = insert_raw(sessions.db, "counters", [{"note": "x", "hits": 1}])
+    s = sessions.open()
+    counter = s.get(SxCounter, doc_id)
+    assert counter is not None
+    counter.note = "y"
+    s.flush()
+    queries = s.stats().queries
+    counter.hits += 2  # a change made before the read is kept, and not reloaded
+    seen = counter.seen  # the first read of the field loads it: one query
+    assert isinstance(seen, datetime.datetime)
+    assert s.stats().queries == queries + 1
+    assert counter.seen == seen
+    assert s.stats().queries == queries + 1  # loaded once
+    assert counter.hits == 3
+    assert s.dirty_fields(counter) == ["hits"]  # the loaded value is no change
+    assert s.flush() == FlushResult(updated=1, round_trips=1)
+    s.commit()
+    stored_doc = stored_one(sessions.db, "counters", doc_id)
+    assert stored_doc is not None and stored_doc["hits"] == 3
+    assert isinstance(stored_doc["seen"], datetime.datetime)
+
+
+def test_current_date_not_read_before_the_session_lets_go_keeps_the_value_it_had(
+    sessions: Sessions,
+) -> None:
+    (doc_id,) = insert_raw(sessions.db, "counters", [{"note": "x"}])
+    s = sessions.open()
+    counter = s.get(SxCounter, doc_id)
+    assert counter is not None
+    counter.note = "y"
+    s.commit()
+    s.close()
+    assert counter.seen is None  # no session to read it from: what the session had
+    assert repr(counter).count("seen=None") == 1
+    other = sessions.open()
+    kept = other.get(SxCounter, doc_id)
+    assert kept is not None
+    kept.note = "z"
+    other.flush()
+    other.expunge(kept)
+    assert kept.seen is not None  # the value loaded before this flush
+    assert isinstance(kept.seen, datetime.datetime)
+
+
 # --------------------------------------------------------- what is not a change
 
 
