@@ -271,6 +271,8 @@ class Session:
         self._handles: dict[str, Any] = {}
         self._stats = SessionStats()
         self._closed = False
+        #: whether a flush ever emptied a $currentDate field (see _state.expire)
+        self._expired_any = False
         self._driver_session: Any = None
         if not self._info.is_embedded:
             self._driver_session = self._client.start_session(causal_consistency=True)
@@ -751,8 +753,11 @@ class Session:
                 self._abort_transaction()
         finally:
             self._closed = True
-            for obj in [*self._map.objects(), *self._deletes.values()]:
-                unexpire(obj, obj._uow_state)
+            detached = [*self._map.objects(), *self._deletes.values()]
+            if self._expired_any:  # a pass only for sessions that ever expired a field
+                for obj in detached:
+                    unexpire(obj, obj._uow_state)
+            for obj in detached:
                 set_state(obj, DETACHED)
             for obj in self._inserts.values():
                 set_state(obj, None)
@@ -1440,6 +1445,7 @@ class Session:
                 meta: ModelMeta = type(obj)._uow_meta
                 if meta.current_date_keys:
                     expire(meta, obj, state)
+                    self._expired_any = True
                 if in_transaction:
                     if explicit is not None:
                         self._tx_explicit.setdefault(key, explicit)
