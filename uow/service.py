@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import attrs
 
@@ -251,8 +251,20 @@ class UnitOfWork:
         return f"<UnitOfWork{self._where()} options={self._options!r}>"
 
 
-def unit_of_work(**session_options: Any) -> UnitOfWork:
+@overload
+def unit_of_work(func: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def unit_of_work(**session_options: Any) -> UnitOfWork: ...
+
+
+def unit_of_work(
+    func: Callable[P, R] | None = None, /, **session_options: Any
+) -> UnitOfWork | Callable[P, R]:
     """A unit of work: ``@uow.unit_of_work()`` or ``with uow.unit_of_work() as s:``.
+
+    ``@uow.unit_of_work`` without parentheses decorates too, with no options.
 
     Opens a session on the ``configure()``d default (``session_options``
     overriding its options), makes it ``uow.current_session()``, commits when
@@ -269,4 +281,12 @@ def unit_of_work(**session_options: Any) -> UnitOfWork:
         UowError: when the block opens a session and no database is configured.
     """
     _check_options("unit_of_work", session_options)
-    return UnitOfWork(session_options)
+    work = UnitOfWork(session_options)
+    if func is None:
+        return work
+    if not callable(func):
+        raise TypeError(
+            f"unit_of_work() takes session options as keywords, got {func!r}; "
+            "write @uow.unit_of_work or @uow.unit_of_work(option=...)"
+        )
+    return work(func)

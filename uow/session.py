@@ -1062,10 +1062,15 @@ class Session:
     def dereference(self, ref: Ref[D] | D | Any, allow_none: bool = False) -> D | None:
         """The document a ``Ref`` points at, through the identity map.
 
+        ``None`` (an empty ``Ref | None`` field) gives ``None``: there is nothing
+        to load, and ``s.dereference(doc.parent)`` needs no test first.
+
         Raises:
             NotFound: the document is gone (unless ``allow_none``).
         """
         self._check_open()
+        if ref is None:
+            return None
         if isinstance(ref, Document):
             return cast(D, ref)
         if not isinstance(ref, Ref):

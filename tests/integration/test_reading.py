@@ -493,6 +493,9 @@ def test_dereference(sessions: Sessions) -> None:
     assert s.dereference(dangling, allow_none=True) is None
     with pytest.raises(ValidationError):
         s.dereference(person_id)
+    queries = s.stats().queries
+    assert s.dereference(None) is None  # an empty Ref | None field: nothing to load
+    assert s.stats().queries == queries
 
 
 # --------------------------------------------------------------------- autoflush

@@ -108,6 +108,19 @@ def test_decorator_commits_and_returns_what_the_function_returned(lane: Lane) ->
     assert create.__name__ == "create"  # functools.wraps
 
 
+def test_decorator_without_parentheses(lane: Lane) -> None:
+    @uow.unit_of_work
+    def create(name: str) -> str:
+        uow.current_session().add(SvItem(name=name))
+        return name
+
+    assert create("c") == "c"
+    assert lane.stored() == ["c"]
+    assert create.__name__ == "create"
+    with pytest.raises(TypeError, match="keywords"):
+        uow.unit_of_work("not a function")  # type: ignore[call-overload]
+
+
 def test_exception_rolls_back_and_propagates(lane: Lane) -> None:
     with pytest.raises(KeyError, match="boom"), uow.unit_of_work() as s:
         s.add(SvItem(name="never"))
