@@ -127,6 +127,10 @@ class FieldMeta:
         self.operator: Operator | None = (
             OPERATORS[options.on_update] if options.on_update is not None else None
         )
+        if self.operator is None and _is_set_spec(spec):
+            # A set's additions as $addToSet: two sessions adding the same item
+            # (or one adding an item already stored) keep one, as a set does.
+            self.operator = OPERATORS["$addToSet"]
         self.current_date = options.on_update == "$currentDate"
         self.version = options.version
         self.index = options.index
@@ -588,6 +592,13 @@ def _member_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
         if slot is not None and hasattr(slot, "__set__") and hasattr(slot, "__objclass__"):
             return slot.__set__  # type: ignore[no-any-return]
     raise DefinitionError(f"{cls.__name__}.{name}: no slot found")
+
+
+def _is_set_spec(spec: TypeSpec) -> bool:
+    """Whether values of ``spec`` are sets (or None)."""
+    if isinstance(spec, OptionalSpec):
+        spec = spec.inner
+    return isinstance(spec, SetSpec)
 
 
 def _holds_embedded(spec: TypeSpec) -> bool:

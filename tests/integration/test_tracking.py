@@ -87,6 +87,21 @@ def test_set_changes_in_place_are_stored_as_an_array(sessions: Sessions) -> None
     assert sorted(labels) == ["y", "z"]
 
 
+def test_set_additions_are_add_to_set_so_two_sessions_keep_one_of_each(
+    sessions: Sessions,
+) -> None:
+    first, ann = _load_person(sessions, {"name": "ann", "labels": ["x", "y"]})
+    second = sessions.open()
+    same_ann = second.get(SxPerson, ann.id)
+    assert same_ann is not None
+    ann.labels |= {"q", "z"}
+    first.commit()
+    same_ann.labels.add("z")  # already stored by the other session
+    second.commit()
+    labels = _stored(sessions, ann)["labels"]
+    assert sorted(labels) == ["q", "x", "y", "z"]  # nothing lost, nothing twice
+
+
 def test_dict_changes_in_place(sessions: Sessions) -> None:
     s, ann = _load_person(sessions, {"name": "ann", "scores": {"keep": 1, "drop": 2, "bump": 3}})
     ann.scores["new"] = 4
