@@ -180,9 +180,14 @@ class Query(_Filtered[D]):
         return rows, absent
 
     def _iterate(self) -> Iterator[D]:
+        session = self._session
         rows, absent = self._rows()
-        load = self._session._load
+        load = session._load
         for raw in rows:
+            if session.closed:
+                # Its documents would belong to a closed session, and could be
+                # added nowhere: the iteration ends with the session.
+                session._check_open()
             yield load(self._cls, raw, absent)
 
     def __iter__(self) -> Iterator[D]:

@@ -23,6 +23,7 @@ from pymongo import DeleteOne, IndexModel, ReplaceOne, UpdateOne
 from pymongo.errors import PyMongoError, WriteConcernError
 
 from . import _backend, _context
+from ._diff import check_update, loaded_snapshot, merged_snapshot, stored_form, whole_update
 from ._identity import IdentityMap, Key, key_for
 from ._persistence import BatchFailed, run_batch
 from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, build_plan
@@ -40,12 +41,12 @@ from ._state import (
     snapshot_of,
     unchanged,
     unexpire,
-    update_for,
 )
-from ._stored import copy_stored
+from ._stored import Absent, copy_stored
 from ._types import LoadContext
 from .document import Document, ModelMeta, Ref, set_state
 from .exceptions import (
+    FieldNotLoaded,
     FlushError,
     NotFound,
     SessionClosedError,
@@ -869,6 +870,13 @@ class Session:
         """A transient copy of ``obj`` with a new id (deep: nothing is shared)."""
         self._check_open()
         meta = self._meta(obj)
+        if obj._uow_absent:
+            names = ", ".join(sorted(obj._uow_absent))
+            raise FieldNotLoaded(
+                f"clone(): {meta.name} {obj.id!r} was loaded without {names} (a query "
+                "with .fields(...)): a copy would store defaults in their place. "
+                "refresh() it, or load it whole, before cloning"
+            )
         copy = type(obj)._uow_load(copy_stored(obj._uow_to_bson()), self._ctx)
         id_field = meta.id_field
         assert id_field is not None
@@ -963,7 +971,7 @@ class Session:
             raise AttributeError(f"{meta.name} has no field {name!r}")
         if state is None or state.owner is not self or state.snapshot is None:
             return getattr(obj, name)
-        original = type(obj)._uow_load(copy_stored(state.snapshot), self._ctx, obj._uow_absent)
+        original = type(obj)._uow_load(stored_form(state.snapshot), self._ctx, obj._uow_absent)
         return getattr(original, name)
 
     def has_changes(self) -> bool:
@@ -1189,7 +1197,7 @@ class Session:
             # and dict it handed out, and dumping the object would give it back.
             snapshot: dict[str, Any] = raw
         else:
-            snapshot = _snapshot(obj)
+            snapshot = loaded_snapshot(loaded, obj, raw)
         set_state(obj, DocState(self, key, _PERSISTENT, snapshot, stored_id))
         identity.add_loaded(key, obj)
         if loaded.mutable:
@@ -1223,7 +1231,7 @@ class Session:
             remaining = frozenset(set(obj._uow_absent or ()) - fill) or None
             object.__setattr__(obj, "_uow_absent", remaining)
         state.expired = NO_EXPIRED
-        state.snapshot = _snapshot(obj)
+        state.snapshot = merged_snapshot(meta, obj, state.snapshot or {}, raw, names)
 
     # -- internals: flush -----------------------------------------------------------
 
@@ -1326,18 +1334,17 @@ class Session:
         # comparison tells), its in-place fields are the snapshot's: valid as they
         # are (nothing of them is written), and not compared again.
         in_place = not (assigned and meta.mutable) or changed or mutated(obj, old)
-        if in_place:
-            obj._uow_check_deep(meta.name, "")
         # The new snapshot, diffed: the update's values share nothing with the live
         # document, so the statement kept for errors and unknown outcomes stays as sent.
         if assigned is None:
-            new = snapshot_of(meta, obj._uow_to_bson())
-            update = update_for(meta, old, new)
+            new, update = whole_update(meta, obj, old)
         else:
             keys = meta.keys_to_compare(assigned, in_place)
             new, update = snapshot_and_update(meta, obj, old, keys)
         if explicit is not None and explicit.operators:
             update = _with_operators(meta, update, old, new, explicit.operators)
+        if in_place and update:
+            check_update(meta, obj, update)
         version = meta.version_field
         if not update:
             if explicit is None:
@@ -1357,6 +1364,8 @@ class Session:
             # (see _target_filter) and bumps it.
             version_before = getattr(obj, version.name)
             loaded = old.get(version.key, MISSING)
+            if type(loaded) is Absent:
+                loaded = loaded.value
             start = loaded if isinstance(loaded, int) and not isinstance(loaded, bool) else 0
             bumped = start + 1
             object.__setattr__(obj, version.name, bumped)
@@ -1405,7 +1414,8 @@ class Session:
             for name in meta.shard_key:
                 key = meta.by_name[name].key
                 if key in loaded:
-                    filter_[key] = loaded[key]
+                    value = loaded[key]
+                    filter_[key] = {"$exists": False} if type(value) is Absent else value
             if version is not None:
                 filter_[version.key] = _version_condition(version, loaded)
         return filter_
@@ -2223,7 +2233,7 @@ def _version_condition(version: Any, loaded: Mapping[str, Any]) -> Any:
     update sets the key. Any other version must be there exactly.
     """
     value = loaded.get(version.key, MISSING)
-    if value is MISSING:
+    if value is MISSING or type(value) is Absent:
         return {"$exists": False}
     default = version.attribute.default
     if value is None or (type(value) is int and type(default) is int and value == default):
@@ -2273,7 +2283,7 @@ def _snapshot(obj: Document) -> dict[str, Any]:
 def _restore(obj: Document, snapshot: Mapping[str, Any], ctx: LoadContext) -> None:
     """Put ``obj``'s fields back to a stored form (rollback)."""
     # A copy: the object must share no list or dict with the snapshot.
-    fresh = type(obj)._uow_load(copy_stored(snapshot), ctx, obj._uow_absent)
+    fresh = type(obj)._uow_load(stored_form(snapshot), ctx, obj._uow_absent)
     _copy_fields(fresh, obj)
 
 
