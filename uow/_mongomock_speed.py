@@ -254,6 +254,9 @@ def _mark_irregular(store: Any) -> None:
 
 def _has_irregular_ids(store: Any) -> bool:
     """Whether ``store`` holds (or held) an irregular _id; surveys it the first time."""
+    irregular = _irregular.get(store)  # set once surveyed: no lock needed to read it
+    if irregular is not None:
+        return irregular
     with _survey_lock:
         irregular = _irregular.get(store)
         if irregular is None:
