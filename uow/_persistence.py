@@ -4,7 +4,9 @@ Every write of a batch goes out as one command (``insert_many`` or one ordered
 ``bulk_write``). With ``ordered=True`` the server stops at the first failing
 write, so the writes before it landed and the rest did not: that is what lets a
 failed flush say exactly what was applied. Driver errors are translated here
-and nowhere else.
+and nowhere else. On mongomock an update or delete batch goes through
+``_embedded.bulk_write`` instead (mongomock's own ``bulk_write`` fails on pymongo
+>= 4.11), which answers and fails as ``bulk_write`` does.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
+from . import _embedded
+from ._backend import is_mongomock
 from ._plan import INSERT, Batch, WriteOp
 from .exceptions import DuplicateKeyError, FlushError
 
@@ -102,6 +106,12 @@ def run_batch(
 
         def call() -> Any:
             return collection.insert_many(requests, **kwargs)
+    elif is_mongomock(collection):
+        # mongomock's own bulk_write fails on pymongo >= 4.11 (see _embedded).
+        command = batch.kind
+
+        def call() -> Any:
+            return _embedded.bulk_write(collection, requests)
     else:
         command = batch.kind
 

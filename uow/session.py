@@ -221,7 +221,6 @@ class Session:
             raise ValueError(f"cache_size must be None or an int >= 0, got {cache_size!r}")
         if max_requests is not None and max_requests < 0:
             raise ValueError(f"max_requests must be None or >= 0, got {max_requests!r}")
-        _backend.prepare_database(database)
         options = {
             name: value
             for name, value in (
