@@ -39,7 +39,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._stored import Absent, copy_stored
-from ._types import DictSpec, EmbeddedSpec, ListSpec, OptionalSpec, SetSpec, TypeSpec
+from ._types import (
+    DictSpec,
+    EmbeddedSpec,
+    ListSpec,
+    OptionalSpec,
+    SetSpec,
+    TypeSpec,
+    check_key,
+)
 from .operators import MISSING, OPERATORS, UpdateSpec, is_prefix, put, same, set_
 
 if TYPE_CHECKING:
@@ -190,7 +198,7 @@ def _put_marker(container: Any, path: tuple[str, ...], marker: Absent) -> Any:
         copy = dict(container)
         copy[step] = replaced
         return copy
-    if type(container) is list and step.isdigit() and int(step) < len(container) and len(path) > 1:
+    if type(container) is list and _is_index(step) and int(step) < len(container) and len(path) > 1:
         index = int(step)
         current = container[index]
         replaced = _put_marker(current, path[1:], marker)
@@ -602,11 +610,17 @@ def _check_path(owner: str, obj: Any, parts: list[str], operator: str, sent: Any
             current, spec = getattr(current, field.name), field.spec
             continue
         element = _element_spec(spec)
-        if type(current) is list and part.isdigit() and int(part) < len(current):
+        if type(current) is list and _is_index(part) and int(part) < len(current):
             current = current[int(part)]
         elif type(current) is dict and part in current:
+            if isinstance(_unwrap(spec), DictSpec):
+                check_key(owner, ".".join(names), part)  # a key is data: never an operator
             current = current[part]
         else:
+            # The path does not lead into the value (a dict key holding a dot, say):
+            # the value it stops at is checked whole, its keys included.
+            if spec is not None:
+                spec.check(owner, ".".join(names), current)
             return
         names.append(part)
         spec = element
@@ -627,6 +641,15 @@ def _check_path(owner: str, obj: Any, parts: list[str], operator: str, sent: Any
             element.check(owner, where, item)
         return
     spec.check(owner, where, current)
+
+
+def _is_index(part: str) -> bool:
+    """Whether a path part is a list position (ASCII digits, as MongoDB reads them)."""
+    return part.isascii() and part.isdigit()
+
+
+def _unwrap(spec: TypeSpec | None) -> TypeSpec | None:
+    return spec.inner if isinstance(spec, OptionalSpec) else spec
 
 
 def _element_spec(spec: TypeSpec | None) -> TypeSpec | None:

@@ -433,6 +433,20 @@ class Session:
                 "in this session; get() it, or expunge it first"
             )
         self._note_collection(meta)
+        if (
+            state is not None
+            and state is not DETACHED
+            and state.snapshot is not None
+            and current is None
+            and self._tx_deleted.get(state.key, (None,))[0] is not obj
+        ):
+            # Detached (expunged, dropped by clear_cache, or from a closed session):
+            # tracked again with the snapshot it had when it was last stored, so the
+            # changes made while it was detached are found and written.
+            _reattach(state, self, key, stored_id)
+            self._modified[key] = obj
+            self._map.hold(key, obj)
+            return
         if state is DETACHED and current is None:
             # Stored already: track it again as it is now.
             new_state = DocState(self, key, _PERSISTENT, _snapshot(obj), stored_id)
@@ -744,23 +758,41 @@ class Session:
     def close(self) -> None:
         """Release everything; a second ``close()`` does nothing. ``end()`` is an alias.
 
-        Unflushed changes are dropped (a ``with`` block commits before closing).
+        Unflushed changes are dropped (a ``with`` block commits before closing),
+        and so is an uncommitted transaction's work: a WARNING on the ``uow``
+        logger then says how many changes were dropped.
         """
         if self._closed:
             return
+        dropped = self._unsaved_changes()
         try:
             if self._in_transaction:
                 self._abort_transaction()
         finally:
             self._closed = True
+            if dropped:
+                logger.warning(
+                    "closing %r dropped %d unsaved change(s): flush() and commit() "
+                    "before close(), or rollback() to drop them on purpose",
+                    self,
+                    dropped,
+                )
             detached = [*self._map.objects(), *self._deletes.values()]
             if self._expired_any:  # a pass only for sessions that ever expired a field
                 for obj in detached:
                     unexpire(obj, obj._uow_state)
+            aborted = self._tx_ops or self._tx_inserted or self._tx_deleted
             for obj in detached:
-                set_state(obj, DETACHED)
+                state = obj._uow_state
+                if aborted:
+                    # What the database holds once the transaction is gone.
+                    state.snapshot = state.committed
+                state.owner = None  # detached: it keeps its snapshot (see add())
+                state.status = _DETACHED
             for obj in self._inserts.values():
                 set_state(obj, None)
+            for obj in self._tx_inserted.values():
+                set_state(obj, None)  # its insert was aborted with the transaction
             self._map.clear()
             self._inserts.clear()
             self._deletes.clear()
@@ -803,7 +835,8 @@ class Session:
             self._modified.pop(key, None)
             self._updates.pop(key, None)
         unexpire(obj, state)
-        object.__setattr__(obj, "_uow_state", DETACHED)
+        state.owner = None  # detached: it keeps its snapshot (see add())
+        state.status = _DETACHED
 
     def expunge_all(self) -> None:
         """``expunge()`` every tracked document."""
@@ -863,7 +896,8 @@ class Session:
                 self._map.discard(state.key)
                 self._modified.pop(state.key, None)
                 unexpire(obj, state)
-                object.__setattr__(obj, "_uow_state", DETACHED)
+                state.owner = None  # detached: it keeps its snapshot (see add())
+                state.status = _DETACHED
 
     def clone(self, obj: D) -> D:
         """A transient copy of ``obj`` with a new id (deep: nothing is shared)."""
@@ -1140,6 +1174,24 @@ class Session:
             return
         self._map.forget_dead(state.key, obj)
 
+    def _unsaved_changes(self) -> int:
+        """How many documents hold work a close would drop: queued or changed ones,
+        and those written in a transaction that is not committed."""
+        keys = {*self._inserts, *self._deletes, *self._updates, *self._modified}
+        keys.update(op.doc._uow_state.key for op in self._tx_ops if op.doc._uow_state is not None)
+        if self._mutable_in:
+            for obj in self._map.objects():
+                state = obj._uow_state
+                if (
+                    state.key not in keys
+                    and state.status is _PERSISTENT
+                    and type(obj)._uow_meta.mutable
+                    and state.snapshot is not None
+                    and obj._uow_mutated(state.snapshot)
+                ):
+                    keys.add(state.key)
+        return len(keys)
+
     def _differs(self, obj: Document, state: DocState) -> bool:
         """Whether ``obj`` is not what its snapshot says (a value assigned back is no change)."""
         snapshot = state.snapshot
@@ -1387,7 +1439,17 @@ class Session:
         meta: ModelMeta = type(obj)._uow_meta
         obj._uow_check_deep(meta.name, "")
         doc = obj._uow_to_bson()
-        update = full_update(meta, doc, explicit.operators, as_new=True)
+        operators = explicit.operators
+        if obj._uow_state is not None:
+            # Loaded (by a no_tracking session, or detached since): its values are
+            # what is stored, not deltas, so every field is sent with $set.
+            absolute = {
+                f.name: "$set"
+                for f in meta.fields
+                if f.on_update is not None and f.on_update != "$currentDate"
+            }
+            operators = {**absolute, **operators}
+        update = full_update(meta, doc, operators, as_new=True)
         filter_ = explicit.filter
         if filter_ is None:
             # The document stands for the stored one: its shard key targets one shard
@@ -1794,6 +1856,8 @@ class Session:
 
     def _end_transaction_bookkeeping(self) -> None:
         """The transaction committed: its documents may be evicted again."""
+        for obj, _ in self._tx_deleted.values():
+            set_state(obj, DETACHED)  # deleted for good: nothing stored to go back to
         for op in self._tx_ops:
             state = op.doc._uow_state
             if (
@@ -2293,6 +2357,23 @@ def _copy_fields(source: Any, target: Any) -> None:
             object.__setattr__(target, f.name, getattr(source, f.name))
     object.__setattr__(target, "_uow_extra", source._uow_extra)
     object.__setattr__(target, "_uow_absent", source._uow_absent)
+
+
+def _reattach(state: DocState, owner: Session, key: Key, stored_id: Any) -> None:
+    """A detached document's state, tracked again by ``owner`` with its last snapshot.
+
+    Marked as assigned to (compared whole at the next flush): whatever changed
+    while it was detached is found then.
+    """
+    state.owner = owner
+    state.key = key
+    state.id = stored_id
+    state.status = _PERSISTENT
+    state.committed = state.snapshot
+    state.modified = True
+    state.assigned = None
+    state.pinned = False
+    state.expired = NO_EXPIRED
 
 
 def _detached_copy(state: DocState) -> DocState:
