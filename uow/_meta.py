@@ -177,7 +177,6 @@ class ModelMeta:
         return [name for name, sub in self.subclasses.items() if issubclass(sub, self.cls)]
 
 
-
 def _fast_type(spec: TypeSpec) -> tuple[type | None, bool, bool]:
     """The exact type that needs no further check, whether None is allowed, and
     whether an int of that type must still be tested against the int64 range."""
@@ -200,7 +199,6 @@ def _is_set_spec(spec: TypeSpec) -> bool:
     return isinstance(spec, SetSpec)
 
 
-
 def _attrs_validators(attribute: attrs.Attribute[Any]) -> list[Callable[..., Any]]:
     """Validators given with attrs.field(validator=...), besides our own type check."""
     validator = attribute.validator
@@ -208,7 +206,6 @@ def _attrs_validators(attribute: attrs.Attribute[Any]) -> list[Callable[..., Any
         return []
     parts = getattr(validator, "_validators", (validator,))
     return [v for v in parts if getattr(v, "__name__", "") != "validate_uow_type"]
-
 
 
 def full_name(cls: type) -> str:

@@ -342,6 +342,7 @@ def _make_validator(spec: TypeSpec, options: FieldOptions) -> Callable[..., None
 
     return validate_uow_type
 
+
 def _finish_class(
     cls: Any, namespace: dict[str, Any], is_document: bool, own_specs: dict[str, TypeSpec]
 ) -> None:
@@ -458,8 +459,6 @@ def _collect_indexes(
     return indexes
 
 
-
-
 def _holds_embedded(spec: TypeSpec) -> bool:
     """Whether values of ``spec`` can hold an embedded document."""
     if isinstance(spec, (OptionalSpec, ListSpec, DictSpec)):
@@ -477,8 +476,6 @@ def _holds_data_keys(spec: TypeSpec) -> bool:
         return _holds_data_keys(spec.inner)
     # Unknown keys of an embedded document are kept: they may be anything.
     return isinstance(spec, EmbeddedSpec)
-
-
 
 
 def _plain_twin(cls: type, meta: ModelMeta) -> type | None:
@@ -506,7 +503,6 @@ def _plain_twin(cls: type, meta: ModelMeta) -> type | None:
     }
     # type.__new__ itself: _ModelMeta.__new__ would make the twin a model.
     return type.__new__(type(cls), cls.__name__, (cls,), namespace)
-
 
 
 @attrs.frozen(init=False)

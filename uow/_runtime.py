@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []  # private module
 
+
 def _run_user_validator(
     user: Callable[..., Any], instance: Any, attribute: Any, value: Any
 ) -> None:
@@ -40,7 +41,6 @@ def _run_user_validator(
         ) from exc
 
 
-
 def _member_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
     """The slot's own __set__, found without the class-level query-field descriptor."""
     for klass in cls.__mro__:
@@ -50,12 +50,9 @@ def _member_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
     raise DefinitionError(f"{cls.__name__}.{name}: no slot found")
 
 
-
-
 #: Makes an instance of one class one of another with the same layout, without
 #: the instance's own __setattr__.
 _set_class: Callable[[Any, type], None] = object.__dict__["__class__"].__set__
-
 
 
 def _mapping_argument(cls: type, data: Any) -> dict[str, Any]:
@@ -154,7 +151,6 @@ def _missing_keywords(names: list[str], values: tuple[Any, ...]) -> None:
     )
 
 
-
 def _check_deep_partial(obj: Any, owner: str, path: str) -> None:
     """``_uow_check_deep`` field by field, skipping those a partial load left out."""
     absent = obj._uow_absent or ()
@@ -175,7 +171,6 @@ def _mutated_partial(obj: Any, snapshot: Mapping[str, Any]) -> bool:
         if not same(snapshot.get(f.key, MISSING), value):
             return True
     return False
-
 
 
 def _unshared(doc: dict[str, Any]) -> dict[str, Any]:
@@ -203,8 +198,6 @@ def _to_bson_partial(obj: Any) -> dict[str, Any]:
     if obj._uow_extra:
         doc.update(obj._uow_extra)
     return doc
-
-
 
 
 def _load_other_class(

@@ -23,14 +23,19 @@ from typing import Any, ClassVar, TypeVar, cast
 
 import bson
 
-from ._meta import FieldMeta, ModelMeta, collection_name
+# ``X as X``: re-exported (for mypy's strict mode) to the modules importing them here.
+from ._meta import FieldMeta as FieldMeta  # noqa: PLC0414
+from ._meta import ModelMeta as ModelMeta  # noqa: PLC0414
+from ._meta import collection_name
 from ._model import Index, _ModelMeta
 from ._ref import Ref
 from ._runtime import (
     _check_deep_partial,
     _member_setter,
-    _mutated_partial,
     _run_user_validator,
+)
+from ._runtime import (
+    _mutated_partial as _mutated_partial,  # noqa: PLC0414
 )
 from ._stored import copy_stored
 from ._types import DEFAULT_LOAD_CONTEXT, INT64_MAX, INT64_MIN, LoadContext
@@ -38,6 +43,7 @@ from .exceptions import FieldNotLoaded
 from .fields import field
 
 __all__ = ["Document", "Embedded", "Index", "Ref", "collection_name"]
+
 
 def _assign(obj: Any, name: str, value: Any) -> FieldMeta | None:
     """Set attribute ``name``: a field's value is converted, checked, validated.
@@ -63,7 +69,6 @@ def _assign(obj: Any, name: str, value: Any) -> FieldMeta | None:
     if absent and name in absent:
         object.__setattr__(obj, "_uow_absent", absent - {name} or None)
     return field
-
 
 
 class _BaseModel:
@@ -307,4 +312,3 @@ class Document(_DocumentBase):
 # Document itself is built by the metaclass; make its own metadata an abstract root.
 Document._uow_meta.abstract = True
 Document._uow_meta.collection = None
-

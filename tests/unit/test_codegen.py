@@ -30,7 +30,14 @@ class Member(Document):
     last: Visit | None = None
 
 
-GENERATED = ("__init__", "from_dict", "_uow_to_bson", "_uow_check_deep", "_uow_mutated", "_uow_load")
+GENERATED = (
+    "__init__",
+    "from_dict",
+    "_uow_to_bson",
+    "_uow_check_deep",
+    "_uow_mutated",
+    "_uow_load",
+)
 
 
 def _function(cls: type, name: str) -> Any:

@@ -103,9 +103,7 @@ def _nested_imports(tree: ast.Module, names: set[str]) -> list[tuple[int, str]]:
 def import_graph(package: Path) -> dict[str, set[str]]:
     trees = _modules(package)
     names = set(trees)
-    return {
-        name: _module_level_imports(tree, names) - {name} for name, tree in trees.items()
-    }
+    return {name: _module_level_imports(tree, names) - {name} for name, tree in trees.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -115,7 +113,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
     def walk(name: str) -> list[str] | None:
         if name in path:
-            return path[path.index(name) :] + [name]
+            return [*path[path.index(name) :], name]
         if name in done:
             return None
         path.append(name)

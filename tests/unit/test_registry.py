@@ -173,6 +173,6 @@ def test_a_local_class_is_found_from_the_enclosing_scope() -> None:
         pass
 
     class Pointer(uow.Document):
-        target: uow.Ref["Target"] | None = None
+        target: uow.Ref["Target"] | None = None  # noqa: UP037 (a name, on purpose)
 
     assert Pointer(target=bson.ObjectId()).target.cls is Target
