@@ -641,11 +641,11 @@ def load_script(cls: Any, meta: ModelMeta, twin: type | None) -> Script:
         "    obj = _new(cls)" if twin is None else "    obj = _new(_twin)",
         "    get = raw.get",
     ]
+    start = len(lines)  # where the lines for the plain fields go (see below)
     if cls._uow_document:
         lines.append("    " + slots.store("_uow_state", "None"))
     else:
         lines.append("    " + slots.store("_uow_dumped", "None"))
-    start = len(lines)
     # Fields stored as given, of immutable declared types: when the stored document
     # has them all and every value is immutable (one C-speed check), they are set
     # without a lookup and a check each (~40% of a flat document's load).
