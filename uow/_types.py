@@ -23,6 +23,7 @@ import bson
 from bson.binary import Binary, UuidRepresentation
 from bson.decimal128 import Decimal128
 
+from ._ref import Ref
 from ._stored import IMMUTABLE, copy_stored
 from .exceptions import DefinitionError, ValidationError
 
@@ -556,23 +557,18 @@ class RefSpec(TypeSpec):
 
     def convert(self, value: Any) -> Any:
         """Accept the document itself or its id; keep a Ref."""
-        from .document import Document, Ref
-
         if isinstance(value, Ref) or value is None:
             return value
         target = self.target
-        if isinstance(value, Document):
-            if isinstance(value, target):
-                return Ref(target, value.id)
-            return value  # check() reports the wrong class
+        if isinstance(value, target):
+            return Ref(target, value.id)
+        # (A document of another class is no id either: check() reports it.)
         id_spec = target._uow_meta.id_spec
         if id_spec is not None and _matches(id_spec, value):
             return Ref(target, value)
         return value
 
     def check(self, owner: str, path: str, value: Any) -> None:
-        from .document import Ref
-
         # A document or an id put into a container in place (no assignment
         # converted it) is accepted as the Ref it stands for.
         value = self.convert(value)
@@ -586,20 +582,16 @@ class RefSpec(TypeSpec):
         return self.convert
 
     def dump(self, value: Any) -> Any:
-        cls = getattr(value, "cls", None)
-        if cls is None:
+        if type(value) is not Ref:
             # Put into a container in place: a document or an id stands for its Ref;
             # anything else is dumped as it is, and check() refuses it at flush.
             value = self.convert(value)
-            cls = getattr(value, "cls", None)
-            if cls is None:
+            if type(value) is not Ref:
                 return value
-        id_spec = cls._uow_meta.id_spec
+        id_spec = value.cls._uow_meta.id_spec
         return id_spec.dump(value.id) if id_spec is not None else value.id
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
-        from .document import Ref
-
         target = self.target
         id_spec = target._uow_meta.id_spec
         return Ref(target, id_spec.load(value, ctx) if id_spec is not None else copy_stored(value))
@@ -649,9 +641,10 @@ SUPPORTED = (
 
 
 def spec_for(annotation: Any, where: str, resolve_ref: Callable[[str], type]) -> TypeSpec:
-    """The TypeSpec of an annotation; DefinitionError names ``where`` when unsupported."""
-    from .document import Embedded, Ref
+    """The TypeSpec of an annotation; DefinitionError names ``where`` when unsupported.
 
+    ``resolve_ref`` turns the name in a ``Ref["Name"]`` into its class, on first use.
+    """
     factory = _SCALARS.get(annotation)
     if factory is not None:
         return factory()
@@ -686,7 +679,8 @@ def spec_for(annotation: Any, where: str, resolve_ref: Callable[[str], type]) ->
         if isinstance(target, typing.ForwardRef):
             target = target.__forward_arg__
         return RefSpec(target, resolve_ref)
-    if isinstance(annotation, type) and issubclass(annotation, Embedded):
+    # uow.Embedded subclasses say so (this module sits below the one defining them).
+    if isinstance(annotation, type) and getattr(annotation, "_uow_embedded", False):
         return EmbeddedSpec(annotation)
     if annotation in (list, set, dict, frozenset):
         raise DefinitionError(

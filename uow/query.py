@@ -32,7 +32,7 @@ from ._types import (
 from .exceptions import ValidationError
 
 if TYPE_CHECKING:
-    from .document import FieldMeta, ModelMeta
+    from ._meta import FieldMeta, ModelMeta
 
 __all__ = [
     "LOOKUPS",
