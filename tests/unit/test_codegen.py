@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-
 import inspect
 import linecache
 import sys
 import textwrap
+import threading
 import traceback
 import types
 from collections.abc import Iterator
