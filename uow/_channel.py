@@ -207,18 +207,18 @@ class Channel:
         return self._stream(cursor, collection.name)
 
     def _stream(self, cursor: Any, collection: str) -> Iterator[Mapping[str, Any]]:
-        first = True
         try:
+            if not hasattr(type(cursor), "retrieved"):
+                # Not a pymongo cursor (mongomock's holds every result): no batches.
+                yield from cursor
+                return
+            yielded = 0
             while True:
-                buffered = getattr(cursor, "_data", None)
-                fetches = (
-                    not first
-                    and buffered is not None
-                    and len(buffered) == 0
-                    and (getattr(cursor, "alive", False) and getattr(cursor, "cursor_id", 0))
-                )
-                if fetches:
-                    # The cursor is about to send getMore: it counts, and may be refused.
+                # Every document fetched so far was handed out, and the server has
+                # more: the cursor is about to send getMore. It counts, and may be
+                # refused. (Public attributes only: ``retrieved`` counts documents
+                # received, ``alive`` and ``cursor_id`` say the server holds more.)
+                if yielded and yielded == cursor.retrieved and cursor.alive and cursor.cursor_id:
                     limit = self.max_requests
                     if limit is not None and self.requests >= limit:
                         raise TooManyRequests(
@@ -227,11 +227,11 @@ class Channel:
                         )
                     self.requests += 1
                     self.log("getMore", collection, None)
-                first = False
                 try:
                     raw = next(cursor)
                 except StopIteration:
                     return
+                yielded += 1
                 yield raw
         finally:
             close = getattr(cursor, "close", None)

@@ -19,7 +19,7 @@ from typing import Any
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
 from ._identity import Key
-from ._plan import DELETE, INSERT, UPDATE, WriteOp
+from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, WriteOp
 from ._state import (
     DocState,
     ObjectState,
@@ -29,7 +29,7 @@ from ._state import (
     snapshot_of,
     update_for,
 )
-from ._tracker import ExplicitUpdate, Tracker
+from ._tracker import Tracker
 from .document import Document, ModelMeta
 from .exceptions import ValidationError
 from .operators import MISSING, OPERATORS, UpdateSpec, same

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pymongo import ReplaceOne
 
 from ._channel import Channel
-from ._plan import DELETE, INSERT, UPDATE, WriteOp
+from ._plan import DELETE, INSERT, UPDATE, WriteOp, unique_docs
 from ._state import DocState, ObjectState
-from ._tracker import Tracker, unique_docs
+from ._tracker import Tracker
 from .document import Document, ModelMeta
 from .exceptions import FlushError
 from .operators import MISSING, same

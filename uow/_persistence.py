@@ -32,8 +32,8 @@ from pymongo.errors import (
 
 from ._channel import Channel
 from ._flush import put_back_versions
-from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp
-from ._tracker import Tracker, unique_docs
+from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, unique_docs
+from ._tracker import Tracker
 from .exceptions import DuplicateKeyError, FlushError, StaleDocumentError
 from .operators import MISSING, same
 

@@ -156,6 +156,22 @@ def unexpire(obj: Document, state: DocState) -> None:
     state.expired = NO_EXPIRED
 
 
+def restore_fields(obj: Document, target: Mapping[str, Any], ctx: Any) -> None:
+    """Put ``obj``'s fields back to a stored form (rollback)."""
+    # A copy: the object must share no list or dict with the snapshot.
+    fresh = type(obj)._uow_load(copy_stored(target), ctx, obj._uow_absent)
+    copy_fields(fresh, obj)
+
+
+def copy_fields(source: Any, target: Any) -> None:
+    absent = source._uow_absent or ()
+    for f in type(source)._uow_meta.fields:
+        if f.name not in absent:
+            object.__setattr__(target, f.name, getattr(source, f.name))
+    object.__setattr__(target, "_uow_extra", source._uow_extra)
+    object.__setattr__(target, "_uow_absent", source._uow_absent)
+
+
 def snapshot_of(meta: ModelMeta, doc: dict[str, Any]) -> dict[str, Any]:
     """Make ``doc``, a stored form just dumped from a document, a snapshot; returns it.
 

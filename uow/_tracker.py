@@ -21,30 +21,32 @@ of in-doubt writes, queries) only reads the queues and calls these.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from bson import ObjectId
 from pymongo import ReplaceOne
 
-from ._identity import IdentityMap, Key, key_for
-from ._plan import INSERT, UPDATE, WriteOp
+from ._identity import IdentityMap, Key, key_for, meta_of, stored_id
+from ._plan import INSERT, UPDATE, ExplicitUpdate, WriteOp, unique_docs
 from ._state import (
     DETACHED,
     NO_EXPIRED,
     DocState,
     ObjectState,
     changed_paths,
+    copy_fields,
     expire,
     mutated,
+    restore_fields,
     snapshot_of,
     unchanged,
     unexpire,
 )
 from ._stored import copy_stored
 from ._types import LoadContext
-from .document import Document, ModelMeta, Ref, set_state
-from .exceptions import SessionClosedError, UowError, ValidationError
+from .document import Document, ModelMeta, set_state
+from .exceptions import SessionClosedError, UowError
 
 __all__: list[str] = []
 
@@ -63,66 +65,9 @@ D = TypeVar("D", bound=Document)
 FindOne = Callable[..., Any]
 
 
-class ExplicitUpdate:
-    """An ``update()`` call waiting for the flush."""
-
-    __slots__ = ("doc", "filter", "operators", "tracked", "upsert")
-
-    def __init__(
-        self,
-        doc: Document,
-        operators: dict[str, str],
-        filter: dict[str, Any] | None,
-        upsert: bool,
-        tracked: bool,
-    ) -> None:
-        self.doc = doc
-        self.operators = operators
-        self.filter = filter
-        self.upsert = upsert
-        self.tracked = tracked
-
-
-def meta_of(obj: Any) -> ModelMeta:
-    """``obj``'s class metadata; refuses what is not a stored document."""
-    if not isinstance(obj, Document):
-        raise ValidationError(f"expected a uow.Document instance, got {type(obj).__name__}")
-    meta: ModelMeta = type(obj)._uow_meta
-    if meta.collection is None:
-        raise UowError(f"{meta.name} is abstract: it has no collection")
-    return meta
-
-
-def stored_id(meta: ModelMeta, value: Any) -> Any:
-    """An id as stored, checked so that it can never become an operator."""
-    spec = meta.id_spec
-    if spec is None:
-        return value
-    if isinstance(value, Ref):
-        value = value.id
-    spec.check(meta.name, "id", value)
-    return spec.dump(value) if spec.needs_dump else value
-
-
 def snapshot(obj: Document) -> dict[str, Any]:
     """A snapshot of ``obj`` as it is now."""
     return snapshot_of(type(obj)._uow_meta, obj._uow_to_bson())
-
-
-def restore_fields(obj: Document, target: Mapping[str, Any], ctx: LoadContext) -> None:
-    """Put ``obj``'s fields back to a stored form (rollback)."""
-    # A copy: the object must share no list or dict with the snapshot.
-    fresh = type(obj)._uow_load(copy_stored(target), ctx, obj._uow_absent)
-    _copy_fields(fresh, obj)
-
-
-def _copy_fields(source: Any, target: Any) -> None:
-    absent = source._uow_absent or ()
-    for f in type(source)._uow_meta.fields:
-        if f.name not in absent:
-            object.__setattr__(target, f.name, getattr(source, f.name))
-    object.__setattr__(target, "_uow_extra", source._uow_extra)
-    object.__setattr__(target, "_uow_absent", source._uow_absent)
 
 
 def _detached_copy(state: DocState) -> DocState:
@@ -130,11 +75,6 @@ def _detached_copy(state: DocState) -> DocState:
     copy = DocState(None, state.key, _DETACHED, state.snapshot, state.id)
     copy.committed = state.committed
     return copy
-
-
-def unique_docs(docs: Iterable[Document]) -> list[Document]:
-    """``docs`` without repeats (by identity), in order."""
-    return list({id(doc): doc for doc in docs}.values())
 
 
 class Tracker:
@@ -502,7 +442,7 @@ class Tracker:
         """``refresh()``: ``obj`` becomes what the server holds, its changes dropped."""
         state: DocState = obj._uow_state
         fresh = type(obj)._uow_load(raw, self.ctx)
-        _copy_fields(fresh, obj)
+        copy_fields(fresh, obj)
         state.snapshot = snapshot(obj)
         state.modified = False
         state.expired = NO_EXPIRED

@@ -24,14 +24,14 @@ import attrs
 from . import _backend, _context
 from ._channel import Channel
 from ._flush import explicit_filter, explicit_operators, organize
-from ._identity import key_for
+from ._identity import key_for, meta_of, stored_id
 from ._indoubt import Doubts
 from ._persistence import Flush
 from ._plan import DELETE, INSERT, UPDATE, build_plan
 from ._reading import ExprArg, Query, Reader, RemoveQuery
 from ._state import ObjectState
 from ._stored import copy_stored
-from ._tracker import Tracker, meta_of, stored_id
+from ._tracker import Tracker
 from ._types import LoadContext
 from .document import Document, ModelMeta, Ref
 from .exceptions import NotFound, TransactionError, UowError, ValidationError
