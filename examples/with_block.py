@@ -45,7 +45,12 @@ class User(Document):
 def main() -> None:
     with Session.connect(DATABASE, HOST) as s:
         s.clear_collection(User)
-        ann = User(name="ann", email="ann@example.com", address=Address(city="Oslo"))
+        # Seen once already: $max over a stored null sets the value on MongoDB
+        # (null sorts first), but mongomock raises TypeError there.
+        first_seen = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        ann = User(
+            name="ann", email="ann@example.com", address=Address(city="Oslo"), last_seen=first_seen
+        )
         s.add(ann)
         s.flush()  # one insert
 

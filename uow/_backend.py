@@ -6,29 +6,24 @@ This module is private. It answers three questions for the rest of ``uow``:
   :class:`pymongo.MongoClient`, or for ``mongomock://...`` an in-process
   ``mongomock.MongoClient`` whose data is shared by every client made for the
   same URI in this process, like one in-memory server;
-* how to make mongomock usable with the installed pymongo
-  (:func:`patch_mongomock`, :func:`prepare_database`);
+* whether a database is mongomock's (:func:`is_mongomock`);
 * what the server can do (:func:`server_info`): transactions, and the batch and
   size limits a flush must respect.
 
 mongomock is an optional dependency: it is imported only inside the functions
-that need it, never when this module is imported.
+that need it, never when this module is imported. Nothing here (or anywhere in
+uow) changes mongomock: its bug with pymongo >= 4.11's bulk writes is worked
+around in uow's own write path (:mod:`uow._embedded`).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import attrs
-
-from . import _mongomock_speed
 
 __all__ = [
     "DEFAULT_HOST",
@@ -36,13 +31,9 @@ __all__ = [
     "ServerInfo",
     "is_mongomock",
     "make_client",
-    "patch_mongomock",
-    "prepare_database",
     "reset_embedded",
     "server_info",
 ]
-
-logger = logging.getLogger("uow")
 
 #: A host starting with this selects the embedded in-process backend.
 EMBEDDED_SCHEME = "mongomock://"
@@ -123,7 +114,6 @@ def _make_embedded_client(uri: str, client_kwargs: dict[str, Any]) -> Any:
         import mongomock.store
     except ImportError as exc:
         raise ImportError(_MONGOMOCK_MISSING.format(scheme=EMBEDDED_SCHEME)) from exc
-    patch_mongomock()
     # Typed as Any: mongomock has no annotations, and strict mypy would refuse
     # calling it where it is installed yet be silent where it is not.
     server_store: Any = mongomock.store.ServerStore
@@ -147,119 +137,7 @@ def reset_embedded(host: str = EMBEDDED_SCHEME) -> None:
         _embedded_stores.pop(host, None)
 
 
-# ------------------------------------------------------------------- mongomock fix
-
-# Set on our wrappers so patch_mongomock recognises its own work.
-_PATCH_MARKER = "__uow_accepts_sort__"
-_patch_lock = threading.Lock()
-
-
-def patch_mongomock() -> None:
-    """Fix mongomock for uow: pymongo >= 4.11's bulk ``sort``, ``$max``/``$min``, speed.
-
-    pymongo 4.11 added ``sort`` to ``UpdateOne`` and ``ReplaceOne``, and their
-    ``_add_to_bulk`` always pass it on (``sort=None`` when unused). mongomock
-    4.3.0's ``BulkOperationBuilder.add_update`` / ``add_replace`` do not take it,
-    so every ``bulk_write`` with one of those fails with a ``TypeError``
-    (mongomock issue #912). This wraps the two methods: ``sort=None`` is dropped,
-    any other sort raises ``NotImplementedError`` (mongomock cannot honour it,
-    and updating some other matching document would be silent data damage).
-
-    It also makes ``$max``/``$min`` compare in BSON order (:func:`_patch_max_min`)
-    and applies the two speed fixes of :mod:`uow._mongomock_speed` (``_id``
-    lookups instead of scans, a linear cursor), which change no result.
-
-    Idempotent and thread-safe. A method whose signature already has ``sort``
-    (a fixed mongomock) is left alone. Does nothing if mongomock is missing.
-    """
-    try:
-        import mongomock.collection
-    except ImportError:
-        return
-    builder = getattr(mongomock.collection, "BulkOperationBuilder", None)
-    if builder is None:  # pragma: no cover - a mongomock that reorganised itself
-        return
-    with _patch_lock:
-        for name in ("add_update", "add_replace"):
-            original = getattr(builder, name, None)
-            if original is None or not _needs_sort_patch(original):
-                continue
-            setattr(builder, name, _accepting_sort(original, name))
-            logger.debug("patched mongomock BulkOperationBuilder.%s to accept sort", name)
-        _patch_max_min(mongomock.collection)
-        _mongomock_speed.install()
-
-
-def _patch_max_min(collection_module: Any) -> None:
-    """Make mongomock's ``$max``/``$min`` compare in BSON order, as the server does.
-
-    mongomock 4.3.0 applies them with Python's ``max``/``min``, so a stored null
-    (the default of an optional ``on_update="$max"`` field) raises ``TypeError``
-    against a datetime or number. MongoDB orders null below every other type, so
-    ``$max`` over null sets the value and ``$min`` keeps null.
-    """
-    updaters = getattr(collection_module, "_updaters", None)
-    if not isinstance(updaters, dict) or getattr(updaters.get("$max"), "_uow_bson_order", False):
-        return
-    import operator
-
-    from mongomock import filtering
-
-    bson_compare: Callable[..., bool] = filtering.bson_compare
-
-    def ordered(keep_new_if: Callable[[Any, Any], bool]) -> Callable[[Any, str, Any], None]:
-        def updater(doc: Any, field_name: str, value: Any) -> None:
-            if not isinstance(doc, dict):
-                return
-            if field_name not in doc or bson_compare(keep_new_if, value, doc[field_name]):
-                doc[field_name] = value
-
-        updater._uow_bson_order = True  # type: ignore[attr-defined]
-        return updater
-
-    updaters["$max"] = ordered(operator.gt)
-    updaters["$min"] = ordered(operator.lt)
-    logger.debug("patched mongomock $max/$min to compare in BSON order")
-
-
-def _needs_sort_patch(method: Callable[..., Any]) -> bool:
-    """True when ``method`` is neither our wrapper nor able to take ``sort``."""
-    if getattr(method, _PATCH_MARKER, False):
-        return False
-    try:
-        parameters = inspect.signature(method).parameters
-    except (TypeError, ValueError):  # pragma: no cover - not introspectable: leave it
-        return False
-    if "sort" in parameters:
-        return False
-    # A **kwargs catch-all accepts sort already (whatever it then does with it).
-    return not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-
-
-def _accepting_sort(original: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """Wrap ``original`` so it takes a keyword-only ``sort`` that must be None."""
-
-    @functools.wraps(original)
-    def wrapper(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
-        if sort is not None:
-            raise NotImplementedError(
-                f"mongomock cannot apply sort={sort!r} in a bulk {name.removeprefix('add_')} "
-                "(UpdateOne/ReplaceOne with sort, pymongo >= 4.11): it would update "
-                "whichever document matches first. Use a real MongoDB server, or a filter "
-                "that matches one document."
-            )
-        return original(self, *args, **kwargs)
-
-    # functools.wraps sets __wrapped__, through which inspect.signature would
-    # report the original signature (without sort); give the wrapper its true
-    # signature so callers that inspect it, and patch_mongomock itself, see sort.
-    signature = inspect.signature(original)
-    sort_parameter = inspect.Parameter("sort", inspect.Parameter.KEYWORD_ONLY, default=None)
-    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), sort_parameter]
-    )
-    setattr(wrapper, _PATCH_MARKER, True)
-    return wrapper
+# ------------------------------------------------------------------- mongomock
 
 
 def is_mongomock(database: Any) -> bool:
@@ -267,7 +145,7 @@ def is_mongomock(database: Any) -> bool:
 
     Looks at the class's module, so it never imports mongomock. Only the
     ``mongomock`` package counts: ``mongomock_ng`` is a different package, with
-    its own ``bulk_write``, that :func:`patch_mongomock` does not touch.
+    a ``bulk_write`` that works, which uow's writes use as they are.
     """
     module = type(database).__module__
     return module == "mongomock" or module.startswith("mongomock.")
@@ -276,12 +154,6 @@ def is_mongomock(database: Any) -> bool:
 def _is_embedded(database: Any) -> bool:
     """True for any in-process mongomock family backend (mongomock, mongomock_ng)."""
     return type(database).__module__.split(".", 1)[0].startswith("mongomock")
-
-
-def prepare_database(database: Any) -> None:
-    """Make ``database`` usable by a Session: patch mongomock if it is mongomock's."""
-    if is_mongomock(database):
-        patch_mongomock()
 
 
 # ------------------------------------------------------------ server capabilities

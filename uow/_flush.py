@@ -18,6 +18,7 @@ from typing import Any
 
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
+from ._diff import check_update, whole_update
 from ._identity import Key
 from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, WriteOp
 from ._state import (
@@ -27,8 +28,8 @@ from ._state import (
     mutated,
     snapshot_and_update,
     snapshot_of,
-    update_for,
 )
+from ._stored import Absent
 from ._tracker import Tracker
 from .document import Document, ModelMeta
 from .exceptions import ValidationError
@@ -144,18 +145,17 @@ def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> Wri
     # comparison tells), its in-place fields are the snapshot's: valid as they
     # are (nothing of them is written), and not compared again.
     in_place = not (assigned and meta.mutable) or changed or mutated(obj, old)
-    if in_place:
-        obj._uow_check_deep(meta.name, "")
     # The new snapshot, diffed: the update's values share nothing with the live
     # document, so the statement kept for errors and unknown outcomes stays as sent.
     if assigned is None:
-        new = snapshot_of(meta, obj._uow_to_bson())
-        update = update_for(meta, old, new)
+        new, update = whole_update(meta, obj, old)
     else:
         keys = meta.keys_to_compare(assigned, in_place)
         new, update = snapshot_and_update(meta, obj, old, keys)
     if explicit is not None and explicit.operators:
         update = _with_operators(meta, update, old, new, explicit.operators)
+    if in_place and update:
+        check_update(meta, obj, update)
     version = meta.version_field
     if not update:
         if explicit is None:
@@ -174,6 +174,8 @@ def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> Wri
         # (see target_filter) and bumps it.
         version_before = getattr(obj, version.name)
         loaded = old.get(version.key, MISSING)
+        if type(loaded) is Absent:
+            loaded = loaded.value
         start = loaded if isinstance(loaded, int) and not isinstance(loaded, bool) else 0
         bumped = start + 1
         object.__setattr__(obj, version.name, bumped)
@@ -224,7 +226,8 @@ def target_filter(
         for name in meta.shard_key:
             key = meta.by_name[name].key
             if key in loaded:
-                filter_[key] = loaded[key]
+                value = loaded[key]
+                filter_[key] = {"$exists": False} if type(value) is Absent else value
         if version is not None:
             filter_[version.key] = _version_condition(version, loaded)
     return filter_
@@ -238,7 +241,7 @@ def _version_condition(version: Any, loaded: Mapping[str, Any]) -> Any:
     update sets the key. Any other version must be there exactly.
     """
     value = loaded.get(version.key, MISSING)
-    if value is MISSING:
+    if value is MISSING or type(value) is Absent:
         return {"$exists": False}
     default = version.attribute.default
     if value is None or (type(value) is int and type(default) is int and value == default):

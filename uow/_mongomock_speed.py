@@ -1,8 +1,12 @@
-"""Two speed fixes for mongomock 4.x, applied by :func:`uow._backend.patch_mongomock`.
+"""Two speed fixes for mongomock 4.x, for tests that opt in: :func:`installed`.
 
-Both make mongomock faster without changing a single answer. They exist because
-uow's embedded backend (``mongomock://``) inherits two slow paths of mongomock
-4.3.0 that make a test suite with a few thousand documents crawl:
+uow never applies these by itself: a library must not change another library
+for the whole process as a side effect of being used. A test suite that wants
+them says so, with ``uow.testing.fast_mongomock()`` (or the ``uow_fast_mongomock``
+fixture), and gets mongomock's own functions back, the very same objects, when
+it ends. They make mongomock faster without changing a single answer; they
+exist because mongomock 4.3.0 has two slow paths that make a test suite with a
+few thousand documents crawl:
 
 1. ``Collection._iter_documents`` answers every filter, ``{"_id": x}`` included,
    by calling ``filter_applies`` on every document of the collection. Loading one
@@ -52,8 +56,8 @@ Why the documents, their order and the errors are mongomock's:
   which no lookup by key can find. So the store's ``__setitem__`` is wrapped to
   mark a collection whose documents hold an ``_id`` of any type outside a known
   plain set (a list, an OrderedDict...); such a collection takes mongomock's path
-  for good.
-  A collection filled before the patch is surveyed once, on its first fast lookup.
+  for as long as the fixes are installed. A collection filled before they were
+  installed is surveyed once, on its first fast lookup.
 * mongomock's ``filter_applies`` tests the filter's keys in order and returns
   False at the first that fails. Before ``_id`` there are only plain equalities,
   which cannot raise, and a document the lookup skips fails at ``_id`` at the
@@ -64,43 +68,47 @@ Why the documents, their order and the errors are mongomock's:
   mongomock's generator does, which matters to ``update_many``: it changes each
   document before the next one is tested.
 
-:func:`set_enabled` turns both fixes off (the benchmark's ``--mongomock-stock``
-measures stock mongomock that way, and the tests compare the two paths); the
-wrappers then call mongomock's originals. mongomock is imported only by
-:func:`install`.
+Installing replaces ``Collection._iter_documents``, ``Cursor.__next__`` (and its
+alias ``Cursor.next``) and ``CollectionStore.__setitem__`` on mongomock's classes;
+uninstalling puts the saved originals back and forgets every survey (a store
+written to meanwhile was not watched). mongomock is imported only by
+:func:`installed`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
-import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import bson
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
 
-__all__ = ["install", "is_enabled", "set_enabled"]
+__all__ = ["installed"]
 
-logger = logging.getLogger("uow")
-
-# Set on our wrappers so that install() recognises its own work.
+# Set on our wrappers, so that a test can tell them from mongomock's functions.
 _MARKER = "__uow_mongomock_speed__"
 
-# Set on a mongomock CollectionStore: True once it holds an irregular _id, False
-# once surveyed clean. Absent: not surveyed yet.
-_IRREGULAR = "_uow_irregular_ids"
+# Guards installing and uninstalling: the depth, the saved originals.
+_install_lock = threading.Lock()
+_depth = 0
+# (class, attribute name, mongomock's own value from the class __dict__).
+_saved: list[tuple[Any, str, Any]] = []
 
-# Guards _IRREGULAR: a survey and a concurrent insert of an irregular _id must not
-# leave False behind (see _mark_irregular).
+# Per mongomock CollectionStore: True once it holds an irregular _id, False once
+# surveyed clean; absent: not surveyed (since the fixes were installed). Kept
+# here, not on the store: nothing of uow is left on mongomock's objects.
+_irregular: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+# Guards _irregular: a survey and a concurrent insert of an irregular _id must
+# not leave False behind (see _has_irregular_ids).
 _survey_lock = threading.Lock()
-
-_enabled = True
 
 # Exact types of an _id value the lookup answers. Exact: a subclass may redefine
 # equality (bool is listed on purpose: mongomock matches True and 1 both ways,
@@ -122,62 +130,100 @@ _PLAIN_ID_TYPES: frozenset[type] = _LOOKUP_TYPES | {
 }
 
 
-def set_enabled(enabled: bool) -> None:
-    """Turn both fixes on or off for the whole process (on by default).
+@contextlib.contextmanager
+def installed() -> Iterator[bool]:
+    """Both fixes installed on mongomock 4.x while the block runs, then removed.
 
-    Off, the patched methods call mongomock's originals: stock behaviour and speed.
+    Yields whether they are in place: False when mongomock is missing or is not
+    a 4.x release (the wrappers mirror 4.x internals), and then nothing is
+    touched. Nested or concurrent blocks share one installation; the last to
+    leave puts back what was there before (mongomock's own functions: the very
+    same objects) and forgets every survey.
     """
-    global _enabled  # noqa: PLW0603 - one process-wide switch, read on every call
-    _enabled = bool(enabled)
+    active = _install()
+    try:
+        yield active
+    finally:
+        if active:
+            _uninstall()
 
 
-def is_enabled() -> bool:
-    """Whether the fixes are on (see :func:`set_enabled`)."""
-    return _enabled
+def is_installed() -> bool:
+    """Whether an :func:`installed` block is open (in any thread)."""
+    with _install_lock:
+        return _depth > 0
 
 
-def install() -> None:
-    """Patch mongomock 4.x's ``_iter_documents`` and ``Cursor.__next__`` (once).
+def _install() -> bool:
+    global _depth  # noqa: PLW0603 - one installation per process, counted
+    targets = _targets()
+    if targets is None:
+        return False
+    with _install_lock:
+        if _depth == 0:
+            collection_class, cursor_class, store_class, collection_module = targets
+            originals = {
+                (store_class, "__setitem__"): store_class.__dict__["__setitem__"],
+                (collection_class, "_iter_documents"): collection_class.__dict__["_iter_documents"],
+                (cursor_class, "__next__"): cursor_class.__dict__["__next__"],
+                (cursor_class, "next"): cursor_class.__dict__["next"],
+            }
+            fast_next = _indexing_next(cursor_class.__dict__["__next__"])
+            replacements = {
+                (store_class, "__setitem__"): _noting_irregular_ids(
+                    store_class.__dict__["__setitem__"]
+                ),
+                (collection_class, "_iter_documents"): _looking_up_ids(
+                    collection_class.__dict__["_iter_documents"], collection_module
+                ),
+                # mongomock's class body says `next = __next__`: the alias is a second name.
+                (cursor_class, "__next__"): fast_next,
+                (cursor_class, "next"): fast_next,
+            }
+            _saved[:] = [(owner, name, value) for (owner, name), value in originals.items()]
+            for (owner, name), value in replacements.items():
+                setattr(owner, name, value)
+        _depth += 1
+    return True
 
-    Also wraps ``CollectionStore.__setitem__`` to notice irregular ``_id`` values.
-    Does nothing if mongomock is missing, is not a 4.x release (these wrappers
-    mirror 4.x internals), or is already patched. Not thread-safe on its own:
-    :func:`uow._backend.patch_mongomock` calls it under its lock.
-    """
+
+def _uninstall() -> None:
+    global _depth  # noqa: PLW0603 - see _install
+    with _install_lock:
+        _depth -= 1
+        if _depth:
+            return
+        for owner, name, original in _saved:
+            setattr(owner, name, original)
+        _saved.clear()
+        with _survey_lock:
+            _irregular.clear()
+
+
+def _targets() -> tuple[Any, Any, Any, Any] | None:
+    """mongomock 4.x's classes to wrap, or None (missing, another release)."""
     try:
         import mongomock
         import mongomock.collection
         import mongomock.store
     except ImportError:
-        return
+        return None
     if not str(getattr(mongomock, "__version__", "")).startswith("4."):
-        return
+        return None
     # Typed as Any: mongomock has no annotations.
     collection_class: Any = getattr(mongomock.collection, "Collection", None)
     cursor_class: Any = getattr(mongomock.collection, "Cursor", None)
     store_class: Any = getattr(mongomock.store, "CollectionStore", None)
-    iter_documents = getattr(collection_class, "_iter_documents", None)
-    cursor_next = getattr(cursor_class, "__next__", None)
-    store_setitem = getattr(store_class, "__setitem__", None)
     if (
-        iter_documents is None
-        or cursor_next is None
-        or store_setitem is None
+        "_iter_documents" not in getattr(collection_class, "__dict__", {})
+        or "__next__" not in getattr(cursor_class, "__dict__", {})
+        or "next" not in getattr(cursor_class, "__dict__", {})
+        or "__setitem__" not in getattr(store_class, "__dict__", {})
         or not hasattr(cursor_class, "_compute_results")
         or not hasattr(mongomock.collection, "filter_applies")
     ):  # pragma: no cover - a mongomock 4.x that reorganised itself
-        return
-    if not getattr(store_setitem, _MARKER, False):
-        store_class.__setitem__ = _noting_irregular_ids(store_setitem)
-    if not getattr(iter_documents, _MARKER, False):
-        collection_class._iter_documents = _looking_up_ids(iter_documents, mongomock.collection)
-        logger.debug("patched mongomock Collection._iter_documents to look _id up")
-    if not getattr(cursor_next, _MARKER, False):
-        fast_next = _indexing_next(cursor_next)
-        cursor_class.__next__ = fast_next
-        # mongomock's class body says `next = __next__`: the alias is a second name.
-        cursor_class.next = fast_next
-        logger.debug("patched mongomock Cursor.__next__ to index its results")
+        return None
+    return collection_class, cursor_class, store_class, mongomock.collection
 
 
 # ------------------------------------------------------------------ _id lookups
@@ -203,21 +249,21 @@ def _is_plain_document(document: Any) -> bool:
 
 def _mark_irregular(store: Any) -> None:
     with _survey_lock:
-        setattr(store, _IRREGULAR, True)
+        _irregular[store] = True
 
 
 def _has_irregular_ids(store: Any) -> bool:
     """Whether ``store`` holds (or held) an irregular _id; surveys it the first time."""
-    irregular = getattr(store, _IRREGULAR, None)
+    irregular = _irregular.get(store)  # set once surveyed: no lock needed to read it
     if irregular is not None:
-        return bool(irregular)
+        return irregular
     with _survey_lock:
-        irregular = getattr(store, _IRREGULAR, None)
+        irregular = _irregular.get(store)
         if irregular is None:
-            # A store filled before install(): its inserts were not watched.
+            # A store filled before installing: its inserts were not watched.
             irregular = not all(_is_plain_document(doc) for doc in store.documents)
-            setattr(store, _IRREGULAR, irregular)
-    return bool(irregular)
+            _irregular[store] = irregular
+    return irregular
 
 
 def _is_lookup_value(value: Any) -> bool:
@@ -273,8 +319,6 @@ def _looking_up_ids(original: Callable[..., Any], collection_module: Any) -> Cal
 
     @functools.wraps(original)
     def _iter_documents(self: Any, filter: Any) -> Any:
-        if not _enabled:
-            return original(self, filter)
         ids = _wanted_ids(filter)
         if ids is None:
             return original(self, filter)
@@ -309,8 +353,7 @@ def _indexing_next(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def __next__(self: Any) -> Any:
         skip, limit, emitted = self._skip, self._limit, self._emitted
         if not (
-            _enabled
-            and isinstance(skip, int)
+            isinstance(skip, int)
             and skip >= 0
             and isinstance(emitted, int)
             and emitted >= 0

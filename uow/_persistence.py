@@ -9,7 +9,9 @@ Every write of a batch goes out as one command (``insert_many`` or one ordered
 ``bulk_write``). With ``ordered=True`` the server stops at the first failing
 write, so the writes before it landed and the rest did not: that is what lets a
 failed flush say exactly what was applied. Driver errors are translated here
-and nowhere else.
+and nowhere else. On mongomock an update or delete batch goes through
+``_embedded.bulk_write`` instead (mongomock's own ``bulk_write`` fails on pymongo
+>= 4.11), which answers and fails as ``bulk_write`` does.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
+from . import _embedded
+from ._backend import is_mongomock
 from ._channel import Channel
 from ._flush import put_back_versions
 from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, unique_docs
@@ -116,6 +120,12 @@ def run_batch(
 
         def call() -> Any:
             return collection.insert_many(requests, **kwargs)
+    elif is_mongomock(collection):
+        # mongomock's own bulk_write fails on pymongo >= 4.11 (see _embedded).
+        command = batch.kind
+
+        def call() -> Any:
+            return _embedded.bulk_write(collection, requests)
     else:
         command = batch.kind
 

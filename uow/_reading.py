@@ -209,9 +209,14 @@ class Query(_Filtered[D]):
         return rows, absent
 
     def _iterate(self) -> Iterator[D]:
+        tracker = self._reader.tracker
         rows, absent = self._rows()
-        load = self._reader.tracker.load
+        load = tracker.load
         for raw in rows:
+            if tracker.closed:
+                # Its documents would belong to a closed session, and could be
+                # added nowhere: the iteration ends with the session.
+                tracker.check_open()
             yield load(self._cls, raw, absent)
 
     def __iter__(self) -> Iterator[D]:

@@ -41,6 +41,23 @@ IMMUTABLE = frozenset(
 EQ_EXACT = frozenset({str, bson.ObjectId, type(None), _dt.datetime})
 
 
+class Absent:
+    """A snapshot's mark for a key the stored document lacks (see ``uow._diff``).
+
+    ``value`` is what the loader filled in for it (the field's default, dumped):
+    the same value in memory is no change, and any other is written whole.
+    Never sent to the server; never changed in place.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Absent({self.value!r})"
+
+
 def copy_stored(value: Any) -> Any:
     """``value`` (a stored form) sharing no list or dict with the original."""
     kind = type(value)
@@ -50,6 +67,6 @@ def copy_stored(value: Any) -> Any:
         return [copy_stored(item) for item in value]
     if kind is dict:
         return {key: copy_stored(item) for key, item in value.items()}
-    if kind in IMMUTABLE:
-        return value
+    if kind in IMMUTABLE or kind is Absent:
+        return value  # (an Absent's value is never changed in place)
     return copy.deepcopy(value)

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from bson import ObjectId
 from pymongo import ReplaceOne
 
+from ._diff import loaded_snapshot, merged_snapshot, stored_form
 from ._identity import IdentityMap, Key, key_for, meta_of, stored_id
 from ._plan import INSERT, UPDATE, ExplicitUpdate, WriteOp, unique_docs
 from ._state import (
@@ -43,7 +44,6 @@ from ._state import (
     unchanged,
     unexpire,
 )
-from ._stored import copy_stored
 from ._types import LoadContext
 from .document import Document, ModelMeta, set_state
 from .exceptions import SessionClosedError, UowError
@@ -404,7 +404,7 @@ class Tracker:
             # and dict it handed out, and dumping the object would give it back.
             taken: dict[str, Any] = raw
         else:
-            taken = snapshot(obj)
+            taken = loaded_snapshot(loaded, obj, raw)
         set_state(obj, DocState(self, key, _PERSISTENT, taken, sid))
         identity.add_loaded(key, obj)
         if loaded.mutable:
@@ -436,7 +436,7 @@ class Tracker:
             remaining = frozenset(set(obj._uow_absent or ()) - fill) or None
             object.__setattr__(obj, "_uow_absent", remaining)
         state.expired = NO_EXPIRED
-        state.snapshot = snapshot(obj)
+        state.snapshot = merged_snapshot(meta, obj, state.snapshot or {}, raw, names)
 
     def reload(self, obj: Document, raw: Mapping[str, Any]) -> None:
         """``refresh()``: ``obj`` becomes what the server holds, its changes dropped."""
@@ -761,7 +761,7 @@ class Tracker:
         state: DocState | None = obj._uow_state
         if state is None or state.owner is not self or state.snapshot is None:
             return obj
-        return type(obj)._uow_load(copy_stored(state.snapshot), self.ctx, obj._uow_absent)
+        return type(obj)._uow_load(stored_form(state.snapshot), self.ctx, obj._uow_absent)
 
     def has_changes(self) -> bool:
         if self.inserts or self.deletes or self.updates:

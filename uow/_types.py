@@ -573,6 +573,9 @@ class RefSpec(TypeSpec):
     def check(self, owner: str, path: str, value: Any) -> None:
         from .document import Ref
 
+        # A document or an id put into a container in place (no assignment
+        # converted it) is accepted as the Ref it stands for.
+        value = self.convert(value)
         if not isinstance(value, Ref) or not issubclass(value.cls, self.target):
             fail(owner, path, f"{self.name}, a {self.target.__name__} or its id", value)
         id_spec = value.cls._uow_meta.id_spec
@@ -583,7 +586,15 @@ class RefSpec(TypeSpec):
         return self.convert
 
     def dump(self, value: Any) -> Any:
-        id_spec = value.cls._uow_meta.id_spec
+        cls = getattr(value, "cls", None)
+        if cls is None:
+            # Put into a container in place: a document or an id stands for its Ref;
+            # anything else is dumped as it is, and check() refuses it at flush.
+            value = self.convert(value)
+            cls = getattr(value, "cls", None)
+            if cls is None:
+                return value
+        id_spec = cls._uow_meta.id_spec
         return id_spec.dump(value.id) if id_spec is not None else value.id
 
     def load(self, value: Any, ctx: LoadContext) -> Any:

@@ -11,9 +11,8 @@ document has no such key (and for a document the session does not track, where
 the update stands for the whole value: ``$inc`` then adds the value itself).
 An operator is called only when the value changed.
 
-``diff_document`` is the default for fields without ``on_update``: the smallest
-faithful update (``$set`` of changed dotted paths, ``$unset`` of removed keys,
-``$push`` of items appended to a list).
+The default for fields without ``on_update`` (the smallest faithful update) is
+the diff in ``uow._diff``, which calls these.
 """
 
 from __future__ import annotations
@@ -21,13 +20,13 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
-from ._stored import EQ_EXACT
+from ._stored import EQ_EXACT, Absent
 
 __all__ = [
     "MISSING",
@@ -36,11 +35,12 @@ __all__ = [
     "UpdateSpec",
     "add_to_set",
     "current_date",
-    "diff_document",
     "inc",
+    "is_prefix",
     "max_",
     "min_",
     "push",
+    "put",
     "same",
     "set_",
 ]
@@ -73,7 +73,8 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-def _put(update: UpdateSpec, operator: str, path: str, value: Any) -> None:
+def put(update: UpdateSpec, operator: str, path: str, value: Any) -> None:
+    """Add ``path: value`` under ``operator`` in ``update``."""
     slot = update.get(operator)
     if slot is None:
         update[operator] = {path: value}
@@ -97,6 +98,10 @@ def same(old: Any, new: Any) -> bool:
         return True
     kind = type(old)
     if kind is not type(new):
+        if kind is Absent:  # a key the stored document lacks, loaded as its default
+            return same(old.value, new)
+        if type(new) is Absent:
+            return same(old, new.value)
         if isinstance(old, _dt.datetime) and isinstance(new, _dt.datetime):
             return _stored_instant(old) == _stored_instant(new)
         # int32 and int64 are both integers to MongoDB's equality.
@@ -145,16 +150,16 @@ def _stored_instant(value: _dt.datetime) -> _dt.datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-def _is_prefix(old: list[Any], new: list[Any]) -> bool:
+def is_prefix(old: list[Any], new: list[Any]) -> bool:
     return len(old) < len(new) and all(map(same, old, new))
 
 
 def set_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     """``$set`` of the whole value (``$unset`` when the key is gone)."""
     if new is MISSING:
-        _put(update, "$unset", path, "")
+        put(update, "$unset", path, "")
     else:
-        _put(update, "$set", path, new)
+        put(update, "$set", path, new)
 
 
 def _number(value: Any) -> Any:
@@ -192,11 +197,11 @@ def inc(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     before: Any = old_number
     delta: Any = new_number - before
     if isinstance(delta, decimal.Decimal):
-        _put(update, "$inc", path, Decimal128(delta))
+        put(update, "$inc", path, Decimal128(delta))
     elif isinstance(delta, int) and not -(2**31) <= delta < 2**31:
-        _put(update, "$inc", path, Int64(delta))
+        put(update, "$inc", path, Int64(delta))
     else:
-        _put(update, "$inc", path, delta)
+        put(update, "$inc", path, delta)
 
 
 def max_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
@@ -204,7 +209,7 @@ def max_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     if new is None or new is MISSING:
         set_(update, path, old, new)
     else:
-        _put(update, "$max", path, new)
+        put(update, "$max", path, new)
 
 
 def min_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
@@ -212,15 +217,15 @@ def min_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     if new is None or new is MISSING:
         set_(update, path, old, new)
     else:
-        _put(update, "$min", path, new)
+        put(update, "$min", path, new)
 
 
 def push(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     """``$push`` with ``$each`` of appended items; any other list change is a ``$set``."""
     if old is MISSING and isinstance(new, list):
-        _put(update, "$push", path, {"$each": new})
-    elif isinstance(old, list) and isinstance(new, list) and _is_prefix(old, new):
-        _put(update, "$push", path, {"$each": new[len(old) :]})
+        put(update, "$push", path, {"$each": new})
+    elif isinstance(old, list) and isinstance(new, list) and is_prefix(old, new):
+        put(update, "$push", path, {"$each": new[len(old) :]})
     else:
         set_(update, path, old, new)
 
@@ -228,20 +233,20 @@ def push(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
 def add_to_set(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     """``$addToSet`` with ``$each`` of added items; a removal is a ``$set``."""
     if old is MISSING and isinstance(new, list):
-        _put(update, "$addToSet", path, {"$each": new})
+        put(update, "$addToSet", path, {"$each": new})
         return
     if isinstance(old, list) and isinstance(new, list):
         added = [item for item in new if not any(same(item, kept) for kept in old)]
         kept_all = all(any(same(item, now) for now in new) for item in old)
         if kept_all and added:
-            _put(update, "$addToSet", path, {"$each": added})
+            put(update, "$addToSet", path, {"$each": added})
             return
     set_(update, path, old, new)
 
 
 def current_date(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     """``$currentDate``: the server sets the field on every update of the document."""
-    _put(update, "$currentDate", path, True)
+    put(update, "$currentDate", path, True)
 
 
 OPERATORS: dict[str, Operator] = {
@@ -253,69 +258,3 @@ OPERATORS: dict[str, Operator] = {
     "$addToSet": add_to_set,
     "$currentDate": current_date,
 }
-
-
-class KeySchema(Protocol):
-    """What ``diff_document`` needs to know of a stored key (see ``document``)."""
-
-    operator: Operator | None
-    nested: Any  # the KeySchema mapping of an embedded document, or None
-
-
-def diff_document(
-    update: UpdateSpec,
-    prefix: str,
-    old: Mapping[str, Any],
-    new: Mapping[str, Any],
-    schema: Mapping[str, KeySchema] | None,
-    skip: frozenset[str] = frozenset(),
-    keys: Sequence[str] | None = None,
-) -> None:
-    """Add to ``update`` what turns stored document ``old`` into ``new``.
-
-    ``schema`` maps stored keys to their declared operator and nested schema (None
-    for the keys of a dict field, which all take the default). Keys in ``skip`` are
-    left to the caller (fields the server sets). ``keys``: compare only these (the
-    caller knows nothing else can differ).
-    """
-    if keys is not None:
-        for key in keys:
-            if key in old and key not in new and key not in skip:
-                _put(update, "$unset", prefix + key, "")
-        items: Any = [(key, new[key]) for key in keys if key in new]
-    else:
-        items = new.items()
-    for key, value in items:
-        if key in skip:
-            continue
-        before = old.get(key, MISSING)
-        if before is value or same(before, value):
-            continue
-        path = prefix + key
-        entry = schema.get(key) if schema is not None else None
-        if entry is not None and entry.operator is not None:
-            entry.operator(update, path, before, value)
-        elif type(before) is dict or type(before) is list:
-            diff_value(update, path, before, value, entry.nested if entry is not None else None)
-        else:
-            set_(update, path, before, value)  # what diff_value does with anything else
-    if keys is None:
-        for key in old:
-            if key not in new and key not in skip:
-                _put(update, "$unset", prefix + key, "")
-
-
-def diff_value(
-    update: UpdateSpec,
-    path: str,
-    old: Any,
-    new: Any,
-    schema: Mapping[str, KeySchema] | None,
-) -> None:
-    """The default operator: the smallest faithful change from ``old`` to ``new``."""
-    if type(old) is dict and type(new) is dict:
-        diff_document(update, path + ".", old, new, schema)
-    elif type(old) is list and type(new) is list and _is_prefix(old, new):
-        _put(update, "$push", path, {"$each": new[len(old) :]})
-    else:
-        set_(update, path, old, new)

@@ -34,7 +34,7 @@ from ._stored import copy_stored
 from ._tracker import Tracker
 from ._types import LoadContext
 from .document import Document, ModelMeta, Ref
-from .exceptions import NotFound, TransactionError, UowError, ValidationError
+from .exceptions import FieldNotLoaded, NotFound, TransactionError, UowError, ValidationError
 from .query import Expr, class_filter
 from .transaction import Transaction, run_in_transaction, transaction_block
 
@@ -129,7 +129,6 @@ class Session:
             raise ValueError(f"cache_size must be None or an int >= 0, got {cache_size!r}")
         if max_requests is not None and max_requests < 0:
             raise ValueError(f"max_requests must be None or >= 0, got {max_requests!r}")
-        _backend.prepare_database(database)
         options = {
             name: value
             for name, value in (
@@ -525,6 +524,13 @@ class Session:
         """A transient copy of ``obj`` with a new id (deep: nothing is shared)."""
         self._tracker.check_open()
         meta = meta_of(obj)
+        if obj._uow_absent:
+            names = ", ".join(sorted(obj._uow_absent))
+            raise FieldNotLoaded(
+                f"clone(): {meta.name} {obj.id!r} was loaded without {names} (a query "
+                "with .fields(...)): a copy would store defaults in their place. "
+                "refresh() it, or load it whole, before cloning"
+            )
         copy = type(obj)._uow_load(copy_stored(obj._uow_to_bson()), self._tracker.ctx)
         id_field = meta.id_field
         assert id_field is not None

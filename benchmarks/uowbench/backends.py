@@ -7,6 +7,7 @@ and checks go through :meth:`Backend.admin`, whose commands are never counted.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -44,9 +45,10 @@ class MongomockBackend(Backend):
     """uow's embedded backend: ``uow._backend.make_client("mongomock://...")``.
 
     Each instance has its own in-process store, forgotten on :meth:`close`.
-    ``make_client`` applies uow's mongomock patch, whose ``_id`` lookup and linear
-    cursor (``uow._mongomock_speed``) keep the ratios from measuring mongomock's
-    scans; ``id_index=False`` turns them off to measure stock mongomock.
+    The harness opts in to uow's mongomock speed fixes (``_id`` lookups and a
+    linear cursor, ``uow.testing.fast_mongomock``) for the instance's lifetime,
+    for uow and raw pymongo alike, so that the ratios do not measure mongomock's
+    scans; ``id_index=False`` leaves mongomock stock.
     """
 
     name = "mongomock"
@@ -56,14 +58,13 @@ class MongomockBackend(Backend):
         from uow import _backend, _mongomock_speed
 
         self._backend = _backend
-        self._speed = _mongomock_speed
         self.uri = f"mongomock://uow-bench-{uuid.uuid4().hex[:8]}"
         self.id_index = id_index
         counting.install_mongomock_counting()
-        _backend.patch_mongomock()
-        # A process-wide switch: put back on close, for whatever runs next.
-        self._speed_was_enabled = _mongomock_speed.is_enabled()
-        _mongomock_speed.set_enabled(id_index)
+        # Removed again on close, for whatever runs next.
+        self._fixes = contextlib.ExitStack()
+        if id_index:
+            self._fixes.enter_context(_mongomock_speed.installed())
         self._admin = _backend.make_client(self.uri)
 
     def client(self) -> Any:
@@ -76,7 +77,7 @@ class MongomockBackend(Backend):
         import mongomock
 
         lookup = (
-            "with uow's _id lookup and linear cursor patch"
+            "with uow.testing.fast_mongomock (_id lookup, linear cursor)"
             if self.id_index
             else "stock (every _id lookup scans, cursors copy N^2)"
         )
@@ -84,7 +85,7 @@ class MongomockBackend(Backend):
 
     def close(self) -> None:
         self._backend.reset_embedded(self.uri)
-        self._speed.set_enabled(self._speed_was_enabled)
+        self._fixes.close()
 
 
 # ----------------------------------------------------------------------------- wire

@@ -1,12 +1,11 @@
-"""uow._backend: clients, the shared embedded store, the mongomock fix, server capabilities."""
+"""uow._backend and uow._embedded: clients, the shared embedded store, bulk writes on
+mongomock, server capabilities."""
 
 from __future__ import annotations
 
 import datetime
-import inspect
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -14,46 +13,18 @@ import pymongo
 import pytest
 from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 
-from uow import _backend
+import uow
+from uow import _backend, _embedded
 from uow._backend import (
     EMBEDDED_SCHEME,
     ServerInfo,
     is_mongomock,
     make_client,
-    patch_mongomock,
-    prepare_database,
     reset_embedded,
     server_info,
 )
 
 MIB = 1024 * 1024
-
-
-def _builder() -> Any:
-    import mongomock.collection
-
-    return mongomock.collection.BulkOperationBuilder
-
-
-@pytest.fixture
-def unpatched(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Callable[..., Any]]]:
-    """Put mongomock's own add_update/add_replace back for the test, re-patch after.
-
-    The originals are what the patch wraps (``__wrapped__``), or the current
-    methods when nothing was patched. monkeypatch restores the patched methods
-    at teardown, so other tests keep a working mongomock.
-    """
-    builder = _builder()
-    originals = {
-        name: inspect.unwrap(getattr(builder, name)) for name in ("add_update", "add_replace")
-    }
-    for name, original in originals.items():
-        monkeypatch.setattr(builder, name, original)
-    yield originals
-
-
-def _mongomock_is_unfixed(originals: dict[str, Callable[..., Any]]) -> bool:
-    return "sort" not in inspect.signature(originals["add_update"]).parameters
 
 
 # ------------------------------------------------------------------ make_client
@@ -189,8 +160,6 @@ def test_missing_mongomock_says_how_to_install_it(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "mongomock", None)
     with pytest.raises(ImportError, match=r"pip install 'uow\[mongomock\]'"):
         make_client("mongomock://no-mongomock")
-    # The patch has nothing to patch and says nothing.
-    patch_mongomock()
 
 
 def test_importing_the_backend_imports_no_optional_dependency() -> None:
@@ -202,21 +171,20 @@ def test_importing_the_backend_imports_no_optional_dependency() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# ------------------------------------------------------------- the mongomock fix
+# ------------------------------------------------------- bulk writes on mongomock
 
 
-def test_unpatched_mongomock_bulk_write_fails_on_this_pymongo(
-    unpatched: dict[str, Callable[..., Any]],
-) -> None:
-    """The failure the patch exists for, shown on mongomock's own methods."""
+def _pymongo_passes_sort() -> bool:
+    return tuple(int(part) for part in pymongo.version.split(".")[:2]) >= (4, 11)
+
+
+def test_mongomocks_own_bulk_write_fails_on_this_pymongo() -> None:
+    """Why uow drives mongomock's bulk builder itself: mongomock issue #912."""
     import mongomock
 
-    # Not make_client: it would patch again.
     collection: Any = mongomock.MongoClient().shop.users
     collection.insert_one({"_id": 1, "n": 0})
-    if not _mongomock_is_unfixed(unpatched):  # pragma: no cover - issue #912 fixed
-        collection.bulk_write([UpdateOne({"_id": 1}, {"$inc": {"n": 1}})])
-        assert collection.find_one({"_id": 1}) == {"_id": 1, "n": 1}
+    if not _pymongo_passes_sort():  # pragma: no cover - pymongo < 4.11
         return
     with pytest.raises(TypeError, match="sort"):
         collection.bulk_write([UpdateOne({"_id": 1}, {"$inc": {"n": 1}})])
@@ -225,22 +193,27 @@ def test_unpatched_mongomock_bulk_write_fails_on_this_pymongo(
     assert collection.find_one({"_id": 1}) == {"_id": 1, "n": 0}
 
 
-def test_patch_makes_every_bulk_operation_work(mongomock_db: Any) -> None:
+def test_embedded_bulk_write_runs_every_operation(mongomock_db: Any) -> None:
     collection = mongomock_db.users
     collection.insert_many([{"_id": 1, "n": 0}, {"_id": 2, "n": 0}, {"_id": 3, "n": 0}])
 
-    result = collection.bulk_write(
+    result = _embedded.bulk_write(
+        collection,
         [
             UpdateOne({"_id": 1}, {"$inc": {"n": 1}}),
             ReplaceOne({"_id": 2}, {"name": "replaced"}),
             DeleteOne({"_id": 3}),
             InsertOne({"_id": 4, "n": 9}),
             UpdateOne({"_id": 5}, {"$set": {"n": 5}}, upsert=True),
-        ]
+            UpdateOne({"_id": 99}, {"$set": {"n": 5}}),
+        ],
     )
 
+    assert isinstance(result, pymongo.results.BulkWriteResult)
     assert (result.matched_count, result.modified_count) == (2, 2)
     assert (result.deleted_count, result.inserted_count, result.upserted_count) == (1, 1, 1)
+    # mongomock numbers upserts among themselves (MongoDB: 4), as its bulk_write does.
+    assert result.upserted_ids == {0: 5}
     assert list(collection.find().sort("_id")) == [
         {"_id": 1, "n": 1},
         {"_id": 2, "name": "replaced"},
@@ -249,26 +222,48 @@ def test_patch_makes_every_bulk_operation_work(mongomock_db: Any) -> None:
     ]
 
 
-def test_patch_from_a_clean_mongomock(unpatched: dict[str, Callable[..., Any]]) -> None:
-    import mongomock
+def test_embedded_bulk_write_fails_as_bulk_write_does(mongomock_db: Any) -> None:
+    collection = mongomock_db.users
+    collection.create_index("email", unique=True)
+    collection.insert_many([{"_id": 1, "email": "a"}, {"_id": 2, "email": "b"}])
 
-    # A client made without make_client, so nothing has patched on the way.
-    collection: Any = mongomock.MongoClient().shop.users
-    collection.insert_one({"_id": 1, "n": 0})
+    with pytest.raises(pymongo.errors.BulkWriteError) as caught:
+        _embedded.bulk_write(
+            collection,
+            [
+                UpdateOne({"_id": 1}, {"$set": {"n": 1}}),
+                UpdateOne({"_id": 2}, {"$set": {"email": "a"}}),
+                UpdateOne({"_id": 2}, {"$set": {"n": 3}}),
+            ],
+        )
 
-    patch_mongomock()
+    (error,) = caught.value.details["writeErrors"]
+    assert (error["index"], error["code"]) == (1, 11000)
+    assert caught.value.details["nMatched"] == 1
+    # Ordered: the first write landed, the third was not tried.
+    assert list(collection.find().sort("_id")) == [
+        {"_id": 1, "email": "a", "n": 1},
+        {"_id": 2, "email": "b"},
+    ]
 
-    collection.bulk_write(
-        [UpdateOne({"_id": 1}, {"$inc": {"n": 1}}), ReplaceOne({"_id": 1}, {"n": 7})]
-    )
-    assert collection.find_one() == {"_id": 1, "n": 7}
-    builder = _builder()
-    if _mongomock_is_unfixed(unpatched):
-        for name, original in unpatched.items():
-            patched = getattr(builder, name)
-            assert patched is not original
-            assert patched.__wrapped__ is original
-            assert "sort" in inspect.signature(patched).parameters
+
+def test_any_mongomock_failure_is_a_write_error_at_its_index(mongomock_db: Any) -> None:
+    # mongomock's $max compares with Python's max: a stored null raises TypeError
+    # (MongoDB would set the value). The earlier write landed and says so.
+    collection = mongomock_db.users
+    collection.insert_many([{"_id": 1, "v": 1}, {"_id": 2, "v": None}])
+
+    with pytest.raises(pymongo.errors.BulkWriteError) as caught:
+        _embedded.bulk_write(
+            collection,
+            [UpdateOne({"_id": 1}, {"$max": {"v": 5}}), UpdateOne({"_id": 2}, {"$max": {"v": 5}})],
+        )
+
+    (error,) = caught.value.details["writeErrors"]
+    assert error["index"] == 1
+    assert error["code"] is None
+    assert error["errmsg"].startswith("mongomock raised TypeError: ")
+    assert [d["v"] for d in collection.find().sort("_id")] == [5, None]
 
 
 @pytest.mark.parametrize(
@@ -284,83 +279,85 @@ def test_a_real_sort_is_refused_not_ignored(mongomock_db: Any, operation: Any) -
     collection.insert_many([{"_id": 1, "n": 1}, {"_id": 2, "n": 2}])
 
     with pytest.raises(NotImplementedError, match="sort"):
-        collection.bulk_write([InsertOne({"_id": 3, "n": 3}), operation])
+        _embedded.bulk_write(collection, [InsertOne({"_id": 3, "n": 3}), operation])
 
-    # mongomock builds the whole batch before running it: nothing was written.
+    # The whole batch is built before it runs: nothing was written.
     assert list(collection.find().sort("_id")) == [{"_id": 1, "n": 1}, {"_id": 2, "n": 2}]
 
 
-def test_patch_is_idempotent(unpatched: dict[str, Callable[..., Any]]) -> None:
-    patch_mongomock()
-    builder = _builder()
-    first = {name: getattr(builder, name) for name in unpatched}
+class BeUser(uow.Document):
+    __collection__ = "be_users"
 
-    patch_mongomock()
-    patch_mongomock()
-
-    for name, method in first.items():
-        assert getattr(builder, name) is method
-        # One layer of wrapping, and one sort parameter.
-        assert inspect.unwrap(method) is unpatched[name]
-        parameters = list(inspect.signature(method).parameters)
-        assert parameters.count("sort") == 1
+    name: str
+    visits: int = uow.field(default=0, on_update="$inc")
+    tags: list[str] = uow.field(factory=list)
+    last_seen: datetime.datetime | None = uow.field(default=None, on_update="$max")
 
 
-def test_patch_leaves_a_fixed_mongomock_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    builder = _builder()
-    original = inspect.unwrap(builder.add_update)
-    calls: list[Any] = []
-
-    def add_update(
-        self: Any,
-        selector: Any,
-        doc: Any,
-        multi: bool = False,
-        upsert: bool = False,
-        *,
-        sort: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        calls.append(sort)
-        original(self, selector, doc, multi, upsert, **kwargs)
-
-    monkeypatch.setattr(builder, "add_update", add_update)
-    patch_mongomock()
-    assert builder.add_update is add_update
-
-    collection = make_client("mongomock://fixed-mongomock").shop.users
-    try:
-        collection.bulk_write([UpdateOne({"_id": 1}, {"$set": {"n": 1}}, upsert=True)])
-        assert calls == [None]
-    finally:
-        reset_embedded("mongomock://fixed-mongomock")
-
-
-def test_prepare_database_patches_a_users_own_mongomock_database(
-    unpatched: dict[str, Callable[..., Any]],
+@pytest.mark.parametrize("own_client", [False, True], ids=["make_client", "users_mongomock"])
+def test_a_flush_of_updates_and_a_replace_works_on_mongomock(
+    mongomock_db: Any, own_client: bool
 ) -> None:
     import mongomock
 
-    database: Any = mongomock.MongoClient().shop
-    prepare_database(database)
+    database = mongomock.MongoClient().shop if own_client else mongomock_db
+    seen = datetime.datetime(2026, 1, 1)
+    with uow.Session(database) as s:
+        ann, bob, cy = (BeUser(name=n, last_seen=seen) for n in ("ann", "bob", "cy"))
+        s.add_all([ann, bob, cy])
+        s.flush()
+        ann.visits += 2
+        ann.tags.append("vip")
+        bob.name = "robert"
+        bob.last_seen = seen + datetime.timedelta(days=1)
+        s.delete(cy)
+        s.add(BeUser(id=cy.id, name="cyrus"))  # deleted and re-added: one ReplaceOne
+        result = s.flush()
+        assert (result.updated, result.round_trips) == (3, 1)
+        s.commit()
 
-    database.users.bulk_write([UpdateOne({"_id": 1}, {"$set": {"n": 1}}, upsert=True)])
-    assert database.users.find_one() == {"_id": 1, "n": 1}
+    stored = {d["_id"]: d for d in database.be_users.find()}
+    assert stored[ann.id] == {
+        "_id": ann.id,
+        "name": "ann",
+        "visits": 2,
+        "tags": ["vip"],
+        "last_seen": seen,
+    }
+    assert stored[bob.id]["name"] == "robert"
+    assert stored[bob.id]["last_seen"] == seen + datetime.timedelta(days=1)
+    assert stored[cy.id] == {
+        "_id": cy.id,
+        "name": "cyrus",
+        "visits": 0,
+        "tags": [],
+        "last_seen": None,
+    }
 
 
-def test_prepare_database_leaves_mongomock_alone_for_pymongo(
-    unpatched: dict[str, Callable[..., Any]],
+def test_max_over_a_stored_null_follows_the_backend(
+    db: Any, request: pytest.FixtureRequest
 ) -> None:
-    client: pymongo.MongoClient[Any] = pymongo.MongoClient(
-        "mongodb://uow-bogus.invalid", connect=False
-    )
-    try:
-        prepare_database(client.shop)
-    finally:
-        client.close()
-    builder = _builder()
-    for name, original in unpatched.items():
-        assert getattr(builder, name) is original
+    """MongoDB sorts null first, so $max sets the value; mongomock raises TypeError.
+
+    uow does not change either answer: on mongomock the flush fails, saying so.
+    """
+    lane = request.node.callspec.params["db"]
+    with uow.Session(db) as s:
+        ann = BeUser(name="ann")
+        s.add(ann)
+        s.flush()
+        when = datetime.datetime(2026, 1, 2)
+        ann.last_seen = when
+        if lane == "mongomock":
+            with pytest.raises(uow.FlushError, match="mongomock raised TypeError") as caught:
+                s.flush()
+            assert caught.value.not_applied == [ann]
+            assert db.be_users.find_one({"_id": ann.id})["last_seen"] is None
+            s.rollback()
+        else:
+            s.commit()
+            assert db.be_users.find_one({"_id": ann.id})["last_seen"] == when
 
 
 def test_is_mongomock_never_imports_mongomock(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -505,7 +502,11 @@ def test_db_lanes_run_bulk_writes(db: Any, request: pytest.FixtureRequest) -> No
     if lane == "secantus":
         assert request.node.get_closest_marker("secantus") is not None
     db.users.insert_one({"_id": 1, "n": 0})
-    db.users.bulk_write([UpdateOne({"_id": 1}, {"$inc": {"n": 2}}), InsertOne({"_id": 2})])
+    requests = [UpdateOne({"_id": 1}, {"$inc": {"n": 2}}), InsertOne({"_id": 2})]
+    if lane == "mongomock":
+        _embedded.bulk_write(db.users, requests)  # mongomock's bulk_write: issue #912
+    else:
+        db.users.bulk_write(requests)
     assert list(db.users.find().sort("_id")) == [{"_id": 1, "n": 2}, {"_id": 2}]
     assert server_info(db).is_embedded is (lane == "mongomock")
 
@@ -531,26 +532,3 @@ def test_command_log_records_round_trips(secantus_listened_db: Any, command_log:
     command_log.clear()
     assert command_log.names() == []
     assert command_log.of("ping") == []
-
-
-@pytest.mark.parametrize(
-    ("operator", "stored", "value", "expected"),
-    [
-        ("$max", None, datetime.datetime(2026, 1, 2), datetime.datetime(2026, 1, 2)),
-        ("$min", None, 5, None),
-        ("$max", 7, 5, 7),
-        ("$max", 3, 5, 5),
-        ("$min", 3, 5, 3),
-    ],
-)
-def test_max_min_follow_bson_order_over_null(operator, stored, value, expected) -> None:
-    # MongoDB orders null below every other type; mongomock 4.3 raised TypeError.
-    client = make_client("mongomock://max-min-order")
-    try:
-        collection = client.db.things
-        collection.delete_many({})
-        collection.insert_one({"_id": 1, "v": stored})
-        collection.bulk_write([UpdateOne({"_id": 1}, {operator: {"v": value}})])
-        assert collection.find_one({"_id": 1})["v"] == expected
-    finally:
-        reset_embedded("mongomock://max-min-order")

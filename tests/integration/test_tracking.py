@@ -544,13 +544,16 @@ def test_default_operators_on_the_wire(secantus_listened_db: Any, command_log: A
         "$set": {
             "name": "Ann",
             "nk": "A",
+            # The stored document has no visits: a $inc would apply to what is not
+            # there, so its first change is a $set of the whole value.
+            "visits": 2,
             "scores.y": 2,
             "scores.z": 3,
             "address.city": "Bergen",
-            "places": [{"city": "Lyon", "zip": None}],
+            # Inside an element of a list that kept its length: its positional path.
+            "places.0.city": "Lyon",
         },
         "$unset": {"scores.x": ""},
-        "$inc": {"visits": 2},
         "$push": {"tags": {"$each": ["b"]}},
     }
 

@@ -193,8 +193,12 @@ def test_lists_of_embedded_documents() -> None:
     assert not mutated(obj, snapshot)
     obj.path[1].y = 5
     assert mutated(obj, snapshot)
+    # A change inside an element of a list that kept its length: its positional path.
+    assert _update(obj, snapshot) == {"$set": {"path.1.y": 5}}
+    obj, snapshot = _loaded(_stored(path=[Point(x=1), Point(x=2)]))
+    obj.path.reverse()  # reordered: the whole list
     assert _update(obj, snapshot) == {
-        "$set": {"path": [{"x": 1, "y": 0, "label": None}, {"x": 2, "y": 5, "label": None}]}
+        "$set": {"path": [{"x": 2, "y": 0, "label": None}, {"x": 1, "y": 0, "label": None}]}
     }
     obj, snapshot = _loaded(_stored(path=[Point(x=1)]))
     obj.path.append(Point(x=2))

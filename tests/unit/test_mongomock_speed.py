@@ -1,8 +1,9 @@
-"""uow._mongomock_speed: mongomock's _id lookup and linear cursor change no result.
+"""uow.testing.fast_mongomock: mongomock's _id lookup and linear cursor change no result.
 
-Every comparison runs the same operation twice on identically seeded in-process
-mongomock collections, once with the fixes on and once off (stock mongomock, the
-reference), and compares ``repr`` of the outcome: ``repr`` tells ``True`` from
+The fixes are in place only inside ``fast_mongomock()`` (uow never installs them
+by itself). Every comparison runs the same operation twice on identically seeded
+in-process mongomock collections, once inside the block and once outside (stock
+mongomock, the reference), and compares ``repr`` of the outcome: ``repr`` tells ``True`` from
 ``1``, ``1.0`` from ``1`` and ``Int64(1)`` from ``1``, where ``==`` would not. An
 outcome is the returned value or the exception's type and message.
 
@@ -33,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from uow import _mongomock_speed
-from uow._backend import patch_mongomock
+from uow.testing import fast_mongomock
 
 NAN = float("nan")  # one object: mongomock's `in` matches NaN by identity
 OID = ObjectId("5f0000000000000000000001")
@@ -160,22 +161,16 @@ SPECIAL_FILTERS: list[Any] = [
 ALL_FILTERS: list[Any] = [f for probe in PROBES for f in filters_for(probe)] + SPECIAL_FILTERS
 
 
-@pytest.fixture(autouse=True)
-def _patched() -> Iterator[None]:
-    patch_mongomock()
-    assert _mongomock_speed.is_enabled()
-    yield
-    _mongomock_speed.set_enabled(True)
-
-
 @contextlib.contextmanager
 def speed(enabled: bool) -> Iterator[None]:
-    before = _mongomock_speed.is_enabled()
-    _mongomock_speed.set_enabled(enabled)
-    try:
+    """The fixes installed (``fast_mongomock``), or stock mongomock."""
+    assert not _mongomock_speed.is_installed()
+    if not enabled:
         yield
-    finally:
-        _mongomock_speed.set_enabled(before)
+        return
+    with fast_mongomock() as active:
+        assert active
+        yield
 
 
 def seeded(ids: list[Any]) -> Any:
@@ -272,7 +267,7 @@ def test_reads_return_what_stock_mongomock_returns(seed: str) -> None:
         for name, read in READS.items():
             with speed(False), counting_filter() as stock_calls:
                 stock = outcome(lambda r=read, f=filter_: r(collection, f))
-            with counting_filter() as calls:
+            with speed(True), counting_filter() as calls:
                 patched = outcome(lambda r=read, f=filter_: r(collection, f))
             saved += stock_calls[0] - calls[0]
             if stock != patched:
@@ -313,28 +308,42 @@ def test_the_traps_really_differ_from_a_naive_lookup() -> None:
     assert [d["_id"] for d in mixed.find({"_id": {"$in": [7, 0, 2]}})] == [0, 2, 7]
 
 
-def test_an_irregular_id_stored_before_the_patch_is_found_by_the_survey() -> None:
-    collection = seeded([3, (1, 2)])
+def test_an_irregular_id_stored_before_installing_is_found_by_the_survey() -> None:
+    collection = seeded([3, (1, 2)])  # inserted outside the block: not watched
     store = collection._store
-    # As if the documents had been inserted before install(): not watched.
-    delattr(store, _mongomock_speed._IRREGULAR)
-    assert [d["_id"] for d in collection.find({"_id": 1})] == [[1, 2]]
-    assert getattr(store, _mongomock_speed._IRREGULAR) is True
+    with speed(True):
+        assert store not in _mongomock_speed._irregular
+        assert [d["_id"] for d in collection.find({"_id": 1})] == [[1, 2]]
+        assert _mongomock_speed._irregular[store] is True
 
 
 def test_a_regular_store_is_surveyed_once_and_then_uses_the_lookup() -> None:
-    collection = seeded(list(range(50)))
-    store = collection._store
-    assert getattr(store, _mongomock_speed._IRREGULAR, None) is None  # never surveyed
-    with counting_filter() as calls:
-        assert collection.find_one({"_id": 30})["_id"] == 30
-    assert calls[0] == 1
-    assert getattr(store, _mongomock_speed._IRREGULAR) is False
-    collection.insert_one({"_id": (50, 51)})
-    assert getattr(store, _mongomock_speed._IRREGULAR) is True
-    with counting_filter() as calls:
-        assert [d["_id"] for d in collection.find({"_id": 50})] == [[50, 51]]
-    assert calls[0] == 51
+    with speed(True):
+        collection = seeded(list(range(50)))
+        store = collection._store
+        assert store not in _mongomock_speed._irregular  # never surveyed
+        with counting_filter() as calls:
+            assert collection.find_one({"_id": 30})["_id"] == 30
+        assert calls[0] == 1
+        assert _mongomock_speed._irregular[store] is False
+        collection.insert_one({"_id": (50, 51)})
+        assert _mongomock_speed._irregular[store] is True
+        with counting_filter() as calls:
+            assert [d["_id"] for d in collection.find({"_id": 50})] == [[50, 51]]
+        assert calls[0] == 51
+
+
+def test_leaving_the_block_forgets_the_surveys() -> None:
+    # An irregular _id inserted between two blocks is not watched: the second
+    # block must survey again rather than trust the first one's "clean".
+    collection = seeded(list(range(5)))
+    with speed(True):
+        assert collection.find_one({"_id": 3})["_id"] == 3
+        assert _mongomock_speed._irregular[collection._store] is False
+    collection.insert_one({"_id": (7, 8)})
+    assert len(_mongomock_speed._irregular) == 0
+    with speed(True):
+        assert [d["_id"] for d in collection.find({"_id": 7})] == [[7, 8]]
 
 
 def test_a_ttl_collection_takes_mongomocks_path() -> None:
@@ -447,7 +456,7 @@ def test_an_id_lookup_tests_its_candidates_only(
 ) -> None:
     with speed(False), counting_filter() as stock:
         stock_outcome = outcome(lambda: action(big))
-    with counting_filter() as patched:
+    with speed(True), counting_filter() as patched:
         patched_outcome = outcome(lambda: action(big))
     assert patched_outcome == stock_outcome
     assert (patched[0], stock[0]) == (patched_calls, stock_calls)
@@ -468,8 +477,9 @@ def test_an_in_lookup_never_tests_a_candidate_against_the_whole_id_list() -> Non
 
     mongomock.collection.filter_applies = recording
     try:
-        assert big.count_documents({"_id": {"$in": ids}, "v": {"$gte": 0}}) == len(ids)
-        assert big.delete_many({"_id": {"$in": ids}}).deleted_count == len(ids)
+        with speed(True):
+            assert big.count_documents({"_id": {"$in": ids}, "v": {"$gte": 0}}) == len(ids)
+            assert big.delete_many({"_id": {"$in": ids}}).deleted_count == len(ids)
     finally:
         mongomock.collection.filter_applies = original
     assert len(tested) == 2 * len(ids)
@@ -479,7 +489,7 @@ def test_an_in_lookup_never_tests_a_candidate_against_the_whole_id_list() -> Non
 
 
 def test_other_filters_still_scan(big: Any) -> None:
-    with counting_filter() as calls:
+    with speed(True), counting_filter() as calls:
         assert big.find_one({"v": 3})["_id"] == 3
         assert big.count_documents({"_id": {"$gte": N - 2}}) == 2
     assert calls[0] == 2 * N
@@ -600,46 +610,65 @@ def test_a_cursor_does_not_see_changes_once_it_has_results() -> None:
     # The documented behaviour, kept from mongomock: results are computed on the
     # first read and cached.
     collection = seeded(TWENTY)
-    cursor = collection.find({"v": 0})
-    assert next(cursor)["_id"] == 0
-    collection.delete_many({})
-    assert [d["_id"] for d in cursor] == [4, 8, 12, 16]
+    with speed(True):
+        cursor = collection.find({"v": 0})
+        assert next(cursor)["_id"] == 0
+        collection.delete_many({})
+        assert [d["_id"] for d in cursor] == [4, 8, 12, 16]
 
 
-# -------------------------------------------------------------------- patching
+# ----------------------------------------------------------- opting in and out
 
 
-def test_patching_twice_wraps_once() -> None:
-    collection_class = mongomock.collection.Collection
-    cursor_class = mongomock.collection.Cursor
-    store_class = mongomock.store.CollectionStore
-    before = (
-        collection_class._iter_documents,
-        cursor_class.__next__,
-        store_class.__setitem__,
+def _current() -> tuple[Any, ...]:
+    return (
+        mongomock.collection.Collection.__dict__["_iter_documents"],
+        mongomock.collection.Cursor.__dict__["__next__"],
+        mongomock.collection.Cursor.__dict__["next"],
+        mongomock.store.CollectionStore.__dict__["__setitem__"],
     )
-    threads = [threading.Thread(target=patch_mongomock) for _ in range(8)]
+
+
+def test_blocks_in_many_threads_wrap_once_and_the_last_one_restores() -> None:
+    stock = _current()
+    entered = threading.Barrier(8)
+    leave = threading.Event()
+    seen: list[tuple[Any, ...]] = []
+
+    def block() -> None:
+        with fast_mongomock():
+            entered.wait()
+            seen.append(_current())
+            leave.wait()
+
+    threads = [threading.Thread(target=block) for _ in range(8)]
     for thread in threads:
         thread.start()
+    while len(seen) < 8:
+        threading.Event().wait(0.01)
+    assert _mongomock_speed.is_installed()
+    leave.set()
     for thread in threads:
         thread.join()
-    patch_mongomock()
-    after = (collection_class._iter_documents, cursor_class.__next__, store_class.__setitem__)
-    assert after == before
-    assert cursor_class.next is cursor_class.__next__
-    for wrapper in after:
+    assert len(set(seen)) == 1  # one installation, shared
+    wrapped = seen[0]
+    assert wrapped[1] is wrapped[2]  # Cursor.next is Cursor.__next__, as in mongomock
+    for wrapper, original in zip(wrapped, stock, strict=True):
         assert getattr(wrapper, _mongomock_speed._MARKER) is True
-        # The wrapped function is mongomock's own, not another of our wrappers.
-        assert not getattr(wrapper.__wrapped__, _mongomock_speed._MARKER, False)
+        # Wrapping mongomock's own function, not another of our wrappers.
+        assert wrapper.__wrapped__ is original
+    assert _current() == stock
+    assert all(a is b for a, b in zip(_current(), stock, strict=True))
+    assert not _mongomock_speed.is_installed()
 
 
-def test_switched_off_it_is_stock_mongomock(big: Any) -> None:
-    _mongomock_speed.set_enabled(False)
-    assert not _mongomock_speed.is_enabled()
+def test_outside_the_block_it_is_stock_mongomock(big: Any) -> None:
     with counting_filter() as calls:
         big.find_one({"_id": 1})
     assert calls[0] == N
-    _mongomock_speed.set_enabled(True)
-    with counting_filter() as calls:
+    with speed(True), counting_filter() as calls:
         big.find_one({"_id": 1})
     assert calls[0] == 1
+    with counting_filter() as calls:
+        big.find_one({"_id": 1})
+    assert calls[0] == N

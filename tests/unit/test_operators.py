@@ -12,13 +12,13 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
 from uow import Document, Embedded, field
+from uow._diff import diff_document
 from uow.operators import (
     MISSING,
     OPERATORS,
     UpdateSpec,
     add_to_set,
     current_date,
-    diff_document,
     inc,
     max_,
     min_,
