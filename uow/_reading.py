@@ -18,6 +18,7 @@ from .query import Expr, QueryField, class_filter, compile_filter, compile_sort
 
 if TYPE_CHECKING:
     from .document import Document, ModelMeta
+    from .transaction import Transaction
 
 __all__ = ["Query", "RemoveQuery"]
 
@@ -34,29 +35,36 @@ ExprArg: TypeAlias = Expr | bool
 _new = object.__new__
 
 
+def _no_autoflush(meta: ModelMeta) -> None:
+    pass
+
+
 class Reader:
     """What a session's queries read with: made once per session.
 
     ``autoflush_for(meta)``: flush if pending work could change a query's result
-    on ``meta``'s collection (the session decides); ``begin_transaction()``:
-    open the session's transaction if it runs one and none is open.
+    on ``meta``'s collection (the session's, until it closes: see ``closed``).
     """
 
-    __slots__ = ("autoflush_for", "begin_transaction", "channel", "in_transaction", "tracker")
+    __slots__ = ("autoflush_for", "channel", "tracker", "transaction")
 
     def __init__(
         self,
         channel: Channel,
         tracker: Tracker,
+        transaction: Transaction,
         autoflush_for: Callable[[ModelMeta], None],
-        begin_transaction: Callable[[], None],
-        in_transaction: Callable[[], bool],
     ) -> None:
         self.channel = channel
         self.tracker = tracker
+        self.transaction = transaction
         self.autoflush_for = autoflush_for
-        self.begin_transaction = begin_transaction
-        self.in_transaction = in_transaction
+
+    def closed(self) -> None:
+        """The session closed: its queries refuse to run (the tracker is closed), and
+        the reader lets go of it (a bound method of the session would keep the
+        session and the reader in a reference cycle)."""
+        self.autoflush_for = _no_autoflush
 
     def begin(self, meta: ModelMeta) -> None:
         """Before reading: the session is open and flushed."""
@@ -290,7 +298,7 @@ class RemoveQuery(_Filtered[D]):
         reader = self._reader
         reader.begin(self._meta)
         # Inside the session's transaction, so that rollback() undoes it too.
-        reader.begin_transaction()
+        reader.transaction.begin_if_needed()
         channel = reader.channel
         filter_ = self.raw()
         ids = [raw["_id"] for raw in channel.find(self._meta, filter_, projection={"_id": 1})]
@@ -300,7 +308,7 @@ class RemoveQuery(_Filtered[D]):
         deleted = channel.delete_many(self._meta, target)
         collection_name = self._meta.collection
         assert collection_name is not None  # delete_many() refused an abstract class
-        in_transaction = reader.in_transaction()
+        in_transaction = reader.transaction.active
         for stored_id in ids:
             reader.tracker.forget_deleted_id(collection_name, stored_id, in_transaction)
         return deleted

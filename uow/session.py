@@ -177,13 +177,7 @@ class Session:
             options={name: value for name, value in options.items() if name != "read_preference"},
             retry_s=transaction_retry_s,
         )
-        self._reader = Reader(
-            channel,
-            tracker,
-            self._autoflush_for,
-            self._transaction.begin_if_needed,
-            lambda: self._transaction.active,
-        )
+        self._reader = Reader(channel, tracker, self._transaction, self._autoflush_for)
 
     # -- construction -------------------------------------------------------------
 
@@ -470,6 +464,7 @@ class Session:
                 self._transaction.abort()
         finally:
             self._tracker.detach_all()
+            self._reader.closed()
             self._doubts.clear()
             self._channel.close(self._owns_client)
 
