@@ -39,6 +39,9 @@ from typing import Any
 from bson import ObjectId
 from cachetools import LRUCache
 
+from .document import Document, ModelMeta, Ref
+from .exceptions import UowError, ValidationError
+
 __all__: list[str] = []
 
 #: (collection, id), or (collection, an ObjectId's 12 bytes, "oid"): see key_for
@@ -57,6 +60,27 @@ def key_for(collection: str, stored_id: Any) -> Key:
         # keep the garbage collector tracking every key.
         return (collection, stored_id.binary, "oid")
     return (collection, stored_id)
+
+
+def meta_of(obj: Any) -> ModelMeta:
+    """``obj``'s class metadata; refuses what is not a stored document."""
+    if not isinstance(obj, Document):
+        raise ValidationError(f"expected a uow.Document instance, got {type(obj).__name__}")
+    meta: ModelMeta = type(obj)._uow_meta
+    if meta.collection is None:
+        raise UowError(f"{meta.name} is abstract: it has no collection")
+    return meta
+
+
+def stored_id(meta: ModelMeta, value: Any) -> Any:
+    """An id as stored, checked so that it can never become an operator."""
+    spec = meta.id_spec
+    if spec is None:
+        return value
+    if isinstance(value, Ref):
+        value = value.id
+    spec.check(meta.name, "id", value)
+    return spec.dump(value) if spec.needs_dump else value
 
 
 def id_of(key: Key) -> Any:

@@ -1,5 +1,10 @@
 """Executes a flush plan with pymongo, and maps driver errors back to documents.
 
+``Flush`` is one flush's execution, as SQLAlchemy's ``UOWTransaction`` is: send
+each batch (``run_batch``), find the writes that lost a race (checked writes
+that matched nothing), settle what landed in the tracker, and on a failure
+bring the tracker in line with what the server applied.
+
 Every write of a batch goes out as one command (``insert_many`` or one ordered
 ``bulk_write``). With ``ordered=True`` the server stops at the first failing
 write, so the writes before it landed and the rest did not: that is what lets a
@@ -11,8 +16,8 @@ and nowhere else. On mongomock an update or delete batch goes through
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from bson.errors import BSONError
 from pymongo.errors import (
@@ -29,8 +34,17 @@ from pymongo.errors import (
 
 from . import _embedded
 from ._backend import is_mongomock
-from ._plan import INSERT, Batch, WriteOp
-from .exceptions import DuplicateKeyError, FlushError
+from ._channel import Channel
+from ._flush import put_back_versions
+from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, unique_docs
+from ._tracker import Tracker
+from .exceptions import DuplicateKeyError, FlushError, StaleDocumentError
+from .operators import MISSING, same
+
+if TYPE_CHECKING:
+    from ._indoubt import Doubts
+    from .document import ModelMeta
+    from .transaction import Transaction
 
 __all__: list[str] = []
 
@@ -137,7 +151,7 @@ def run_batch(
         # The command may have been applied, in part or whole, with the reply lost.
         # Nothing is marked written and everything stays queued; the session
         # remembers these writes as in doubt and settles them at the next flush
-        # (Session._reconcile) instead of blindly sending them again.
+        # (Doubts.reconcile) instead of blindly sending them again.
         error = FlushError(
             f"{what}: the outcome is unknown ({exc}). The server may have applied some, "
             "all or none of them. They stay queued: the next flush first reads back which "
@@ -224,3 +238,193 @@ def _unique_values(op: WriteOp) -> dict[str, Any] | None:
                     value = value.get(part) if isinstance(value, dict) else None
                 values[path] = value
     return values or None
+
+
+class Flush:
+    """One flush: its write operations, their batches, and what became of them."""
+
+    __slots__ = ("_channel", "_doubts", "_tracker", "_transaction", "ops", "plan")
+
+    def __init__(
+        self,
+        ops: list[WriteOp],
+        plan: list[Batch],
+        tracker: Tracker,
+        channel: Channel,
+        transaction: Transaction,
+        doubts: Doubts,
+    ) -> None:
+        self.ops = ops
+        self.plan = plan
+        self._tracker = tracker
+        self._channel = channel
+        self._transaction = transaction
+        self._doubts = doubts
+
+    def execute(self) -> tuple[list[WriteOp], int]:
+        """Send every batch, in order; returns the writes that landed and the round trips.
+
+        Documents are settled (clean, persistent, or gone) only once their writes
+        landed; everything else stays queued.
+
+        Raises:
+            FlushError: (or ``DuplicateKeyError``, ``StaleDocumentError``) a batch
+                failed; the error says what was applied.
+        """
+        channel = self._channel
+        tracker = self._tracker
+        plan = self.plan
+        done: list[WriteOp] = []
+        round_trips = 0
+        for position, batch in enumerate(plan):
+            try:
+                result = run_batch(
+                    batch, channel.handle(batch.collection), channel.driver_session, channel.send
+                )
+                stale, guessed = self._stale_ops(batch, result)
+                if stale:
+                    raise self._stale_failure(batch, stale, plan[position + 1 :], guessed)
+            except BatchFailed as failed:
+                round_trips += 1
+                channel.round_trips += 1
+                self._batch_failed(failed, done, plan[position + 1 :])
+                raise failed.error from failed.error.cause
+            except BaseException:
+                # Refused before it was sent (TooManyRequests) or interrupted: the
+                # batches before it landed and are marked so; the rest stay queued.
+                sent = {id(op) for op in done}
+                put_back_versions([op for op in self.ops if id(op) not in sent])
+                tracker.settle(done, self._transaction.active)
+                raise
+            round_trips += 1
+            channel.round_trips += 1
+            done.extend(batch.ops)
+        tracker.settle(done, self._transaction.active)
+        return done, round_trips
+
+    def _batch_failed(self, failed: BatchFailed, done: list[WriteOp], later: list[Batch]) -> None:
+        """Bring the tracker in line with a failed batch and complete its error."""
+        error = failed.error
+        ops = self.ops
+        if self._transaction.active:
+            # The server aborted the transaction: nothing of it (earlier flushes
+            # included) landed. Every document goes back to its last committed version.
+            put_back_versions(reversed([*self._tracker.tx_ops, *ops]))
+            unflushed = self._transaction.failed()
+            error.transaction_aborted = True
+            error.applied = []
+            error.not_applied = unique_docs([*unflushed, *(op.doc for op in ops)])
+            error.args = (
+                f"{error.args[0]} The server aborted the transaction: every change since "
+                "the last commit is unflushed again and stays queued.",
+            )
+            return
+        landed = (
+            failed.landed_ops
+            if failed.landed_ops is not None
+            else failed.batch.ops[: failed.applied]
+        )
+        kept = {id(op) for op in done} | {id(op) for op in landed}
+        put_back_versions([op for op in ops if id(op) not in kept])
+        self._tracker.settle(done + landed, False)
+        # What landed: the earlier batches of this flush, and the failed one's part.
+        error.applied = unique_docs([*(op.doc for op in done), *error.applied])
+        if failed.in_doubt:
+            self._doubts.add(False, list(failed.batch.ops))
+        # The batches after the failed one were not sent: they stay queued too.
+        error.not_applied = unique_docs(
+            [*error.not_applied, *(op.doc for batch in later for op in batch.ops)]
+        )
+
+    # -- lost races -----------------------------------------------------------------
+
+    def _stale_ops(self, batch: Batch, result: Any) -> tuple[list[WriteOp], bool]:
+        """Checked writes of a landed batch that matched nothing: lost races.
+
+        Returns them, and whether uow had to guess: an ordered bulk write's
+        result gives only the batch's total of matched (deleted) documents, so
+        when some write matched nothing the documents are read back to see
+        which. A document that shows this write's values (or, for a versioned
+        delete, is gone) may show another session's identical write instead;
+        when the total says more writes missed than the read-back can name,
+        those documents are reported too, rather than a lost write taken for a
+        landed one.
+        """
+        checked = [op for op in batch.ops if op.checked]
+        if not checked or result is None or batch.kind not in (UPDATE, DELETE):
+            return [], False
+        count = getattr(result, "matched_count" if batch.kind == UPDATE else "deleted_count", None)
+        # With only checked writes in the batch, the total says how many missed.
+        missed: int | None = None
+        if len(checked) == len(batch.ops) and isinstance(count, int):
+            missed = len(checked) - count
+        if missed is not None and missed <= 0:
+            return [], False
+        if batch.kind == UPDATE and missed == len(checked):
+            return checked, False  # none matched: nothing to read back
+        ids = [op.doc._uow_state.id for op in checked]
+        query = {"_id": {"$in": ids}}
+        found = self._channel.find_all(batch.collection, query)
+        stored = {raw["_id"]: raw for raw in found}
+        definite: list[WriteOp] = []
+        unsure: list[WriteOp] = []
+        for op in checked:
+            meta: ModelMeta = type(op.doc)._uow_meta
+            now = stored.get(op.doc._uow_state.id)
+            if op.kind == DELETE:
+                if now is not None:
+                    definite.append(op)
+                elif meta.version_field is not None:
+                    unsure.append(op)  # gone: by this delete, or by another session's
+            elif now is None or not _landed_as(now, op):
+                definite.append(op)
+            else:
+                unsure.append(op)
+        if missed is None or len(definite) >= missed:
+            return definite, False
+        return definite + unsure, True
+
+    def _stale_failure(
+        self, batch: Batch, stale: list[WriteOp], later: list[Batch], guessed: bool = False
+    ) -> BatchFailed:
+        """The error for a batch some of whose writes lost a race."""
+        docs = [op.doc for op in stale]
+        lost = {id(op) for op in stale}
+        landed = [op for op in batch.ops if id(op) not in lost]
+        names = ", ".join(f"{type(d).__name__} {d.id!r}" for d in docs[:10])
+        more = f" and {len(docs) - 10} more" if len(docs) > 10 else ""
+        later_docs = [op.doc for b in later for op in b.ops]
+        doubt = (
+            " (Another session wrote the same values to some of them at the same moment, "
+            "so which write landed cannot be told: all of them are reported.)"
+            if guessed
+            else ""
+        )
+        error = StaleDocumentError(
+            f"{names}{more} changed or vanished in the database since this session loaded "
+            f"{'it' if len(docs) == 1 else 'them'}: the {batch.kind} matched nothing.{doubt} "
+            f"{len(landed)} other write(s) of this batch landed. refresh() the stale "
+            "document(s) and apply the change again.",
+            documents=docs,
+            applied=[op.doc for op in landed],
+            not_applied=docs + later_docs,
+        )
+        return BatchFailed(batch, 0, error, landed_ops=landed)
+
+
+def _path_value(doc: Mapping[str, Any], path: str) -> Any:
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def _landed_as(stored: Mapping[str, Any], op: WriteOp) -> bool:
+    """Whether the stored document shows this update's ``$set``/``$unset`` writes."""
+    update: Mapping[str, Any] = op.statement or {}
+    for path, value in update.get("$set", {}).items():
+        if not same(_path_value(stored, path), value):
+            return False
+    return all(_path_value(stored, path) is MISSING for path in update.get("$unset", {}))

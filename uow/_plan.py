@@ -59,6 +59,31 @@ class WriteOp:
         return f"<WriteOp {self.kind} {self.collection} {self.statement!r}>"
 
 
+class ExplicitUpdate:
+    """An ``update()`` call waiting for the flush."""
+
+    __slots__ = ("doc", "filter", "operators", "tracked", "upsert")
+
+    def __init__(
+        self,
+        doc: Any,
+        operators: dict[str, str],
+        filter: dict[str, Any] | None,
+        upsert: bool,
+        tracked: bool,
+    ) -> None:
+        self.doc = doc
+        self.operators = operators
+        self.filter = filter
+        self.upsert = upsert
+        self.tracked = tracked
+
+
+def unique_docs(docs: Iterable[Any]) -> list[Any]:
+    """``docs`` without repeats (by identity), in order."""
+    return list({id(doc): doc for doc in docs}.values())
+
+
 class Batch:
     """Writes of one kind to one collection: one command on the wire."""
 

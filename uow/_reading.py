@@ -1,22 +1,24 @@
 """Queries bound to a session: ``s.query(User).filter(...).sort(...)``.
 
 Each builder method returns a new query (the original is unchanged), so a
-query can be kept and refined. Results stream from the cursor through the
-session's identity map.
+query can be kept and refined. Results stream from the session's channel
+through its tracker (the identity map). A query holds its session's ``Reader``:
+the channel, the tracker, and the session's autoflush and transaction start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
-from ._identity import key_for
+from ._channel import Channel
+from ._tracker import Tracker
 from .exceptions import MultipleFound, NotFound, ValidationError
 from .query import Expr, QueryField, class_filter, compile_filter, compile_sort
 
 if TYPE_CHECKING:
     from .document import Document, ModelMeta
-    from .session import Session
+    from .transaction import Transaction
 
 __all__ = ["Query", "RemoveQuery"]
 
@@ -33,12 +35,49 @@ ExprArg: TypeAlias = Expr | bool
 _new = object.__new__
 
 
+def _no_autoflush(meta: ModelMeta) -> None:
+    pass
+
+
+class Reader:
+    """What a session's queries read with: made once per session.
+
+    ``autoflush_for(meta)``: flush if pending work could change a query's result
+    on ``meta``'s collection (the session's, until it closes: see ``closed``).
+    """
+
+    __slots__ = ("autoflush_for", "channel", "tracker", "transaction")
+
+    def __init__(
+        self,
+        channel: Channel,
+        tracker: Tracker,
+        transaction: Transaction,
+        autoflush_for: Callable[[ModelMeta], None],
+    ) -> None:
+        self.channel = channel
+        self.tracker = tracker
+        self.transaction = transaction
+        self.autoflush_for = autoflush_for
+
+    def closed(self) -> None:
+        """The session closed: its queries refuse to run (the tracker is closed), and
+        the reader lets go of it (a bound method of the session would keep the
+        session and the reader in a reference cycle)."""
+        self.autoflush_for = _no_autoflush
+
+    def begin(self, meta: ModelMeta) -> None:
+        """Before reading: the session is open and flushed."""
+        self.tracker.check_open()
+        self.autoflush_for(meta)
+
+
 class _Filtered(Generic[D]):
     # Slots: a query is copied by each builder call (one per lookup in a loop).
-    __slots__ = ("_cls", "_exclude", "_meta", "_parts", "_session")
+    __slots__ = ("_cls", "_exclude", "_meta", "_parts", "_reader")
 
-    def __init__(self, session: Session, cls: type[D], exclude_subclasses: bool = False) -> None:
-        self._session = session
+    def __init__(self, reader: Reader, cls: type[D], exclude_subclasses: bool = False) -> None:
+        self._reader = reader
         self._cls = cls
         self._meta: ModelMeta = cls._uow_meta
         self._exclude = exclude_subclasses
@@ -48,7 +87,7 @@ class _Filtered(Generic[D]):
     def _copy(self, part: dict[str, Any] | None = None) -> Any:
         """A new query like this one (with ``part`` added to its filter)."""
         clone = _new(type(self))
-        clone._session = self._session
+        clone._reader = self._reader
         clone._cls = self._cls
         clone._meta = self._meta
         clone._exclude = self._exclude
@@ -83,8 +122,8 @@ class Query(_Filtered[D]):
 
     __slots__ = ("_fields", "_limit", "_skip", "_sort")
 
-    def __init__(self, session: Session, cls: type[D], exclude_subclasses: bool = False) -> None:
-        super().__init__(session, cls, exclude_subclasses)
+    def __init__(self, reader: Reader, cls: type[D], exclude_subclasses: bool = False) -> None:
+        super().__init__(reader, cls, exclude_subclasses)
         self._sort: list[tuple[str, int]] = []
         self._skip = 0
         self._limit = 0
@@ -161,15 +200,13 @@ class Query(_Filtered[D]):
 
     def _begin(self) -> tuple[dict[str, int] | None, frozenset[str] | None]:
         """Before reading: the session is open and flushed; the projection and absent fields."""
-        session = self._session
-        session._check_open()
-        session.autoflush_for(self._meta)
+        self._reader.begin(self._meta)
         return self._projection()
 
     def _rows(self) -> tuple[Iterator[Mapping[str, Any]], frozenset[str] | None]:
         """The stored documents (streamed from the cursor) and the fields left out."""
         projection, absent = self._begin()
-        rows = self._session._find(
+        rows = self._reader.channel.find(
             self._meta,
             self.raw(),
             sort=self._sort or None,
@@ -180,14 +217,14 @@ class Query(_Filtered[D]):
         return rows, absent
 
     def _iterate(self) -> Iterator[D]:
-        session = self._session
+        tracker = self._reader.tracker
         rows, absent = self._rows()
-        load = session._load
+        load = tracker.load
         for raw in rows:
-            if session.closed:
+            if tracker.closed:
                 # Its documents would belong to a closed session, and could be
                 # added nowhere: the iteration ends with the session.
-                session._check_open()
+                tracker.check_open()
             yield load(self._cls, raw, absent)
 
     def __iter__(self) -> Iterator[D]:
@@ -197,13 +234,13 @@ class Query(_Filtered[D]):
     def all(self) -> list[D]:
         """Every result, as a list."""
         rows, absent = self._rows()
-        load = self._session._load
+        load = self._reader.tracker.load
         cls = self._cls
         return [load(cls, raw, absent) for raw in rows]
 
     def first(self) -> D | None:
         """The first result, or None when nothing matches."""
-        session = self._session
+        reader = self._reader
         meta = self._meta
         parts = self._parts
         if (
@@ -216,15 +253,14 @@ class Query(_Filtered[D]):
         ):
             # The most frequent query (one filter on a root class, every field): no
             # projection, no class condition, nothing to merge.
-            session._check_open()
-            session.autoflush_for(meta)
-            raw = session._find_one(meta, dict(parts[0]))
-            return None if raw is None else session._load(self._cls, raw)
+            reader.begin(meta)
+            raw = reader.channel.find_one(meta, dict(parts[0]))
+            return None if raw is None else reader.tracker.load(self._cls, raw)
         projection, absent = self._begin()
-        raw = session._find_one(
+        raw = reader.channel.find_one(
             self._meta, self.raw(), sort=self._sort or None, skip=self._skip, projection=projection
         )
-        return None if raw is None else session._load(self._cls, raw, absent)
+        return None if raw is None else reader.tracker.load(self._cls, raw, absent)
 
     def one(self) -> D:
         """The only result.
@@ -242,10 +278,8 @@ class Query(_Filtered[D]):
 
     def count(self) -> int:
         """How many stored documents match (after autoflush)."""
-        session = self._session
-        session._check_open()
-        session.autoflush_for(self._meta)
-        return session._count(self._meta, self.raw())
+        self._reader.begin(self._meta)
+        return self._reader.channel.count(self._meta, self.raw())
 
     def __repr__(self) -> str:
         return f"<Query {self._meta.name} {self.raw()!r}>"
@@ -266,30 +300,22 @@ class RemoveQuery(_Filtered[D]):
 
         Tracked documents that matched leave the identity map as ``DETACHED``.
         """
-        session = self._session
-        session._check_open()
-        session.autoflush_for(self._meta)
+        reader = self._reader
+        reader.begin(self._meta)
         # Inside the session's transaction, so that rollback() undoes it too.
-        session._begin_transaction_if_needed()
+        reader.transaction.begin_if_needed()
+        channel = reader.channel
         filter_ = self.raw()
-        ids = [raw["_id"] for raw in session._find(self._meta, filter_, projection={"_id": 1})]
+        ids = [raw["_id"] for raw in channel.find(self._meta, filter_, projection={"_id": 1})]
         if not ids:
             return 0
         target = {"$and": [filter_, {"_id": {"$in": ids}}]} if filter_ else {"_id": {"$in": ids}}
-        collection = session._collection(self._meta)
-        result = session._send(
-            "delete",
-            collection.name,
-            lambda: collection.delete_many(target, **session._session_kw()),
-            target,
-        )
+        deleted = channel.delete_many(self._meta, target)
         collection_name = self._meta.collection
-        assert collection_name is not None  # _collection() refused an abstract class
+        assert collection_name is not None  # delete_many() refused an abstract class
+        in_transaction = reader.transaction.active
         for stored_id in ids:
-            obj = session._map.get(key_for(collection_name, stored_id))
-            if obj is not None:
-                session._forget(obj)
-        deleted: int = result.deleted_count
+            reader.tracker.forget_deleted_id(collection_name, stored_id, in_transaction)
         return deleted
 
 

@@ -26,6 +26,7 @@ from ._diff import (
     snapshot_and_update,
     snapshot_of,
     snapshot_with,
+    stored_form,
     update_for,
     whole_update,
 )
@@ -172,6 +173,22 @@ def unexpire(obj: Document, state: DocState) -> None:
             absent.discard(name)
     object.__setattr__(obj, "_uow_absent", frozenset(absent) or None)
     state.expired = NO_EXPIRED
+
+
+def restore_fields(obj: Document, target: Mapping[str, Any], ctx: Any) -> None:
+    """Put ``obj``'s fields back to a stored form (rollback)."""
+    # A copy: the object must share no list or dict with the snapshot.
+    fresh = type(obj)._uow_load(stored_form(target), ctx, obj._uow_absent)
+    copy_fields(fresh, obj)
+
+
+def copy_fields(source: Any, target: Any) -> None:
+    absent = source._uow_absent or ()
+    for f in type(source)._uow_meta.fields:
+        if f.name not in absent:
+            object.__setattr__(target, f.name, getattr(source, f.name))
+    object.__setattr__(target, "_uow_extra", source._uow_extra)
+    object.__setattr__(target, "_uow_absent", source._uow_absent)
 
 
 def mutated(obj: Document, snapshot: Mapping[str, Any]) -> bool:

@@ -250,7 +250,7 @@ def test_a_result_that_fails_midway_keeps_its_loaded_documents_tracked(
         yield first_only
         raise RuntimeError("connection lost mid-result")
 
-    monkeypatch.setattr(s, "_find", cursor_lost)
+    monkeypatch.setattr(s._channel, "find", cursor_lost)
     with pytest.raises(RuntimeError, match="mid-result"):
         s.query(SxPerson).all()
     monkeypatch.undo()

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-import uow.session
+import uow._flush
 from uow import ValidationError
+from uow._tracker import Tracker
 from uow.session import FlushResult, Session
 
 from ._support import (
@@ -459,7 +460,7 @@ def test_a_flush_of_10000_clean_documents_serializes_none_of_them(
     assert s.stats().identity_map_size == 2 * n
     to_bson_person = _count_calls(monkeypatch, SxPerson, "_uow_to_bson")
     to_bson_flat = _count_calls(monkeypatch, SxFlat, "_uow_to_bson")
-    new_snapshots = _count_calls(monkeypatch, uow.session, "snapshot_and_update")
+    new_snapshots = _count_calls(monkeypatch, uow._flush, "snapshot_and_update")
 
     assert s.flush() == FlushResult()
     # A document nobody assigned to can only have changed in place: its lists
@@ -484,7 +485,7 @@ def test_a_loop_of_queries_looks_at_no_tracked_document_that_cannot_change_in_pl
 ) -> None:
     ids = insert_raw(sessions.db, "flats", [{"name": f"f{i}"} for i in range(300)])
     s = sessions.open()
-    compared = _count_calls(monkeypatch, Session, "_has_change")
+    compared = _count_calls(monkeypatch, Tracker, "has_change")
     for stored_id in ids:  # each query autoflushes; 300 tracked documents at the end
         assert s.filter(SxFlat, id=stored_id)[0].name.startswith("f")
     # SxFlat has no list, dict or embedded field: nothing to look at, query after query.

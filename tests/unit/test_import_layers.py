@@ -11,23 +11,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[2] / "uow"
 
-#: Being restructured in #18 (the session layer): their function-local imports go
-#: with that work. Remove a name from here once its module is done.
-PENDING = frozenset(
-    {
-        "session",
-        "_state",
-        "_reading",
-        "_context",
-        "_backend",
-        "service",
-        "testing",
-    }
-)
+#: Modules allowed a function-local import of another uow module: none.
+PENDING: frozenset[str] = frozenset()
 
 
 def _modules(package: Path) -> dict[str, ast.Module]:
@@ -201,8 +188,3 @@ def test_a_function_local_import_is_found(tmp_path: Path) -> None:
     assert function_local_imports(package, frozenset({"session"})) == [
         "uow/a.py:2 imports uow.b inside a function or class"
     ]
-
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_modules_exist(name: str) -> None:
-    assert (PACKAGE / f"{name}.py").exists(), f"{name} left the package: drop it from PENDING"

@@ -1,0 +1,316 @@
+"""Organize and collect: a flush's write operations, from the tracker's queues. No I/O.
+
+``organize`` reads the tracker's queues and its documents' changes and returns
+one ``WriteOp`` per document: inserts (a replace where a deleted document of
+the same id was added back), updates of documents assigned to, explicitly
+updated or changed in place, explicit updates of untracked documents, deletes.
+``_plan.build_plan`` orders them into batches; ``_persistence`` sends them.
+
+What each update sends is decided by ``_state`` (snapshots and the diff); here
+are the version bump, ``$currentDate``, the operators an explicit ``update()``
+overrides, and the target filter (``_id``, shard key, version as loaded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pymongo import DeleteOne, ReplaceOne, UpdateOne
+
+from ._diff import check_update, whole_update
+from ._identity import Key
+from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, WriteOp
+from ._state import (
+    DocState,
+    ObjectState,
+    full_update,
+    mutated,
+    snapshot_and_update,
+    snapshot_of,
+)
+from ._stored import Absent
+from ._tracker import Tracker
+from .document import Document, ModelMeta
+from .exceptions import ValidationError
+from .operators import MISSING, OPERATORS, UpdateSpec, same
+from .query import Expr, QueryField
+
+__all__: list[str] = []
+
+_PERSISTENT = ObjectState.PERSISTENT
+
+
+def organize(tracker: Tracker) -> list[WriteOp]:
+    """The queue and the tracked documents' changes as write operations.
+
+    Building an update bumps a versioned document's version in memory; if a
+    later document is refused (``ValidationError``), those are put back.
+    """
+    ops: list[WriteOp] = []
+    try:
+        _collect_ops(tracker, ops)
+    except BaseException:
+        put_back_versions(ops)
+        raise
+    return ops
+
+
+def put_back_versions(ops: Iterable[WriteOp]) -> None:
+    """Writes that did not land: their documents keep the version they loaded."""
+    for op in ops:
+        version = type(op.doc)._uow_meta.version_field
+        if op.version_before is not None and version is not None:
+            object.__setattr__(op.doc, version.name, op.version_before)
+
+
+def _collect_ops(tracker: Tracker, ops: list[WriteOp]) -> None:
+    replaced: set[Key] = set()
+    deletes = tracker.deletes
+    for key, obj in tracker.inserts.items():
+        meta = type(obj)._uow_meta
+        obj._uow_check_deep(meta.name, "")
+        doc = obj._uow_to_bson()
+        data = snapshot_of(meta, doc)
+        if key in deletes:
+            # Deleted and re-added with the same id: one replace, not a colliding insert.
+            replaced.add(key)
+            request: Any = ReplaceOne({"_id": doc["_id"]}, doc)
+            ops.append(WriteOp(UPDATE, key[0], obj, request, data, data))
+        else:
+            ops.append(WriteOp(INSERT, key[0], obj, doc, data, data))
+    _collect_updates(tracker, ops)
+    for explicit in tracker.updates.values():
+        if not explicit.tracked:
+            ops.append(_untracked_update_op(explicit))
+    for key, obj in deletes.items():
+        if key in replaced:
+            continue
+        filter_ = target_filter(obj, obj._uow_state)
+        op = WriteOp(DELETE, key[0], obj, DeleteOne(filter_), None, filter_)
+        op.checked = True
+        ops.append(op)
+
+
+def _collect_updates(tracker: Tracker, ops: list[WriteOp]) -> None:
+    """The updates of documents assigned to, explicitly updated, or changed in place.
+
+    In that order: assignments and explicit updates as queued, then the rest
+    of the map. A document nobody assigned to, without fields that change in
+    place, is not looked at.
+    """
+    seen: set[int] = set()
+    queued = [*tracker.modified.values()]
+    queued += [u.doc for u in tracker.updates.values() if u.tracked]
+    for obj in queued:
+        if id(obj) not in seen:
+            seen.add(id(obj))
+            if obj._uow_state.status is _PERSISTENT:
+                op = _update_op(tracker, obj)
+                if op is not None:
+                    ops.append(op)
+    persistent = _PERSISTENT
+    for obj in tracker.objects():
+        if not type(obj)._uow_meta.mutable:
+            continue
+        state = obj._uow_state
+        if state.status is not persistent or (seen and id(obj) in seen):
+            continue
+        snapshot = state.snapshot
+        if snapshot is not None and not obj._uow_mutated(snapshot):
+            continue
+        op = _update_op(tracker, obj, changed=True)
+        if op is not None:
+            ops.append(op)
+
+
+def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> WriteOp | None:
+    """The update that persists ``obj``'s change, or None (``changed``: known to be)."""
+    state: DocState = obj._uow_state
+    meta: ModelMeta = type(obj)._uow_meta
+    explicit = tracker.updates.get(state.key)
+    old = state.snapshot
+    assert old is not None
+    if not (changed or explicit is not None or state.modified or mutated(obj, old)):
+        return None
+    # Only what can differ is compared: the fields assigned to (when that is all
+    # that marked the document) and those that change in place.
+    if explicit is not None:
+        assigned: int | None = None
+    elif state.modified:
+        assigned = state.assigned
+    else:
+        assigned = 0
+    # A document assigned to may also have changed in place. When it did not (one
+    # comparison tells), its in-place fields are the snapshot's: valid as they
+    # are (nothing of them is written), and not compared again.
+    in_place = not (assigned and meta.mutable) or changed or mutated(obj, old)
+    # The new snapshot, diffed: the update's values share nothing with the live
+    # document, so the statement kept for errors and unknown outcomes stays as sent.
+    if assigned is None:
+        new, update = whole_update(meta, obj, old)
+    else:
+        keys = meta.keys_to_compare(assigned, in_place)
+        new, update = snapshot_and_update(meta, obj, old, keys)
+    if explicit is not None and explicit.operators:
+        update = _with_operators(meta, update, old, new, explicit.operators)
+    if in_place and update:
+        check_update(meta, obj, update)
+    version = meta.version_field
+    if not update:
+        if explicit is None:
+            # Only the version differs: never adopt a version nobody wrote.
+            version_only = version is not None and not same(
+                old.get(version.key, MISSING), new.get(version.key, MISSING)
+            )
+            tracker.nothing_to_write(obj, state, old if version_only else None)
+            return None
+        update = full_update(meta, new, explicit.operators, as_new=False)
+        if not update:
+            return None
+    version_before: Any = None
+    if version is not None:
+        # Optimistic concurrency: the write is conditional on the version loaded
+        # (see target_filter) and bumps it.
+        version_before = getattr(obj, version.name)
+        loaded = old.get(version.key, MISSING)
+        if type(loaded) is Absent:
+            loaded = loaded.value
+        start = loaded if isinstance(loaded, int) and not isinstance(loaded, bool) else 0
+        bumped = start + 1
+        object.__setattr__(obj, version.name, bumped)
+        new[version.key] = version.spec.dump(bumped) if version.spec.needs_dump else bumped
+        update.setdefault("$set", {})[version.key] = bumped
+    for key in meta.current_date_keys:
+        update.setdefault("$currentDate", {})[key] = True
+    filter_ = target_filter(obj, state, old)
+    own_target = explicit is None or explicit.filter is None
+    if explicit is not None and explicit.filter is not None:
+        filter_ = explicit.filter
+    request = UpdateOne(filter_, update)
+    op = WriteOp(UPDATE, state.key[0], obj, request, new, update)
+    op.checked = own_target
+    op.version_before = version_before
+    return op
+
+
+def _untracked_update_op(explicit: ExplicitUpdate) -> WriteOp:
+    obj = explicit.doc
+    meta: ModelMeta = type(obj)._uow_meta
+    obj._uow_check_deep(meta.name, "")
+    doc = obj._uow_to_bson()
+    operators = explicit.operators
+    if obj._uow_state is not None:
+        # Loaded (by a no_tracking session, or detached since): its values are what
+        # is stored, not deltas, so every field is sent with $set.
+        absolute = {
+            f.name: "$set"
+            for f in meta.fields
+            if f.on_update is not None and f.on_update != "$currentDate"
+        }
+        operators = {**absolute, **operators}
+    update = full_update(meta, doc, operators, as_new=True)
+    filter_ = explicit.filter
+    if filter_ is None:
+        # The document stands for the stored one: its shard key targets one shard
+        # (and an upsert on a sharded collection needs the whole shard key).
+        filter_ = {"_id": doc["_id"]}
+        for name in meta.shard_key:
+            key = meta.by_name[name].key
+            if key in doc:
+                filter_[key] = doc[key]
+    request = UpdateOne(filter_, update, upsert=explicit.upsert)
+    assert meta.collection is not None
+    return WriteOp(UPDATE, meta.collection, obj, request, None, update)
+
+
+def target_filter(
+    obj: Document, state: DocState, old: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``_id``, the shard key as loaded (one shard), and the version loaded."""
+    filter_: dict[str, Any] = {"_id": state.id}
+    meta: ModelMeta = type(obj)._uow_meta
+    version = meta.version_field
+    if (meta.shard_key or version is not None) and state.snapshot is not None:
+        loaded = old if old is not None else state.snapshot
+        for name in meta.shard_key:
+            key = meta.by_name[name].key
+            if key in loaded:
+                value = loaded[key]
+                filter_[key] = {"$exists": False} if type(value) is Absent else value
+        if version is not None:
+            filter_[version.key] = _version_condition(version, loaded)
+    return filter_
+
+
+def _version_condition(version: Any, loaded: Mapping[str, Any]) -> Any:
+    """What the stored version must be for a write based on ``loaded`` to apply.
+
+    A stored document without the version key loads with the field's default, so
+    the loaded default matches the key's absence (or null) as well; its first
+    update sets the key. Any other version must be there exactly.
+    """
+    value = loaded.get(version.key, MISSING)
+    if value is MISSING or type(value) is Absent:
+        return {"$exists": False}
+    default = version.attribute.default
+    if value is None or (type(value) is int and type(default) is int and value == default):
+        return {"$in": [value, None]} if value is not None else None
+    return value
+
+
+def _with_operators(
+    meta: ModelMeta,
+    update: UpdateSpec,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    operators: Mapping[str, str],
+) -> UpdateSpec:
+    """Re-diff the fields whose operator an explicit ``update()`` overrides."""
+    overridden = {meta.by_name[name].key: op for name, op in operators.items()}
+    result: UpdateSpec = {}
+    for op_name, paths in update.items():
+        for path, value in paths.items():
+            if path.split(".", 1)[0] not in overridden:
+                result.setdefault(op_name, {})[path] = value
+    for key, op_name in overridden.items():
+        before, after = old.get(key, MISSING), new.get(key, MISSING)
+        if not same(before, after):
+            OPERATORS[op_name](result, key, before, after)
+    return result
+
+
+def explicit_operators(meta: ModelMeta, targets: Mapping[Any, str]) -> dict[str, str]:
+    """``update()``'s operator overrides by attribute name, checked.
+
+    Raises:
+        ValidationError: an unknown field or operator.
+    """
+    operators: dict[str, str] = {}
+    for target, operator in targets.items():
+        name = target.attribute_path if isinstance(target, QueryField) else str(target)
+        if name not in meta.by_name:
+            raise ValidationError(
+                f"update(): {meta.name} has no field {name!r}", document_class=meta.name
+            )
+        if operator not in OPERATORS:
+            raise ValidationError(
+                f"update(): {operator!r} is not an operator; use one of {', '.join(OPERATORS)}"
+            )
+        operators[name] = operator
+    return operators
+
+
+def explicit_filter(id_expression: Any) -> dict[str, Any] | None:
+    """``update(id_expression=...)`` as a filter dict (None: target ``_id``).
+
+    Raises:
+        ValidationError: neither an expression nor a filter dict.
+    """
+    if id_expression is None:
+        return None
+    if isinstance(id_expression, Expr):
+        return dict(id_expression.filter)
+    if isinstance(id_expression, Mapping):
+        return dict(id_expression)
+    raise ValidationError("update(id_expression=...) takes a query expression or a filter dict")

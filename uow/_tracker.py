@@ -1,0 +1,878 @@
+"""The unit of work's bookkeeping: the identity map, the queues, and every state change.
+
+A document's tracking state (its ``DocState``: status, snapshots, pins in the
+identity map) changes here and nowhere else, through a few named transitions:
+
+* ``add`` (``register_new`` or ``reattach``), ``mark_deleted``, ``queue_update``:
+  the user's calls;
+* ``load`` (``register_loaded``, or ``merge_loaded`` for a document already here),
+  ``reload``: what a read brings;
+* ``on_modified``, ``on_expired_read``, ``on_dropped``: the document's own hooks
+  (``DocState.owner`` is the tracker);
+* ``settle`` (a batch landed), ``nothing_to_write``, ``requeue_changed``: the flush;
+* ``requeue_transaction`` (the transaction failed), ``transaction_committed``,
+  ``restore`` (rollback);
+* ``forget_insert``, ``detach``, ``forget_deleted``, ``clear_cache``,
+  ``clear_queue``, ``detach_all``: letting documents go.
+
+Everything else (the flush's organizer, the persistence of batches, the reading
+of in-doubt writes, queries) only reads the queues and calls these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from bson import ObjectId
+from pymongo import ReplaceOne
+
+from ._diff import loaded_snapshot, merged_snapshot, stored_form
+from ._identity import IdentityMap, Key, key_for, meta_of, stored_id
+from ._plan import INSERT, UPDATE, ExplicitUpdate, WriteOp, unique_docs
+from ._state import (
+    DETACHED,
+    NO_EXPIRED,
+    DocState,
+    ObjectState,
+    changed_paths,
+    copy_fields,
+    expire,
+    mutated,
+    restore_fields,
+    snapshot_of,
+    unchanged,
+    unexpire,
+)
+from ._types import LoadContext
+from .document import Document, ModelMeta, set_state
+from .exceptions import SessionClosedError, UowError
+
+__all__: list[str] = []
+
+# The states as module constants: in Python 3.11 each ``ObjectState.X`` is a class
+# attribute lookup through the enum's metaclass (~70 ns), on every hot path here.
+_TRANSIENT = ObjectState.TRANSIENT
+_PENDING = ObjectState.PENDING
+_PERSISTENT = ObjectState.PERSISTENT
+_DELETED = ObjectState.DELETED
+_DETACHED = ObjectState.DETACHED
+
+D = TypeVar("D", bound=Document)
+
+#: Reads the fields ``projection`` names of the stored document ``filter`` finds
+#: (the channel's ``find_one``): how the tracker loads expired fields.
+FindOne = Callable[..., Any]
+
+
+def snapshot(obj: Document) -> dict[str, Any]:
+    """A snapshot of ``obj`` as it is now."""
+    return snapshot_of(type(obj)._uow_meta, obj._uow_to_bson())
+
+
+def _let_go(state: DocState) -> None:
+    """The document leaves its session (``DETACHED``) and keeps its state record,
+    snapshot included: ``add()`` elsewhere finds what changed since (see
+    ``Tracker.reattach_changed``). Two slot stores, no new object."""
+    state.owner = None
+    state.status = _DETACHED
+
+
+def _detached_copy(state: DocState) -> DocState:
+    """A deleted document's state while its transaction may still roll back."""
+    copy = DocState(None, state.key, _DETACHED, state.snapshot, state.id)
+    copy.committed = state.committed
+    return copy
+
+
+class Tracker:
+    """The identity map and the queues of one session; see the module docstring.
+
+    The queues are read by the flush (``_flush``, ``_persistence``, ``_indoubt``):
+    ``inserts``, ``deletes`` and ``modified`` by key, ``updates`` (explicit
+    ``update()`` calls) by key or ``("untracked", id(doc))``, ``collections`` in
+    the order work was first queued for them. ``tx_*``: what the open transaction
+    did, to undo in memory if it is aborted.
+    """
+
+    def __init__(
+        self, cache_size: int | None, ctx: LoadContext, no_tracking: bool, find_one: FindOne
+    ) -> None:
+        self._map = IdentityMap(cache_size)
+        self.ctx = ctx
+        self.no_tracking = no_tracking
+        self._find_one = find_one
+        self.closed = False
+        self.inserts: dict[Key, Document] = {}
+        self.deletes: dict[Key, Document] = {}
+        self.modified: dict[Key, Document] = {}
+        self.updates: dict[Any, ExplicitUpdate] = {}
+        self.collections: dict[str, None] = {}
+        # Collections of which this session tracked a document with fields that
+        # change in place: only there can a query's autoflush have to look for one.
+        self._mutable_in: set[str] = set()
+        #: whether a flush ever emptied a $currentDate field (see _state.expire)
+        self._expired_any = False
+        self.tx_inserted: dict[Key, Document] = {}
+        # Documents deleted in the open transaction, with their last committed form.
+        self.tx_deleted: dict[Key, tuple[Document, dict[str, Any] | None]] = {}
+        # Every write of the open transaction, in order (their documents are held
+        # until it ends, so an abort can queue each of them again), and the
+        # explicit update() calls it sent.
+        self.tx_ops: list[WriteOp] = []
+        self.tx_explicit: dict[Any, ExplicitUpdate] = {}
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise SessionClosedError("this session is closed; open a new one")
+
+    # -- the user's calls -----------------------------------------------------------
+
+    def add(self, obj: Document) -> None:
+        """Track a new document (``register_new``), or a detached one again (``reattach``)."""
+        meta = meta_of(obj)
+        state: DocState | None = obj._uow_state
+        if state is not None and state.owner is self:
+            if state.status is _DELETED:
+                raise UowError(
+                    f"{type(obj).__name__} {obj.id!r} is deleted in this session; "
+                    "rollback() or flush() first, or add a new object with that id"
+                )
+            return
+        if state is not None and state.owner is not None:
+            raise UowError(
+                f"{type(obj).__name__} {obj.id!r} belongs to another session; "
+                "expunge it there first"
+            )
+        collection = meta.collection
+        assert collection is not None  # meta_of() refused an abstract class
+        if meta.mutable:
+            self._mutable_in.add(collection)
+        sid = stored_id(meta, obj.id)
+        key = key_for(collection, sid)
+        current = self._map.get(key)
+        if current is not None and current is not obj and current._uow_state.status is not _DELETED:
+            raise UowError(
+                f"another {type(current).__name__} object with id {obj.id!r} is already "
+                "in this session; get() it, or expunge it first"
+            )
+        self.collections.setdefault(collection, None)
+        if (
+            state is not None
+            and state is not DETACHED
+            and state.snapshot is not None
+            and current is None
+            and self.tx_deleted.get(state.key, (None,))[0] is not obj
+        ):
+            self.reattach_changed(obj, state, key, sid)
+        elif state is DETACHED and current is None:
+            self.reattach(obj, key, sid)
+        else:
+            self.register_new(obj, key, sid)
+
+    def reattach(self, obj: Document, key: Key, sid: Any) -> None:
+        """Stored already, with no snapshot kept (loaded by a ``no_tracking``
+        session): track it again as it is now."""
+        object.__setattr__(obj, "_uow_state", DocState(self, key, _PERSISTENT, snapshot(obj), sid))
+        self._map.add_clean(key, obj)
+
+    def reattach_changed(self, obj: Document, state: DocState, key: Key, sid: Any) -> None:
+        """Detached (expunged, dropped by clear_cache, or from a closed session):
+        tracked again with the snapshot it had when it was last stored, and marked
+        as assigned to (compared whole at the next flush), so the changes made
+        while it was detached are found and written."""
+        state.owner = self
+        state.key = key
+        state.id = sid
+        state.status = _PERSISTENT
+        state.committed = state.snapshot
+        state.modified = True
+        state.assigned = None
+        state.pinned = False
+        state.expired = NO_EXPIRED
+        self.modified[key] = obj
+        self._map.hold(key, obj)
+
+    def register_new(self, obj: Document, key: Key, sid: Any) -> None:
+        """New, or replacing a deleted document of the same id: pending.
+
+        The deleted one stays queued in ``deletes`` (held strongly there) and the
+        key now finds this one.
+        """
+        object.__setattr__(obj, "_uow_state", DocState(self, key, _PENDING, None, sid))
+        self.inserts[key] = obj
+        self._map.hold(key, obj)
+
+    def mark_deleted(self, obj: Document) -> None:
+        """Delete ``obj`` at the next flush; a pending insert is simply cancelled."""
+        meta = meta_of(obj)
+        state: DocState | None = obj._uow_state
+        if state is not None and state.owner is self:
+            if state.status is _PENDING:
+                self.forget_insert(state.key, obj)
+                return
+            if state.status is _DELETED:
+                return
+            state.status = _DELETED
+            self.deletes[state.key] = obj
+            self.modified.pop(state.key, None)
+            self.updates.pop(state.key, None)
+            self._map.hold(state.key, obj)
+            self._note_collection(meta)
+            return
+        if state is not None and state.owner is not None:
+            raise UowError(
+                f"{type(obj).__name__} {obj.id!r} belongs to another session; delete it there"
+            )
+        if state is None:
+            raise UowError(
+                f"{type(obj).__name__} {obj.id!r} was never stored; there is nothing to delete"
+            )
+        # Detached (no_tracking loads, expunged): delete by id.
+        key = self.key(meta, obj.id)
+        tracked = self._map.get(key)
+        if tracked is not None:
+            self.mark_deleted(tracked)
+            return
+        object.__setattr__(obj, "_uow_state", DocState(self, key, _DELETED, snapshot(obj)))
+        self.deletes[key] = obj
+        self._map.hold(key, obj)
+        self._note_collection(meta)
+
+    def queue_update(
+        self,
+        obj: Document,
+        meta: ModelMeta,
+        operators: dict[str, str],
+        filter_: dict[str, Any] | None,
+        upsert: bool,
+    ) -> None:
+        """An explicit ``update()``: forced on a tracked document, whole on another."""
+        state: DocState | None = obj._uow_state
+        tracked = state is not None and state.owner is self
+        if tracked:
+            assert state is not None
+            if state.status is _PENDING:
+                return  # the insert writes it all
+            if state.status is _DELETED:
+                raise UowError(f"{meta.name} {obj.id!r} is deleted in this session")
+            self._map.hold(state.key, obj)
+            key: Any = state.key
+        else:
+            key = ("untracked", id(obj))
+        self._note_collection(meta)
+        self.updates[key] = ExplicitUpdate(obj, operators, filter_, upsert, tracked)
+
+    def forget_insert(self, key: Key, obj: Document) -> None:
+        """Forget a pending insert: ``obj`` becomes transient.
+
+        If it was to replace a deleted document of the same id, the key finds the
+        deleted one again.
+        """
+        self.inserts.pop(key, None)
+        self._map.discard(key, obj)
+        replaced = self.deletes.get(key)
+        if replaced is not None:
+            self._map.hold(key, replaced)
+        object.__setattr__(obj, "_uow_state", None)
+
+    def _undelete_queued(self) -> None:
+        """Queued deletes are dropped: their documents are persistent again."""
+        for key, obj in self.deletes.items():
+            state: DocState = obj._uow_state
+            state.status = _PERSISTENT
+            if state.modified or state.pinned:
+                self._map.hold(key, obj)
+                if state.modified:
+                    self.modified[key] = obj
+            else:
+                self._map.add_clean(key, obj)
+        self.deletes.clear()
+
+    def clear_queue(self) -> None:
+        """Forget queued inserts, deletes and explicit updates (not in-memory changes)."""
+        for key, obj in list(self.inserts.items()):
+            self.forget_insert(key, obj)
+        self._undelete_queued()
+        for key, explicit in self.updates.items():
+            state = explicit.doc._uow_state
+            if explicit.tracked and not state.modified and not state.pinned:
+                self._map.release(key, explicit.doc)
+        self.updates.clear()
+
+    # -- letting go -----------------------------------------------------------------
+
+    def tracked_state(self, obj: Document) -> DocState:
+        """``obj``'s state, if this tracker tracks it.
+
+        Raises:
+            UowError: it does not.
+        """
+        state: DocState | None = obj._uow_state
+        if state is None or state.owner is not self:
+            raise UowError(f"{type(obj).__name__} {obj.id!r} is not in this session")
+        return state
+
+    def detach(self, obj: Document) -> None:
+        """Stop tracking ``obj`` (it becomes ``DETACHED``); its queued work is dropped."""
+        state = self.tracked_state(obj)
+        key = state.key
+        if state.status is _PENDING:
+            self.forget_insert(key, obj)
+            return
+        self._map.discard(key, obj)
+        if self.deletes.get(key) is obj:
+            del self.deletes[key]
+            replacing = self.inserts.get(key)
+            if replacing is not None:  # the insert of the same id is no replace any more
+                self._map.hold(key, replacing)
+        else:
+            self.modified.pop(key, None)
+            self.updates.pop(key, None)
+        unexpire(obj, state)
+        _let_go(state)
+
+    def everything(self) -> list[Document]:
+        """Every document tracked: in the map, pending, or deleted."""
+        return [*self._map.objects(), *self.inserts.values(), *self.deletes.values()]
+
+    def clear_cache(self) -> None:
+        """Forget clean documents (they become ``DETACHED``); changed ones stay."""
+        for obj in self._map.objects():
+            state = obj._uow_state
+            if state.status is _PERSISTENT and not self.has_change(obj, state):
+                self._map.discard(state.key)
+                self.modified.pop(state.key, None)
+                unexpire(obj, state)
+                _let_go(state)
+
+    def forget_deleted(self, obj: Document, in_transaction: bool) -> None:
+        """A tracked document deleted by filter (remove_query, clear_collection)."""
+        state: DocState = obj._uow_state
+        self._map.discard(state.key)
+        self.modified.pop(state.key, None)
+        self.updates.pop(state.key, None)
+        self.deletes.pop(state.key, None)
+        unexpire(obj, state)
+        if in_transaction:
+            # Deleted inside the open transaction: rollback() brings it back.
+            self.tx_deleted[state.key] = (obj, state.committed)
+            object.__setattr__(obj, "_uow_state", _detached_copy(state))
+        else:
+            object.__setattr__(obj, "_uow_state", DETACHED)
+
+    def forget_deleted_id(self, collection: str, sid: Any, in_transaction: bool) -> None:
+        """The stored document ``sid`` of ``collection`` was deleted by filter."""
+        obj = self._map.get(key_for(collection, sid))
+        if obj is not None:
+            self.forget_deleted(obj, in_transaction)
+
+    def forget_class(self, meta: ModelMeta, cls: type[Document], in_transaction: bool) -> None:
+        """Every stored ``cls`` document was deleted (clear_collection)."""
+        for obj in self._map.objects():
+            if obj._uow_state.key[0] == meta.collection and isinstance(obj, cls):
+                self.forget_deleted(obj, in_transaction)
+
+    def detach_all(self) -> None:
+        """The session closes: every document is let go of, the queues dropped."""
+        self.closed = True
+        detached = [*self._map.objects(), *self.deletes.values()]
+        if self._expired_any:  # a pass only for sessions that ever expired a field
+            for obj in detached:
+                unexpire(obj, obj._uow_state)
+        aborted = self.tx_ops or self.tx_inserted or self.tx_deleted
+        for obj in detached:
+            state = obj._uow_state
+            if aborted:
+                state.snapshot = state.committed  # what is stored without the transaction
+            _let_go(state)
+        for obj in self.inserts.values():
+            set_state(obj, None)
+        for obj in self.tx_inserted.values():
+            set_state(obj, None)  # its insert was aborted with the transaction
+        self.tx_inserted.clear()
+        self.tx_deleted.clear()
+        self._map.clear()
+        self.inserts.clear()
+        self.deletes.clear()
+        self.modified.clear()
+        self.updates.clear()
+        self.tx_ops.clear()
+        self.tx_explicit.clear()
+
+    # -- reading --------------------------------------------------------------------
+
+    def key(self, meta: ModelMeta, id_value: Any) -> Key:
+        assert meta.collection is not None
+        return key_for(meta.collection, stored_id(meta, id_value))
+
+    def lookup(self, key: Key) -> Any:
+        """The object tracked under ``key``, or None (a hit refreshes its LRU place)."""
+        return self._map.get(key)
+
+    def load(self, cls: type[D], raw: Mapping[str, Any], absent: frozenset[str] | None = None) -> D:
+        """The tracked object for a stored document: the one already loaded
+        (``merge_loaded``), or a new one (``register_loaded``)."""
+        if self.no_tracking:
+            obj = cls._uow_load(raw, self.ctx, absent)
+            set_state(obj, DETACHED)
+            return obj
+        meta = cls._uow_meta
+        collection = meta.collection
+        assert collection is not None
+        sid = raw["_id"]
+        # key_for, inline (a call less per document loaded)
+        if type(sid) is ObjectId:
+            key: Key = (collection, sid.binary, "oid")
+        else:
+            key = (collection, sid)
+        identity = self._map
+        if key in identity.held or identity.weak:
+            found = identity.get(key)  # a hit refreshes its place in the LRU
+            if found is not None:
+                self.merge_loaded(found, raw, absent)
+                return found  # type: ignore[no-any-return]
+        # register_loaded, inline (a call less per document loaded)
+        obj = cls._uow_load(raw, self.ctx, absent)
+        loaded = type(obj)._uow_meta  # a subclass's, when _cls names one
+        # No unknown key (none kept aside) and as many as known: exactly the known keys.
+        if (
+            absent is None
+            and obj._uow_extra is None
+            and len(raw) == loaded.raw_snapshot_size
+            and type(raw) is dict
+        ):
+            # What the driver gave us is the snapshot: the load copied every list
+            # and dict it handed out, and dumping the object would give it back.
+            taken: dict[str, Any] = raw
+        else:
+            taken = loaded_snapshot(loaded, obj, raw)
+        set_state(obj, DocState(self, key, _PERSISTENT, taken, sid))
+        identity.add_loaded(key, obj)
+        if loaded.mutable:
+            self._mutable_in.add(collection)
+        return obj
+
+    def merge_loaded(self, obj: Any, raw: Mapping[str, Any], absent: frozenset[str] | None) -> None:
+        """A query met a document already loaded: never overwrite unflushed changes.
+
+        Only what the server decides ($currentDate fields) and fields a partial load
+        left out are taken from the new result, and only while the object is clean.
+        """
+        state: DocState = obj._uow_state
+        if state.status is not _PERSISTENT:
+            return
+        fill = set(obj._uow_absent or ()) - set(absent or ())
+        if not state.expired and not fill:
+            return
+        if self.has_change(obj, state) and not (state.expired and not fill):
+            return
+        fresh = type(obj)._uow_load(raw, self.ctx, absent)
+        meta: ModelMeta = type(obj)._uow_meta
+        names = {meta.by_key[k].name for k in state.expired if k in meta.by_key} | fill
+        for name in names:
+            if name in (fresh._uow_absent or ()):
+                continue
+            object.__setattr__(obj, name, getattr(fresh, name))
+        if fill:
+            remaining = frozenset(set(obj._uow_absent or ()) - fill) or None
+            object.__setattr__(obj, "_uow_absent", remaining)
+        state.expired = NO_EXPIRED
+        state.snapshot = merged_snapshot(meta, obj, state.snapshot or {}, raw, names)
+
+    def reload(self, obj: Document, raw: Mapping[str, Any]) -> None:
+        """``refresh()``: ``obj`` becomes what the server holds, its changes dropped."""
+        state: DocState = obj._uow_state
+        fresh = type(obj)._uow_load(raw, self.ctx)
+        copy_fields(fresh, obj)
+        state.snapshot = snapshot(obj)
+        state.modified = False
+        state.expired = NO_EXPIRED
+        self.modified.pop(state.key, None)
+        self.updates.pop(state.key, None)
+        if state.status is _PERSISTENT and not state.pinned:
+            self._map.add_clean(state.key, obj)
+
+    # -- the document's hooks (DocState.owner is the tracker) ------------------------
+
+    def on_modified(self, obj: Document, state: DocState) -> None:
+        """A tracked document was assigned to: hold it until flushed."""
+        if state.status is _PERSISTENT:
+            self._map.hold(state.key, obj)
+            self.modified[state.key] = obj
+            self.collections.setdefault(state.key[0], None)
+
+    def on_expired_read(self, obj: Document, state: DocState) -> None:
+        """A field the server set at the last flush ($currentDate) is read: load
+        those fields (one find of them alone; the rest of ``obj``, changed or not,
+        stays as it is). Called by ``Document.__getattr__``."""
+        self.check_open()
+        meta = meta_of(obj)
+        expired = state.expired
+        raw = self._find_one(meta, {"_id": state.id}, projection=dict.fromkeys(expired, 1))
+        if raw is None:  # deleted by someone else: what this session had stays
+            unexpire(obj, state)
+            return
+        others = frozenset(f.name for f in meta.fields if f.key not in expired and f.key != "_id")
+        fresh = type(obj)._uow_load(raw, self.ctx, others)
+        loaded = fresh._uow_absent or ()
+        absent = set(obj._uow_absent or ())
+        taken = dict(state.snapshot or {})
+        for key in expired:
+            field = meta.by_key[key]
+            if field.name in loaded or field.name not in absent:
+                continue
+            value = getattr(fresh, field.name)
+            object.__setattr__(obj, field.name, value)
+            absent.discard(field.name)
+            taken[key] = field.spec.dump(value) if field.spec.needs_dump else value
+        object.__setattr__(obj, "_uow_absent", frozenset(absent) or None)
+        if state.committed is state.snapshot:
+            state.committed = taken
+        state.snapshot = taken
+        state.expired = NO_EXPIRED
+
+    def on_dropped(self, obj: Document, state: DocState) -> None:
+        """The finalizer's look at a document nobody holds: keep it if it changed."""
+        if self.closed:
+            return
+        if state.status is _PERSISTENT and self.differs(obj, state):
+            state.pinned = True
+            self._map.hold(state.key, obj)
+            self.modified[state.key] = obj
+            return
+        self._map.forget_dead(state.key, obj)
+
+    # -- the flush ------------------------------------------------------------------
+
+    def nothing_to_write(
+        self, obj: Document, state: DocState, restore: Mapping[str, Any] | None = None
+    ) -> None:
+        """Assigned to, but nothing to write: clean again, and evictable again.
+
+        ``restore``: put the fields back to it first (only the version differed:
+        never adopt a version nobody wrote).
+        """
+        if restore is not None:
+            restore_fields(obj, restore, self.ctx)
+        state.modified = False
+        self.modified.pop(state.key, None)
+        if not state.pinned:
+            self._map.release(state.key, obj)
+
+    def settle(self, ops: list[WriteOp], in_transaction: bool) -> None:
+        """Mark the documents whose writes landed: clean, persistent, or gone.
+
+        Inside a transaction they are held (never evicted) until it ends, so that
+        an abort can queue every one of them again.
+        """
+        if in_transaction:
+            self.tx_ops.extend(ops)
+        for op in ops:
+            obj = op.doc
+            state: DocState | None = obj._uow_state
+            if state is None or state.owner is not self:
+                continue  # an untracked explicit update
+            key = state.key
+            if op.kind == INSERT or isinstance(op.request, ReplaceOne):
+                replaced = self.deletes.pop(key, None) if self.deletes else None
+                if replaced is not None and replaced is not obj:
+                    unexpire(replaced, replaced._uow_state)
+                    object.__setattr__(replaced, "_uow_state", DETACHED)
+                self.inserts.pop(key, None)
+                state.status = _PERSISTENT
+                state.snapshot = op.snapshot
+                # Assigned to while pending: that is in the insert. Left set, the
+                # flag would keep the next assignment from queueing the document.
+                state.modified = False
+                if in_transaction:
+                    self.tx_inserted.setdefault(key, obj)
+                    self._map.hold(key, obj)
+                else:
+                    state.committed = op.snapshot
+                    self._map.add_clean(key, obj)
+            elif op.kind == UPDATE:
+                state.snapshot = op.snapshot
+                state.modified = False
+                self.modified.pop(key, None)
+                explicit = self.updates.pop(key, None)
+                meta: ModelMeta = type(obj)._uow_meta
+                if meta.current_date_keys:
+                    expire(meta, obj, state)
+                    self._expired_any = True
+                if in_transaction:
+                    if explicit is not None:
+                        self.tx_explicit.setdefault(key, explicit)
+                    self._map.hold(key, obj)
+                else:
+                    state.committed = op.snapshot
+                    if state.pinned:
+                        self._map.hold(key, obj)
+                    else:
+                        self._map.add_clean(key, obj)
+            else:
+                self.deletes.pop(key, None)
+                self._map.discard(key, obj)
+                unexpire(obj, state)
+                if in_transaction:
+                    self.tx_deleted[key] = (obj, state.committed)
+                    object.__setattr__(obj, "_uow_state", _detached_copy(state))
+                else:
+                    object.__setattr__(obj, "_uow_state", DETACHED)
+        untracked = {id(op.doc) for op in ops}
+        for key in [k for k, u in self.updates.items() if not u.tracked]:
+            explicit = self.updates[key]
+            if id(explicit.doc) in untracked:
+                if in_transaction:
+                    self.tx_explicit.setdefault(key, explicit)
+                del self.updates[key]
+
+    def requeue_changed(self, obj: Document) -> None:
+        """A write found landed after the fact (``_indoubt``): if ``obj`` changed
+        again in memory since, that change is still to be sent."""
+        state: DocState | None = obj._uow_state
+        if (
+            state is not None
+            and state.owner is self
+            and state.status is _PERSISTENT
+            and state.snapshot is not None
+            and not unchanged(obj, state.snapshot)
+        ):
+            state.modified = True
+            state.assigned = None
+            self.modified[state.key] = obj
+            self._map.hold(state.key, obj)
+
+    # -- the transaction's end ------------------------------------------------------
+
+    def requeue_transaction(self) -> list[Document]:
+        """The open transaction was aborted: queue all of it again.
+
+        Documents inserted in it are ``PENDING`` again, deleted ones ``DELETED``,
+        updated ones dirty against their last committed form, explicit updates
+        queued again. Returns the documents whose writes are unflushed again.
+        """
+        unflushed = unique_docs(op.doc for op in self.tx_ops)
+        for key, obj in self.tx_inserted.items():
+            state = obj._uow_state
+            state.status = _PENDING
+            state.snapshot = None
+            self.inserts[key] = obj
+            self._map.hold(key, obj)
+        for key, (obj, committed) in self.tx_deleted.items():
+            if self.inserts.get(key) is obj:
+                del self.inserts[key]
+                if committed is None:
+                    # Inserted and deleted in the aborted transaction: neither
+                    # happened, and nothing is left to do.
+                    self._map.discard(key, obj)
+                    object.__setattr__(obj, "_uow_state", None)
+                    continue
+                # Deleted and added back: as far as the server knows, neither happened.
+                state = DocState(self, key, _PERSISTENT, committed)
+                state.modified = True
+                state.assigned = None
+                object.__setattr__(obj, "_uow_state", state)
+                self.modified[key] = obj
+                self._map.hold(key, obj)
+                continue
+            state = DocState(self, key, _DELETED, committed)
+            object.__setattr__(obj, "_uow_state", state)
+            self.deletes[key] = obj
+            self._map.hold(key, obj)
+        for key, explicit in self.tx_explicit.items():
+            state = explicit.doc._uow_state
+            if not explicit.tracked or (
+                state is not None and state.owner is self and state.status is _PERSISTENT
+            ):
+                self.updates.setdefault(key, explicit)
+                if explicit.tracked:
+                    self._map.hold(key, explicit.doc)
+        self._end_transaction()
+        for obj in self._map.objects():
+            state = obj._uow_state
+            if state.status is _PERSISTENT and state.snapshot is not state.committed:
+                state.snapshot = state.committed
+                # Marked as assigned to: a document without mutable fields is only
+                # compared with its snapshot when it is (is_dirty, has_changes...).
+                state.modified = True
+                state.assigned = None
+                self.modified[state.key] = obj
+                self._map.hold(state.key, obj)
+        return unflushed
+
+    def _end_transaction(self) -> None:
+        self.tx_inserted.clear()
+        self.tx_deleted.clear()
+        self.tx_explicit.clear()
+        self.tx_ops.clear()
+
+    def transaction_committed(self, transactional: bool) -> None:
+        """A commit succeeded: the transaction's documents may be evicted again,
+        and (``transactional``) what was flushed is what is committed."""
+        for obj, _ in self.tx_deleted.values():
+            set_state(obj, DETACHED)  # deleted for good: nothing stored to go back to
+        for op in self.tx_ops:
+            state = op.doc._uow_state
+            if (
+                state is not None
+                and state.owner is self
+                and state.status is _PERSISTENT
+                and not state.modified
+                and not state.pinned
+                and state.key not in self.updates
+            ):
+                self._map.release(state.key, op.doc)
+        self._end_transaction()
+        if transactional:
+            for obj in self._map.objects():
+                state = obj._uow_state
+                state.committed = state.snapshot
+
+    def restore(self, aborted: bool) -> None:
+        """Rollback: drop the queue, and every tracked document goes back to what the
+        database holds (its last committed form if a transaction was ``aborted``,
+        its last flushed one if not). Pending inserts become ``TRANSIENT``."""
+        for key, obj in list(self.inserts.items()):
+            self.forget_insert(key, obj)
+        self._undelete_queued()
+        self.updates.clear()
+        self.modified.clear()
+        if aborted:
+            for key, obj in self.tx_inserted.items():
+                self._map.discard(key, obj)
+                object.__setattr__(obj, "_uow_state", None)
+            for key, (obj, committed) in self.tx_deleted.items():
+                # Its delete was aborted: tracked again, as last committed.
+                object.__setattr__(obj, "_uow_state", DocState(self, key, _PERSISTENT, committed))
+                self._map.add_clean(key, obj)
+        self._end_transaction()
+        for obj in self._map.objects():
+            state = obj._uow_state
+            target = state.committed if aborted else state.snapshot
+            if target is None:
+                continue
+            if target is not state.snapshot or not unchanged(obj, target):
+                restore_fields(obj, target, self.ctx)
+            state.snapshot = target
+            state.modified = False
+            if not state.pinned:
+                self._map.add_clean(state.key, obj)
+
+    # -- inspection -----------------------------------------------------------------
+
+    def objects(self) -> list[Any]:
+        """Every document in the identity map alive now."""
+        return self._map.objects()
+
+    def status_of(self, obj: Document) -> ObjectState:
+        """Where ``obj`` stands with this tracker."""
+        state: DocState | None = obj._uow_state
+        if state is None:
+            return _TRANSIENT
+        if state.owner is not self:
+            return _DETACHED
+        return state.status
+
+    def differs(self, obj: Document, state: DocState) -> bool:
+        """Whether ``obj`` is not what its snapshot says (a value assigned back is no change)."""
+        taken = state.snapshot
+        if taken is None:
+            return True
+        if state.modified:
+            return not unchanged(obj, taken)
+        return type(obj)._uow_meta.mutable and mutated(obj, taken)
+
+    def has_change(self, obj: Document, state: DocState) -> bool:
+        return state.key in self.updates or self.differs(obj, state)
+
+    def is_dirty(self, obj: Document) -> bool:
+        state: DocState | None = obj._uow_state
+        if state is None or state.owner is not self or state.status is not _PERSISTENT:
+            return False
+        return state.key in self.updates or self.has_change(obj, state)
+
+    def changed_paths(self, obj: Document) -> dict[str, tuple[Any, Any]]:
+        state: DocState | None = obj._uow_state
+        if state is None or state.owner is not self or state.snapshot is None:
+            return {}
+        if not self.differs(obj, state):
+            return {}
+        return changed_paths(type(obj)._uow_meta, state.snapshot, obj._uow_to_bson())
+
+    def original(self, obj: Document) -> Document:
+        """``obj`` as last loaded or flushed (itself if it has no snapshot here)."""
+        state: DocState | None = obj._uow_state
+        if state is None or state.owner is not self or state.snapshot is None:
+            return obj
+        return type(obj)._uow_load(stored_form(state.snapshot), self.ctx, obj._uow_absent)
+
+    def has_changes(self) -> bool:
+        if self.inserts or self.deletes or self.updates:
+            return True
+        return any(
+            self.has_change(obj, obj._uow_state)
+            for obj in self._map.objects()
+            if obj._uow_state.status is _PERSISTENT
+        )
+
+    def what_changed(self) -> dict[tuple[str, Any], dict[str, tuple[Any, Any]]]:
+        changes: dict[tuple[str, Any], dict[str, tuple[Any, Any]]] = {}
+        for obj in self._map.objects():
+            if obj._uow_state.status is not _PERSISTENT:
+                continue
+            paths = self.changed_paths(obj)
+            if paths:
+                state = obj._uow_state
+                changes[(state.key[0], state.id)] = paths
+        return changes
+
+    def unsaved_changes(self) -> int:
+        """How many documents hold work a close would drop: queued or changed ones,
+        and those written in a transaction that is not committed."""
+        keys = {*self.inserts, *self.deletes, *self.updates, *self.modified}
+        keys.update(op.doc._uow_state.key for op in self.tx_ops if op.doc._uow_state is not None)
+        if self._mutable_in:
+            for obj in self._map.objects():
+                state = obj._uow_state
+                if (
+                    state.key not in keys
+                    and state.status is _PERSISTENT
+                    and type(obj)._uow_meta.mutable
+                    and state.snapshot is not None
+                    and obj._uow_mutated(state.snapshot)
+                ):
+                    keys.add(state.key)
+        return len(keys)
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """Tracked documents, pending inserts, pending updates, pending deletes."""
+        dirty = {
+            obj._uow_state.key
+            for obj in self._map.objects()
+            if obj._uow_state.status is _PERSISTENT and self.has_change(obj, obj._uow_state)
+        }
+        return len(self._map), len(self.inserts), len(dirty | set(self.updates)), len(self.deletes)
+
+    def may_change(self, collection: str | None) -> bool:
+        """Whether a flush could change what a query on ``collection`` finds."""
+        if self.inserts or self.deletes or self.updates or self.modified:
+            return True
+        if collection not in self._mutable_in:
+            return False  # nothing tracked there can change without an assignment
+        for obj in self._map.objects():
+            state = obj._uow_state
+            if (
+                state.key[0] == collection
+                and state.status is _PERSISTENT
+                and self.has_change(obj, state)
+            ):
+                return True
+        return False
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def _note_collection(self, meta: ModelMeta) -> None:
+        assert meta.collection is not None
+        self.collections.setdefault(meta.collection, None)
