@@ -15,6 +15,7 @@ diffed path by path, by ``uow._diff``.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -176,17 +177,27 @@ def unexpire(obj: Document, state: DocState) -> None:
 
 
 def restore_fields(obj: Document, target: Mapping[str, Any], ctx: Any) -> None:
-    """Put ``obj``'s fields back to a stored form (rollback)."""
+    """Put ``obj``'s fields back to snapshot ``target`` (rollback).
+
+    A field the snapshot has no entry for was never loaded: it is left out again
+    (reading it raises ``FieldNotLoaded``), whatever was assigned to it since.
+    """
+    meta = type(obj)._uow_meta
+    absent = frozenset(f.name for f in meta.fields if not f.is_id and f.key not in target)
     # A copy: the object must share no list or dict with the snapshot.
-    fresh = type(obj)._uow_load(stored_form(target), ctx, obj._uow_absent)
+    fresh = type(obj)._uow_load(stored_form(target), ctx, absent or None)
     copy_fields(fresh, obj)
 
 
 def copy_fields(source: Any, target: Any) -> None:
+    """Give ``target`` the fields of ``source``; those ``source`` lacks are emptied."""
     absent = source._uow_absent or ()
     for f in type(source)._uow_meta.fields:
         if f.name not in absent:
             object.__setattr__(target, f.name, getattr(source, f.name))
+        else:
+            with contextlib.suppress(AttributeError):  # (empty already)
+                object.__delattr__(target, f.name)
     object.__setattr__(target, "_uow_extra", source._uow_extra)
     object.__setattr__(target, "_uow_absent", source._uow_absent)
 

@@ -457,15 +457,16 @@ class Tracker:
         """A query met a document already loaded: never overwrite unflushed changes.
 
         Only what the server decides ($currentDate fields) and fields a partial load
-        left out are taken from the new result, and only while the object is clean.
+        left out are taken from the new result: empty slots, so filling them
+        overwrites nothing, whatever else of the document changed. They join both
+        snapshots (they were never changed here), so a rollback puts them back
+        as stored, never as defaults.
         """
         state: DocState = obj._uow_state
         if state.status is not _PERSISTENT:
             return
         fill = set(obj._uow_absent or ()) - set(absent or ())
         if not state.expired and not fill:
-            return
-        if self.has_change(obj, state) and not (state.expired and not fill):
             return
         fresh = type(obj)._uow_load(raw, self.ctx, absent)
         meta: ModelMeta = type(obj)._uow_meta
@@ -478,7 +479,12 @@ class Tracker:
             remaining = frozenset(set(obj._uow_absent or ()) - fill) or None
             object.__setattr__(obj, "_uow_absent", remaining)
         state.expired = NO_EXPIRED
-        state.snapshot = merged_snapshot(meta, obj, state.snapshot or {}, raw, names)
+        merged = merged_snapshot(meta, obj, state.snapshot or {}, raw, names)
+        if state.committed is not None and state.committed is not state.snapshot:
+            state.committed = merged_snapshot(meta, obj, state.committed, raw, names)
+        else:
+            state.committed = merged
+        state.snapshot = merged
 
     def reload(self, obj: Document, raw: Mapping[str, Any]) -> None:
         """``refresh()``: ``obj`` becomes what the server holds, its changes dropped."""
@@ -577,8 +583,15 @@ class Tracker:
             if op.kind == INSERT or isinstance(op.request, ReplaceOne):
                 replaced = self.deletes.pop(key, None) if self.deletes else None
                 if replaced is not None and replaced is not obj:
-                    unexpire(replaced, replaced._uow_state)
-                    object.__setattr__(replaced, "_uow_state", DETACHED)
+                    old = replaced._uow_state
+                    unexpire(replaced, old)
+                    if in_transaction:
+                        # Replaced inside the transaction: an abort brings it back
+                        # as last committed (or, never committed, transient).
+                        self.tx_deleted.setdefault(key, (replaced, old.committed))
+                        object.__setattr__(replaced, "_uow_state", _detached_copy(old))
+                    else:
+                        object.__setattr__(replaced, "_uow_state", DETACHED)
                 self.inserts.pop(key, None)
                 state.status = _PERSISTENT
                 state.snapshot = op.snapshot
@@ -586,7 +599,9 @@ class Tracker:
                 # flag would keep the next assignment from queueing the document.
                 state.modified = False
                 if in_transaction:
-                    self.tx_inserted.setdefault(key, obj)
+                    # The object whose write an abort undoes (a replace's new one
+                    # takes the key from the one it replaced).
+                    self.tx_inserted[key] = obj
                     self._map.hold(key, obj)
                 else:
                     state.committed = op.snapshot
@@ -660,14 +675,16 @@ class Tracker:
             self.inserts[key] = obj
             self._map.hold(key, obj)
         for key, (obj, committed) in self.tx_deleted.items():
+            if committed is None:
+                # Inserted and deleted (or replaced) in the aborted transaction:
+                # neither happened, and nothing of it is left to do.
+                if self.inserts.get(key) is obj:
+                    del self.inserts[key]
+                self._map.discard(key, obj)
+                object.__setattr__(obj, "_uow_state", None)
+                continue
             if self.inserts.get(key) is obj:
                 del self.inserts[key]
-                if committed is None:
-                    # Inserted and deleted in the aborted transaction: neither
-                    # happened, and nothing is left to do.
-                    self._map.discard(key, obj)
-                    object.__setattr__(obj, "_uow_state", None)
-                    continue
                 # Deleted and added back: as far as the server knows, neither happened.
                 state = DocState(self, key, _PERSISTENT, committed)
                 state.modified = True
@@ -743,6 +760,10 @@ class Tracker:
                 self._map.discard(key, obj)
                 object.__setattr__(obj, "_uow_state", None)
             for key, (obj, committed) in self.tx_deleted.items():
+                if committed is None:
+                    # Inserted in the aborted transaction too: never stored.
+                    object.__setattr__(obj, "_uow_state", None)
+                    continue
                 # Its delete was aborted: tracked again, as last committed.
                 object.__setattr__(obj, "_uow_state", DocState(self, key, _PERSISTENT, committed))
                 self._map.add_clean(key, obj)

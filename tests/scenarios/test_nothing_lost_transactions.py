@@ -70,10 +70,54 @@ def _open_transaction(s: uow.Session, db: Any) -> Any:
 # =============================== family 10: partial document filled in, rollback
 
 
+def test_partial_filled_in_by_full_query_inside_aborted_transaction(db: Any) -> None:
+    doc_id = _user(db)
+    s = uow.Session(db)
+    user = s.query(NltUser).filter(NltUser.id == doc_id).fields("name").first()
+    _open_transaction(s, db)
+    full = s.query(NltUser).filter(NltUser.id == doc_id).first()
+    assert full is user and user.visits == 10
+    s.rollback()
+    # committed values, never defaults
+    assert user.visits == 10 and user.tags == ["a", "b"] and user.score == 7
+    user.visits += 1
+    s.commit()
+    s.close()
+    raw = stored(db, "nlt_users", doc_id)
+    assert raw == {**FULL, "_id": doc_id, "visits": 11}
 
 
+def test_partial_filled_in_and_changed_inside_aborted_transaction(db: Any) -> None:
+    doc_id = _user(db)
+    s = uow.Session(db)
+    user = s.query(NltUser).filter(NltUser.id == doc_id).fields("name").first()
+    _open_transaction(s, db)
+    s.query(NltUser).filter(NltUser.id == doc_id).first()
+    user.visits += 5
+    user.tags.append("c")
+    user.score = 0
+    s.flush()
+    s.rollback()
+    assert (user.visits, user.tags, user.score) == (10, ["a", "b"], 7)
+    user.name = "bob"
+    s.save(user)
+    s.commit()
+    s.close()
+    assert stored(db, "nlt_users", doc_id) == {**FULL, "_id": doc_id, "name": "bob"}
 
 
+def test_partial_filled_in_then_rollback_then_save_never_clears(db: Any) -> None:
+    doc_id = _user(db)
+    s = uow.Session(db)
+    user = s.query(NltUser).filter(NltUser.id == doc_id).fields("name").first()
+    _open_transaction(s, db)
+    s.query(NltUser).filter(NltUser.id == doc_id).first()
+    s.rollback()
+    s.save(user)
+    s.update(user)
+    s.commit()
+    s.close()
+    assert stored(db, "nlt_users", doc_id) == {**FULL, "_id": doc_id}
 
 
 def test_partial_rollback_without_fill_in_still_not_loaded_and_not_cleared(db: Any) -> None:
@@ -161,8 +205,50 @@ def test_rollback_of_a_transaction_with_no_flush_keeps_nothing_of_it(db: Any) ->
 # ============================================ family 12: replace, rolled back
 
 
+def test_replace_rolled_back_then_change_of_replaced_object_is_written(db: Any) -> None:
+    doc_id = _user(db)
+    s = uow.Session(db)
+    old = s.get(NltUser, doc_id)
+    s.delete(old)
+    new = NltUser(id=doc_id, name="new", email="new@x.io")
+    s.add(new)
+    s.flush()
+    s.rollback()
+    states = (s.state(old), s.state(new))
+    got_old = s.get(NltUser, doc_id) is old
+    values = (old.name, old.visits)
+    old.name = "ann2"
+    old.visits += 1
+    s.commit()
+    s.close()
+    # the stored result first, then the states that explain it
+    assert stored(db, "nlt_users", doc_id) == {**FULL, "_id": doc_id, "name": "ann2", "visits": 11}
+    assert values == ("ann", 10)
+    assert states == (uow.ObjectState.PERSISTENT, uow.ObjectState.TRANSIENT)
+    assert got_old
 
 
+def test_replace_of_object_inserted_in_the_aborted_transaction_leaves_no_phantom(db: Any) -> None:
+    s = uow.Session(db)
+    first = NltUser(name="first", email="first@x.io")
+    s.add(first)
+    s.flush()  # opens the transaction
+    s.delete(first)
+    second = NltUser(id=first.id, name="second", email="second@x.io")
+    s.add(second)
+    s.flush()
+    s.rollback()
+    phantom = s.get(NltUser, first.id)
+    states = (s.state(first), s.state(second))
+    s.commit()
+    assert stored_or_none(db, "nlt_users", first.id) is None
+    # and the session still works: add the second again
+    s.add(second)
+    s.commit()
+    s.close()
+    assert stored(db, "nlt_users", first.id)["name"] == "second"
+    assert phantom is None, f"get() after rollback returned a phantom: {phantom!r}"
+    assert states == (uow.ObjectState.TRANSIENT, uow.ObjectState.TRANSIENT)
 
 
 def test_failed_flush_does_not_turn_a_replace_into_a_colliding_insert(db: Any) -> None:
@@ -189,11 +275,56 @@ def test_failed_flush_does_not_turn_a_replace_into_a_colliding_insert(db: Any) -
     assert db["nlt_users"].count_documents({}) == 3
 
 
+def test_failed_flush_after_a_flushed_replace_then_fix(db: Any) -> None:
+    """The replace was flushed (inside the transaction); a later flush fails,
+    aborting the transaction; the replace must be sent again as a replace."""
+    doc_id = _user(db)
+    insert_raw(db, "nlt_users", {"name": "taken", "email": "taken@x.io"})
+    s = uow.Session(db)
+    s.ensure_indexes(NltUser)
+    old = s.get(NltUser, doc_id)
+    s.delete(old)
+    new = NltUser(id=doc_id, name="new", email="new@x.io")
+    s.add(new)
+    s.flush()
+    dup = NltUser(name="dup", email="taken@x.io")
+    s.add(dup)
+    with pytest.raises(uow.FlushError):
+        s.flush()
+    dup.email = "dup@x.io"
+    s.commit()
+    s.close()
+    raw = stored(db, "nlt_users", doc_id)
+    assert raw["name"] == "new" and "visits" in raw and raw["visits"] == 0
+    assert stored(db, "nlt_users", dup.id)["email"] == "dup@x.io"
 
 
 # ============================= family 13: insert then delete, rolled back
 
 
+def test_insert_then_delete_in_one_transaction_rolled_back(db: Any) -> None:
+    s = uow.Session(db)
+    a = NltUser(name="a", email="a@x.io")
+    s.add(a)
+    s.flush()
+    s.delete(a)
+    s.flush()
+    s.rollback()
+    state = s.state(a)
+    got = s.get(NltUser, a.id)
+    b = NltUser(name="b", email="b@x.io")
+    s.add(b)
+    s.commit()
+    s.add(a)
+    s.commit()
+    s.close()
+    assert stored(db, "nlt_users", b.id)["name"] == "b"
+    assert stored(db, "nlt_users", a.id)["name"] == "a", (
+        "add() after the rollback did not insert it"
+    )
+    assert state != uow.ObjectState.PERSISTENT
+    assert state == uow.ObjectState.TRANSIENT
+    assert got is None
 
 
 def test_insert_then_delete_unflushed_delete_rolled_back(db: Any) -> None:
