@@ -37,6 +37,7 @@ from ._backend import is_mongomock
 from ._channel import Channel
 from ._flush import put_back_versions
 from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, unique_docs
+from ._stored import Absent
 from ._tracker import Tracker
 from .exceptions import DuplicateKeyError, FlushError, StaleDocumentError
 from .operators import MISSING, same
@@ -62,6 +63,7 @@ class BatchFailed(Exception):
         landed_ops: list[WriteOp] | None = None,
         *,
         in_doubt: bool = False,
+        doubtful_ops: list[WriteOp] | None = None,
     ) -> None:
         super().__init__(str(error))
         self.batch = batch
@@ -73,6 +75,9 @@ class BatchFailed(Exception):
         #: the command went out but no answer came back: any of its writes may
         #: have landed (a dropped connection, a timeout)
         self.in_doubt = in_doubt
+        #: writes of the batch whose outcome cannot be told (lost races that
+        #: another session's identical write may hide); the rest of it is known
+        self.doubtful_ops = doubtful_ops or []
 
 
 # Errors raised before the command reached the server, or the server's refusal of
@@ -281,9 +286,9 @@ class Flush:
                 result = run_batch(
                     batch, channel.handle(batch.collection), channel.driver_session, channel.send
                 )
-                stale, guessed = self._stale_ops(batch, result)
-                if stale:
-                    raise self._stale_failure(batch, stale, plan[position + 1 :], guessed)
+                stale, doubtful = self._stale_ops(batch, result)
+                if stale or doubtful:
+                    raise self._stale_failure(batch, stale, plan[position + 1 :], doubtful)
             except BatchFailed as failed:
                 round_trips += 1
                 channel.round_trips += 1
@@ -331,6 +336,9 @@ class Flush:
         error.applied = unique_docs([*(op.doc for op in done), *error.applied])
         if failed.in_doubt:
             self._doubts.add(False, list(failed.batch.ops))
+        elif failed.doubtful_ops:
+            # Read back before anything is sent again (see _indoubt).
+            self._doubts.add(False, list(failed.doubtful_ops))
         # The batches after the failed one were not sent: they stay queued too.
         error.not_applied = unique_docs(
             [*error.not_applied, *(op.doc for batch in later for op in batch.ops)]
@@ -338,30 +346,32 @@ class Flush:
 
     # -- lost races -----------------------------------------------------------------
 
-    def _stale_ops(self, batch: Batch, result: Any) -> tuple[list[WriteOp], bool]:
+    def _stale_ops(self, batch: Batch, result: Any) -> tuple[list[WriteOp], list[WriteOp]]:
         """Checked writes of a landed batch that matched nothing: lost races.
 
-        Returns them, and whether uow had to guess: an ordered bulk write's
-        result gives only the batch's total of matched (deleted) documents, so
-        when some write matched nothing the documents are read back to see
-        which. A document that shows this write's values (or, for a versioned
-        delete, is gone) may show another session's identical write instead;
-        when the total says more writes missed than the read-back can name,
-        those documents are reported too, rather than a lost write taken for a
-        landed one.
+        Returns the writes known to have missed, and those whose outcome cannot
+        be told. An ordered bulk write's result gives only the batch's total of
+        matched (deleted) documents, so when some write matched nothing the
+        documents are read back to see which. A document stored exactly as this
+        flush would leave it landed (or holds the same, which to the one rule is
+        the same); one that shows another state missed; one that shows this
+        write's ``$set`` values but not the rest may show another session's
+        identical write instead: when the total says more writes missed than the
+        read-back can name, those are reported in doubt (``FlushError.in_doubt``)
+        and read back again before the next flush sends anything.
         """
         checked = [op for op in batch.ops if op.checked]
         if not checked or result is None or batch.kind not in (UPDATE, DELETE):
-            return [], False
+            return [], []
         count = getattr(result, "matched_count" if batch.kind == UPDATE else "deleted_count", None)
         # With only checked writes in the batch, the total says how many missed.
         missed: int | None = None
         if len(checked) == len(batch.ops) and isinstance(count, int):
             missed = len(checked) - count
         if missed is not None and missed <= 0:
-            return [], False
+            return [], []
         if batch.kind == UPDATE and missed == len(checked):
-            return checked, False  # none matched: nothing to read back
+            return checked, []  # none matched: nothing to read back
         ids = [op.doc._uow_state.id for op in checked]
         query = {"_id": {"$in": ids}}
         found = self._channel.find_all(batch.collection, query)
@@ -376,40 +386,56 @@ class Flush:
                     definite.append(op)
                 elif meta.version_field is not None:
                     unsure.append(op)  # gone: by this delete, or by another session's
-            elif now is None or not _landed_as(now, op):
+            elif now is None:
+                definite.append(op)
+            elif _stored_as(now, op, meta):
+                continue  # stored as this flush leaves it: landed
+            elif not _landed_as(now, op):
                 definite.append(op)
             else:
                 unsure.append(op)
-        if missed is None or len(definite) >= missed:
-            return definite, False
-        return definite + unsure, True
+        if missed is None:
+            return definite, []  # no total to weigh them against: as before, landed
+        remaining = missed - len(definite)
+        if remaining <= 0:
+            return definite, []  # every miss is named: the unsure ones landed
+        if remaining >= len(unsure):
+            return definite + unsure, []  # as many misses as unsure: all of them
+        return definite, unsure
 
     def _stale_failure(
-        self, batch: Batch, stale: list[WriteOp], later: list[Batch], guessed: bool = False
+        self,
+        batch: Batch,
+        stale: list[WriteOp],
+        later: list[Batch],
+        doubtful: list[WriteOp] | None = None,
     ) -> BatchFailed:
         """The error for a batch some of whose writes lost a race."""
+        doubtful = doubtful or []
         docs = [op.doc for op in stale]
-        lost = {id(op) for op in stale}
+        lost = {id(op) for op in stale} | {id(op) for op in doubtful}
         landed = [op for op in batch.ops if id(op) not in lost]
         names = ", ".join(f"{type(d).__name__} {d.id!r}" for d in docs[:10])
         more = f" and {len(docs) - 10} more" if len(docs) > 10 else ""
         later_docs = [op.doc for b in later for op in b.ops]
         doubt = (
-            " (Another session wrote the same values to some of them at the same moment, "
-            "so which write landed cannot be told: all of them are reported.)"
-            if guessed
+            f" Whether the writes of {len(doubtful)} other document(s) landed cannot be "
+            "told (another session may have written the same values): they are in "
+            "in_doubt, stay queued, and are read back before the next flush sends them."
+            if doubtful
             else ""
         )
         error = StaleDocumentError(
             f"{names}{more} changed or vanished in the database since this session loaded "
-            f"{'it' if len(docs) == 1 else 'them'}: the {batch.kind} matched nothing.{doubt} "
-            f"{len(landed)} other write(s) of this batch landed. refresh() the stale "
-            "document(s) and apply the change again.",
+            f"{'it' if len(docs) == 1 else 'them'}: the {batch.kind} matched nothing. "
+            f"{len(landed)} other write(s) of this batch landed.{doubt} refresh() the "
+            "stale document(s) and apply the change again.",
             documents=docs,
             applied=[op.doc for op in landed],
             not_applied=docs + later_docs,
+            in_doubt=[op.doc for op in doubtful],
         )
-        return BatchFailed(batch, 0, error, landed_ops=landed)
+        return BatchFailed(batch, 0, error, landed_ops=landed, doubtful_ops=doubtful)
 
 
 def _path_value(doc: Mapping[str, Any], path: str) -> Any:
@@ -419,6 +445,23 @@ def _path_value(doc: Mapping[str, Any], path: str) -> Any:
             return MISSING
         value = value[part]
     return value
+
+
+def _stored_as(stored: Mapping[str, Any], op: WriteOp, meta: ModelMeta) -> bool:
+    """Whether the stored document is what ``op`` leaves: every key of its new
+    snapshot as stored (keys the server sets aside)."""
+    snapshot = op.snapshot
+    if snapshot is None:
+        return False
+    for key, value in snapshot.items():
+        if key in meta.current_date_keys:
+            continue
+        if type(value) is Absent:
+            if key in stored:
+                return False
+        elif not same(stored.get(key, MISSING), value):
+            return False
+    return True
 
 
 def _landed_as(stored: Mapping[str, Any], op: WriteOp) -> bool:

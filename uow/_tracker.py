@@ -21,6 +21,7 @@ of in-doubt writes, queries) only reads the queues and calls these.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -68,6 +69,29 @@ FindOne = Callable[..., Any]
 def snapshot(obj: Document) -> dict[str, Any]:
     """A snapshot of ``obj`` as it is now."""
     return snapshot_of(type(obj)._uow_meta, obj._uow_to_bson())
+
+
+#: References a field's value has when only its document holds it, as counted in
+#: ``_in_use``: the slot, the local name, and ``sys.getrefcount``'s argument.
+_OWNED_ONLY = 3
+
+
+def _in_use(obj: Document) -> bool:
+    """Whether a container of ``obj`` is still referenced from elsewhere.
+
+    In ``s.get(C, id).tags.append(x)`` the document's last reference goes when
+    ``.tags`` is read, before the append runs: the finalizer then sees no change
+    yet, but the list it is about to receive is alive. Such a document is kept
+    (and compared at the next flush) rather than let go of with its change.
+    """
+    absent = obj._uow_absent or ()
+    for field in type(obj)._uow_meta.mutable_fields:
+        if field.name in absent:
+            continue
+        value = object.__getattribute__(obj, field.name)
+        if value is not None and sys.getrefcount(value) > _OWNED_ONLY:
+            return True
+    return False
 
 
 def _let_go(state: DocState) -> None:
@@ -542,7 +566,7 @@ class Tracker:
         """The finalizer's look at a document nobody holds: keep it if it changed."""
         if self.closed:
             return
-        if state.status is _PERSISTENT and self.differs(obj, state):
+        if state.status is _PERSISTENT and (self.differs(obj, state) or _in_use(obj)):
             state.pinned = True
             self._map.hold(state.key, obj)
             self.modified[state.key] = obj

@@ -89,6 +89,10 @@ class FlushError(UowError):
             ``transaction_aborted``).
         not_applied: every document whose write did not land: still queued, so a
             corrected ``flush()`` finishes the work.
+        in_doubt: documents whose write may or may not have landed (the reply
+            never came: a lost connection, a timeout). Still queued; the next
+            flush reads them back before sending anything, so nothing is applied
+            twice. ``applied``, ``not_applied`` and ``in_doubt`` never overlap.
         transaction_aborted: the server aborted the enclosing transaction, so every
             change since the last commit is unflushed again.
     """
@@ -101,6 +105,7 @@ class FlushError(UowError):
         documents: Sequence[Any] = (),
         applied: Sequence[Any] = (),
         not_applied: Sequence[Any] = (),
+        in_doubt: Sequence[Any] = (),
         transaction_aborted: bool = False,
     ) -> None:
         super().__init__(message)
@@ -108,6 +113,7 @@ class FlushError(UowError):
         self.documents = list(documents)
         self.applied = list(applied)
         self.not_applied = list(not_applied)
+        self.in_doubt = list(in_doubt)
         self.transaction_aborted = transaction_aborted
 
 

@@ -16,6 +16,7 @@ secantus lane a plain ``Session(db)`` writes in a transaction, so tests
 from __future__ import annotations
 
 import datetime
+import gc
 from typing import Any
 
 import bson
@@ -291,6 +292,46 @@ def _three_versioned(db: Any) -> list[Any]:
     return [insert_raw(db, "nl_vers", {"name": f"v{i}", "n": 0, "version": 0}) for i in range(3)]
 
 
+@pytest.mark.parametrize("stale", [0, 1, 2])
+def test_version_conflict_in_one_batch_reports_exactly_and_never_doubles(
+    db: Any, stale: int
+) -> None:
+    doc_ids = _three_versioned(db)
+    s = uow.Session(db, transactional=False)
+    docs = [s.get(NlVer, i) for i in doc_ids]
+    for d in docs:
+        d.n += 1
+    # another writer wins the race on one document
+    db["nl_vers"].update_one({"_id": doc_ids[stale]}, {"$inc": {"n": 100, "version": 1}})
+
+    with pytest.raises(uow.StaleDocumentError) as caught:
+        s.flush()
+    error = caught.value
+    assert isinstance(error, uow.FlushError)
+    applied, not_applied, in_doubt = ids(error.applied), ids(error.not_applied), ids(error.in_doubt)
+    assert not (applied & not_applied) and not (applied & in_doubt) and not (not_applied & in_doubt)
+    assert applied | not_applied | in_doubt == ids(docs)
+    assert id(docs[stale]) not in applied
+    # "exact": whatever it says was applied is stored, whatever it says was not is not
+    for d in docs:
+        raw_n = stored(db, "nl_vers", d.id)["n"]
+        if id(d) in applied:
+            assert raw_n == 1
+        if id(d) in not_applied:
+            assert raw_n == (100 if d is docs[stale] else 0)
+
+    # the advice: refresh the stale document, apply its change again, flush
+    s.refresh(docs[stale])
+    docs[stale].n += 1
+    s.flush()
+    _commit_and_close(s)
+    for i, d in enumerate(docs):
+        raw = stored(db, "nl_vers", d.id)
+        assert raw["n"] == (101 if i == stale else 1), (
+            f"doc {i}: stored n={raw['n']}, memory n={d.n}"
+        )
+        assert raw["n"] == d.n
+        assert raw["version"] == d.version
 
 
 def test_version_conflict_on_a_delete_beside_updates(db: Any) -> None:
@@ -714,6 +755,19 @@ def test_query_result_never_overwrites_unflushed_changes(db: Any) -> None:
     assert raw["name"] == "mine" and raw["tags"] == ["a", "b"] and raw["visits"] == 16
 
 
+@pytest.mark.parametrize("cache_size", [0, 2])
+def test_eviction_never_loses_an_in_place_change(db: Any, cache_size: int) -> None:
+    doc_ids = [_plain(db, name=f"p{i}", tags=["a"]) for i in range(6)]
+    s = uow.Session(db, cache_size=cache_size, autoflush=False)
+    for doc_id in doc_ids:
+        s.get(NlPlain, doc_id).tags.append("b")
+    gc.collect()
+    for doc_id in doc_ids:  # another load while evicting must not reset them either
+        s.query(NlPlain).filter(NlPlain.id == doc_id).first()
+    gc.collect()
+    _commit_and_close(s)
+    for doc_id in doc_ids:
+        assert stored(db, "nl_plain", doc_id)["tags"] == ["a", "b"]
 
 
 def test_pending_object_found_by_get_and_written_once(db: Any) -> None:
