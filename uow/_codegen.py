@@ -528,7 +528,7 @@ def check_deep_script(meta: ModelMeta) -> Script:
             lines += [f"    if {test}:", f"        {full}"]
         else:
             lines.append(f"    {full}")
-    if len(lines) == 3:
+    if not lines[3:]:  # nothing to check after the three lines of the head
         lines.append("    return None")
     return "\n".join(lines) + "\n", env
 
@@ -654,7 +654,7 @@ def load_script(cls: Any, meta: ModelMeta, twin: type | None) -> Script:
         for f in meta.fields
         if not f.spec.needs_load and not f.spec.mutable and not isinstance(f.spec, DatetimeSpec)
     ]
-    if len(plain) < 2:
+    if len(plain) <= 1:
         plain = []  # (itemgetter of one key gives the value, not a tuple)
     per_field: list[str] = []
     for f in meta.fields:

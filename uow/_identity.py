@@ -85,7 +85,11 @@ def stored_id(meta: ModelMeta, value: Any) -> Any:
 
 def id_of(key: Key) -> Any:
     """The stored id a key stands for."""
-    return ObjectId(key[1]) if len(key) == 3 else key[1]
+    return ObjectId(key[1]) if len(key) == _OID_KEY_LENGTH else key[1]
+
+
+#: The length of a key holding an ObjectId's bytes (see key_for).
+_OID_KEY_LENGTH = 3
 
 
 class _EvictingLRU(LRUCache[Key, None]):

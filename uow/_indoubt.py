@@ -9,7 +9,7 @@ from __future__ import annotations
 from pymongo import ReplaceOne
 
 from ._channel import Channel
-from ._plan import DELETE, INSERT, UPDATE, WriteOp, unique_docs
+from ._plan import DELETE, INSERT, NAMED_IN_ERRORS, UPDATE, WriteOp, unique_docs
 from ._state import DocState, ObjectState
 from ._tracker import Tracker
 from .document import Document, ModelMeta
@@ -116,8 +116,8 @@ class Doubts:
         self.groups = refused
         if refused:
             docs = unique_docs(op.doc for group in refused for op in group.ops)
-            names = ", ".join(f"{type(d).__name__} {d.id!r}" for d in docs[:10])
-            more = f" and {len(docs) - 10} more" if len(docs) > 10 else ""
+            names = ", ".join(f"{type(d).__name__} {d.id!r}" for d in docs[:NAMED_IN_ERRORS])
+            more = f" and {len(docs) - NAMED_IN_ERRORS} more" if len(docs) > NAMED_IN_ERRORS else ""
             raise FlushError(
                 f"the outcome of an earlier write of {names}{more} is unknown (the "
                 "connection failed before the server replied), and it cannot be checked: "

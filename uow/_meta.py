@@ -38,6 +38,9 @@ def collection_name(class_name: str) -> str:
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name)
     return snake.lower()
 
+#: Field masks whose key tuples a class keeps (the assignment patterns are few).
+_MASKS_CACHED = 4096
+
 
 class FieldMeta:
     """Everything uow knows of one declared field (built once per class)."""
@@ -168,7 +171,7 @@ class ModelMeta:
             keys = tuple(
                 f.key for f in self.fields if f.bit & assigned or (in_place and f.spec.mutable)
             )
-            if len(cache) < 4096:  # masks are few: the assignment patterns
+            if len(cache) < _MASKS_CACHED:  # masks are few: the assignment patterns
                 cache[assigned] = keys
         return keys
 

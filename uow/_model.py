@@ -553,8 +553,12 @@ class Index:
         return [(stored_path(cls._uow_meta, path), direction) for path, direction in self.keys]
 
 
+#: An index key given as a tuple: (path, direction).
+_INDEX_KEY_PARTS = 2
+
+
 def _index_key(key: Any) -> tuple[Any, Any]:
-    if isinstance(key, tuple) and len(key) == 2:
+    if isinstance(key, tuple) and len(key) == _INDEX_KEY_PARTS:
         return (_index_path(key[0]), key[1])
     if isinstance(key, str):
         return (key[1:], -1) if key.startswith("-") else (key, 1)

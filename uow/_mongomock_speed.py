@@ -308,7 +308,7 @@ def _lookup(store: Any, ids: tuple[Any, ...]) -> list[Any]:
         except KeyError:
             continue
         found[id(document)] = document
-    if len(found) < 2:
+    if len(found) <= 1:
         return list(found.values())
     # Back into store (insertion) order, the order mongomock's scan yields.
     return [document for document in store.documents if id(document) in found]

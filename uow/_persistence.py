@@ -36,7 +36,7 @@ from . import _embedded
 from ._backend import is_mongomock
 from ._channel import Channel
 from ._flush import put_back_versions
-from ._plan import DELETE, INSERT, UPDATE, Batch, WriteOp, unique_docs
+from ._plan import DELETE, INSERT, NAMED_IN_ERRORS, UPDATE, Batch, WriteOp, unique_docs
 from ._stored import Absent
 from ._tracker import Tracker
 from .exceptions import DuplicateKeyError, FlushError, StaleDocumentError
@@ -415,8 +415,8 @@ class Flush:
         docs = [op.doc for op in stale]
         lost = {id(op) for op in stale} | {id(op) for op in doubtful}
         landed = [op for op in batch.ops if id(op) not in lost]
-        names = ", ".join(f"{type(d).__name__} {d.id!r}" for d in docs[:10])
-        more = f" and {len(docs) - 10} more" if len(docs) > 10 else ""
+        names = ", ".join(f"{type(d).__name__} {d.id!r}" for d in docs[:NAMED_IN_ERRORS])
+        more = f" and {len(docs) - NAMED_IN_ERRORS} more" if len(docs) > NAMED_IN_ERRORS else ""
         later_docs = [op.doc for b in later for op in b.ops]
         doubt = (
             f" Whether the writes of {len(doubtful)} other document(s) landed cannot be "

@@ -15,6 +15,9 @@ from typing import Any
 __all__: list[str] = []
 
 INSERT, UPDATE, DELETE = "insert", "update", "delete"
+
+#: Documents an error message names before "and N more".
+NAMED_IN_ERRORS = 10
 KINDS = (INSERT, UPDATE, DELETE)
 
 

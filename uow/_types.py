@@ -48,11 +48,22 @@ class LoadContext:
 DEFAULT_LOAD_CONTEXT = LoadContext()
 
 
+#: Characters of a wrong value's repr shown in an error message.
+_SHOWN = 60
+#: What Decimal128 holds exactly: 34 digits, exponents from -6176 to 6111.
+_DECIMAL128_DIGITS = 34
+_DECIMAL128_EXPONENTS = (-6176, 6111)
+#: BSON's binary subtype of a standard UUID.
+_UUID_SUBTYPE = 4
+#: dict[key type, value type]
+_DICT_ARGS = 2
+
+
 def describe(value: Any) -> str:
     """A short description of a wrong value for error messages: its type and repr."""
     text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
+    if len(text) > _SHOWN:
+        text = text[: _SHOWN - 3] + "..."
     return f"{type(value).__name__} ({text})"
 
 
@@ -183,7 +194,11 @@ class DecimalSpec(TypeSpec):
         if not isinstance(value, decimal.Decimal):
             fail(owner, path, "Decimal", value, "wrap numbers as decimal.Decimal('1.10')")
         digits, exponent = value.as_tuple()[1:]
-        if len(digits) <= 34 and isinstance(exponent, int) and -6176 <= exponent <= 6111:
+        if (
+            len(digits) <= _DECIMAL128_DIGITS
+            and isinstance(exponent, int)
+            and _DECIMAL128_EXPONENTS[0] <= exponent <= _DECIMAL128_EXPONENTS[1]
+        ):
             return  # Decimal128 holds it exactly: no need to build one
         try:  # infinities, NaN, and values Decimal128 can hold only by clamping
             Decimal128(value)
@@ -218,7 +233,7 @@ class UUIDSpec(TypeSpec):
         return value
 
     def load(self, value: Any, ctx: LoadContext) -> Any:
-        if isinstance(value, Binary) and value.subtype == 4:
+        if isinstance(value, Binary) and value.subtype == _UUID_SUBTYPE:
             return value.as_uuid(UuidRepresentation.STANDARD)
         return copy_stored(value)
 
@@ -652,7 +667,7 @@ def spec_for(annotation: Any, where: str, resolve_ref: Callable[[str], type]) ->
     args = typing.get_args(annotation)
     if origin is Union or origin is types.UnionType:
         rest = [arg for arg in args if arg is not type(None)]
-        if len(rest) == 1 and len(args) == 2:
+        if len(rest) == 1 and type(None) in args:  # T | None
             return OptionalSpec(spec_for(rest[0], where, resolve_ref))
         raise DefinitionError(
             f"{where}: the annotation {annotation!r} is a union; uow stores one type per "
@@ -668,7 +683,7 @@ def spec_for(annotation: Any, where: str, resolve_ref: Callable[[str], type]) ->
                 f"cannot be hashed into a set; use list[{inner.name}]"
             )
         return SetSpec(inner)
-    if origin is dict and len(args) == 2:
+    if origin is dict and len(args) == _DICT_ARGS:
         if args[0] is not str:
             raise DefinitionError(
                 f"{where}: dict keys must be str (BSON keys are strings), got {args[0]!r}"

@@ -38,6 +38,10 @@ class Order(Document):
     total: float = 0.0
 
 
+#: The total above which the story calls an order big.
+BIG_ORDER = 4
+
+
 def _say(text: str) -> None:
     print(f"\n== {text}")
 
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   s.get(Customer, ann.id) is ann: {same is ann}")
 
             _say("load the big orders, then change documents in place; uow finds it all")
-            big_orders = s.query(Order).filter(Order.total > 4).all()
+            big_orders = s.query(Order).filter(Order.total > BIG_ORDER).all()
             ann.visits += 1
             ann.tags.append("vip")
             ann.last_seen = datetime(2026, 11, 21, 9, 30, tzinfo=timezone.utc)

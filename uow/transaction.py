@@ -306,9 +306,13 @@ def run_in_transaction(
             raise
 
 
+#: The server's error code for MaxTimeMSExpired.
+_MAX_TIME_MS_EXPIRED = 50
+
+
 def _max_time_expired(exc: PyMongoError) -> bool:
     """MaxTimeMSExpired: pymongo's with_transaction does not retry such a commit."""
-    return getattr(exc, "code", None) == 50
+    return getattr(exc, "code", None) == _MAX_TIME_MS_EXPIRED
 
 
 def _cause(exc: BaseException) -> BaseException:

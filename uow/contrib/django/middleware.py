@@ -60,6 +60,9 @@ def _setting_changed(*, setting: str, value: Any, **kwargs: Any) -> None:
         configure_from_settings(value)
 
 
+#: Responses from this status on are server errors: the unit of work rolls back.
+_SERVER_ERROR = 500
+
 class _Request:
     """The unit of work of one request; ``failed`` once the view raised."""
 
@@ -118,7 +121,7 @@ class UnitOfWorkMiddleware:
                 logger.debug("request %s raised: rollback", request.path)
                 session.rollback()
                 raise
-            if unit.failed or response.status_code >= 500:
+            if unit.failed or response.status_code >= _SERVER_ERROR:
                 logger.debug("request %s: %s, rollback", request.path, _outcome(unit, response))
                 session.rollback()
             else:
