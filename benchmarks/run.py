@@ -9,8 +9,9 @@ One run measures, on one backend:
 * the CPU per document of uow without a database, beside attrs and a plain dict;
 * optionally (--sections scaling) W1 and W2 at several N, as a table and a PNG;
 
-then checks the targets of issue 5 and prints PASS/FAIL for each. Progress goes
-to stderr, the report (Markdown) to stdout. See docs/benchmarks.md.
+then checks the targets of benchmarks/targets.toml and prints PASS/FAIL for
+each. Progress goes to stderr, the report (Markdown) to stdout. See
+docs/benchmarks.md; benchmarks/report.py makes its results section from --json files.
 
     python benchmarks/run.py                                  # mongomock, N = 10,000
     python benchmarks/run.py --backend secantus               # SecantusDB in process
@@ -24,10 +25,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import textwrap
 import time
@@ -44,22 +45,15 @@ if importlib.util.find_spec("uow") is None:  # run from a checkout without insta
     sys.path.insert(0, str(REPO))
 
 from bson import ObjectId  # noqa: E402
-from uowbench import counting, cpu, odm  # noqa: E402
+from uowbench import counting, cpu, odm, targets  # noqa: E402
 from uowbench.backends import Backend, make_backend  # noqa: E402
 from uowbench.collector import GC_CLOCK, settled_heap  # noqa: E402
-from uowbench.libs import ALL_LIBS, COLLECTION, Lib, make_lib, row  # noqa: E402
+from uowbench.libs import ALL_LIBS, COLLECTION, WORKLOADS, Lib, make_lib, row  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "benchmarks" / "odm-data"
 DEFAULT_PLOT = REPO / "docs" / "scaling.png"
 
-WORKLOADS = {
-    "W1": "insert N new",
-    "W2": "load N, change one field each, persist",
-    "W3": "load N, change nothing, persist",
-    "W4": "delete N loaded",
-    "W5": "1,000 ids looked up 10 times each",
-}
-W5_IDS = 1_000
+W5_IDS = targets.W5_IDS
 W5_ROUNDS = 10
 SECTIONS = ("workloads", "odm", "cpu", "scaling")
 
@@ -162,6 +156,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run peer workloads the harness leaves out as too slow on this backend",
     )
+    parser.add_argument(
+        "--targets",
+        type=Path,
+        default=targets.TARGETS_FILE,
+        help="the targets checked at the end (default: benchmarks/targets.toml)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     args.libs = _names(args.libs, ALL_LIBS, "--libs")
@@ -209,6 +209,30 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[dist] = "not installed"
     return found
+
+
+def git_commit() -> str:
+    """The checkout's commit, ``+`` when uow/ or benchmarks/ differ from it; or ``unknown``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "uow", "benchmarks"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
 
 
 # ------------------------------------------------------------------------ workloads
@@ -454,123 +478,17 @@ def plot_scaling(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None
 # -------------------------------------------------------------------------- targets
 
 
-def _cmd(cell: dict[str, Any], *names: str) -> int:
-    return sum(cell.get("commands", {}).get(name, 0) for name in names)
+def evaluate_targets(
+    results: dict[str, Any], spec: targets.Targets | Path | None = None
+) -> list[dict[str, Any]]:
+    """Every target in the targets file this run measured: PASS, FAIL, or n/a with why.
 
-
-def evaluate_targets(results: dict[str, Any], backend: Backend) -> list[dict[str, Any]]:
-    """Every target of issue 5 that this run measured: PASS, FAIL, or n/a with why."""
-    targets: list[dict[str, Any]] = []
-
-    def add(target: str, measured: str, ok: bool | None, why: str = "") -> None:
-        status = "n/a" if ok is None else ("PASS" if ok else "FAIL")
-        targets.append({"target": target, "measured": measured or why, "status": status})
-
-    table = results.get("workloads") or {}
-    n = results["config"]["n"]
-    batches = math.ceil(n / backend.max_write_batch_size)
-
-    def uow(workload: str) -> dict[str, Any] | None:
-        cell = table.get(workload, {}).get("uow")
-        return cell if cell and cell["status"] == "ok" else None
-
-    # Commands.
-    if (cell := uow("W1")) is not None:
-        inserts, other = _cmd(cell, "insert"), _cmd(cell, "update", "delete", "find")
-        add(
-            f"W1 commands: ceil(N/maxWriteBatchSize) = {batches} insert",
-            counting.summarize(cell["commands"]),
-            inserts == batches and other == 0,
-        )
-    if (cell := uow("W2")) is not None:
-        add(
-            f"W2 commands: 1 find + {batches} update",
-            counting.summarize(cell["commands"]) + " (getMore not counted as a find)",
-            _cmd(cell, "find") == 1 and _cmd(cell, "update") == batches,
-        )
-    if (cell := uow("W3")) is not None:
-        add(
-            "W3 commands: 1 find, 0 writes",
-            counting.summarize(cell["commands"]),
-            _cmd(cell, "find") == 1 and _cmd(cell, *counting.WRITE_COMMANDS) == 0,
-        )
-    if (cell := uow("W4")) is not None:
-        add(
-            f"W4 commands: 1 find + {batches} delete",
-            counting.summarize(cell["commands"]),
-            _cmd(cell, "find") == 1 and _cmd(cell, "delete") == batches,
-        )
-    if (cell := uow("W5")) is not None:
-        reads = _cmd(cell, *counting.READ_COMMANDS)
-        limit = min(W5_IDS, n)
-        add(f"W5 commands: at most {limit:,} reads", f"{reads:,} reads", reads <= limit)
-    # Update statements.
-    raw2 = table.get("W2", {}).get("raw")
-    if (cell := uow("W2")) is not None and raw2 and raw2["status"] == "ok":
-        mine, theirs = cell.get("updates"), raw2.get("updates")
-        if mine and theirs:
-            add(
-                "W2 update statements: one field, no bigger than raw's",
-                f"uow {mine['fields_max']} field(s), max {mine['bytes_max']} B; "
-                f"raw max {theirs['bytes_max']} B",
-                mine["fields_max"] == 1 and mine["bytes_max"] <= theirs["bytes_max"],
-            )
-        else:
-            add("W2 update statements: one field, no bigger than raw's", "", False, "none seen")
-    # Time on mongomock.
-    limits = {"W1": 1.5, "W2": 1.3, "W3": 1.5, "W4": 1.1, "W5": 0.5}
-    for workload, limit in limits.items():
-        cell = uow(workload)
-        if cell is None or "ratio" not in cell:
-            continue
-        text = f"{workload} time on mongomock <= {limit}x raw" + (
-            " find" if workload == "W3" else ""
-        )
-        if backend.name != "mongomock":
-            add(text, f"{cell['ratio']:.2f}x here", None, "")
-            targets[-1]["measured"] += f" (on {backend.name}; the target is for mongomock)"
-        else:
-            add(text, f"{cell['ratio']:.2f}x", cell["ratio"] <= limit)
-    # SecantusDB: 5x faster than MongoEngine's per-object save and Ming's flush.
-    for workload in ("W1", "W2"):
-        cell = uow(workload)
-        for peer in ("mongoengine", "ming"):
-            other = table.get(workload, {}).get(peer)
-            if cell is None or other is None:
-                continue
-            text = f"{workload} on SecantusDB: >= 5x faster than {peer}"
-            if other["status"] != "ok":
-                add(text, "", None, f"{peer}: {other.get('reason', other['status'])}")
-                continue
-            speedup = other["median_s"] / cell["median_s"]
-            if backend.name != "secantus":
-                add(text, f"{speedup:.1f}x on {backend.name} (the target is for SecantusDB)", None)
-            else:
-                add(text, f"{speedup:.1f}x", speedup >= 5)
-    # CPU per document.
-    for row_ in results.get("cpu") or []:
-        if row_["label"] in (cpu.CONSTRUCT_TARGET, cpu.LOAD_TARGET):
-            add(
-                f"CPU {row_['path']} <= 5 µs per document",
-                f"{row_['us_per_doc']:.2f} µs",
-                row_["us_per_doc"] <= 5,
-            )
-    # ODM benchmark: uow >= 70% of raw's MB/s on every task.
-    for task, cells in ((results.get("odm") or {}).get("tasks") or {}).items():
-        mine, theirs = cells.get("uow"), cells.get("raw")
-        if not mine or not theirs:
-            continue
-        text = f"ODM {task}: uow >= 70% of raw MB/s"
-        if mine["status"] != "ok" or theirs["status"] != "ok":
-            add(text, "", False, mine.get("reason") or theirs.get("reason") or "error")
-            continue
-        share = mine["mb_per_s"] / theirs["mb_per_s"]
-        add(
-            text,
-            f"{share:.0%} ({mine['mb_per_s']:.3g} vs {theirs['mb_per_s']:.3g} MB/s)",
-            share >= 0.7,
-        )
-    return targets
+    The targets (what each reads from ``results``, its comparison, threshold and
+    backend) are data, in ``benchmarks/targets.toml`` unless ``spec`` says otherwise.
+    """
+    if not isinstance(spec, targets.Targets):
+        spec = targets.load(spec)
+    return targets.evaluate(results, spec)
 
 
 # --------------------------------------------------------------------------- report
@@ -715,6 +633,10 @@ def format_report(results: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run what the arguments ask, print the report, and return the results."""
     args = parse_args(argv)
+    try:
+        spec = targets.load(args.targets)  # before the run: a bad file fails at once
+    except (OSError, targets.TargetFileError) as exc:
+        raise SystemExit(f"--targets: {exc}") from exc
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else list(argv))
     progress(f"backend {args.backend}: starting")
     backend = make_backend(args.backend, mongomock_id_index=not args.mongomock_stock)
@@ -734,6 +656,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 else "one bulk_write of DeleteOne"
             ),
             "command": command.strip(),
+            "commit": git_commit(),
+            "max_write_batch_size": backend.max_write_batch_size,
+            "w5_ids": min(W5_IDS, args.n),
             "freeze_heap": args.freeze_heap,
             "how": {},
         }
@@ -787,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             plot_scaling(results["scaling"], args.plot, title)
             results["plot"] = str(args.plot)
             progress(f"scaling plot written to {args.plot}")
-        results["targets"] = evaluate_targets(results, backend)
+        results["targets"] = evaluate_targets(results, spec)
     finally:
         backend.close()
     report = format_report(results)

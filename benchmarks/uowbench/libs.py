@@ -25,6 +25,14 @@ from pymongo import DeleteOne, UpdateOne
 from .backends import DB_NAME, Backend
 
 COLLECTION = "users"
+#: the workloads, as the reports name them
+WORKLOADS = {
+    "W1": "insert N new",
+    "W2": "load N, change one field each, persist",
+    "W3": "load N, change nothing, persist",
+    "W4": "delete N loaded",
+    "W5": "1,000 ids looked up 10 times each",
+}
 CREATED = dt.datetime(2024, 5, 1, 12, 30, 15, 250000)  # millisecond precision, as BSON keeps
 
 

@@ -129,6 +129,28 @@ def test_run_reports_odm_tasks_cpu_rows_and_targets(
     assert set(statuses.values()) <= {"PASS", "FAIL", "n/a"}
 
 
+def test_every_target_reads_a_number_the_run_measured(run_results: dict) -> None:
+    """The paths of benchmarks/targets.toml against a real run, not a made-up one."""
+    from uowbench import targets
+
+    config = run_results["config"]
+    assert config["max_write_batch_size"] == 100_000 and config["w5_ids"] == 200
+    assert config["commit"] != ""
+    spec = targets.load()
+    ran = set(config["libs"])
+    others = {"mongoengine", "ming", "odmantic", "bunnet"} - ran
+    unknown = [
+        u
+        for u in targets.unknown_metrics(spec, run_results)
+        if not any(f"'{lib}'" in u for lib in others)  # peers this run left out
+        and not ("['odm', 'tasks'" in u and not run_results["odm"]["tasks"])  # no data set
+    ]
+    assert unknown == []
+    names = {t["target"] for t in run_results["targets"]}
+    assert any(name.startswith("CPU session path: construct") for name in names)
+    assert any(name.startswith("CPU session path: load") for name in names)
+
+
 def test_the_gc_floor_script_reports_every_case(capsys: pytest.CaptureFixture[str]) -> None:
     module = _load_script(SCRIPT.parent / "gc_floor.py")
     report = module.main(["--n", "300", "--runs", "1"])
