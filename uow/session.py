@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import attrs
 from bson import ObjectId
@@ -1083,7 +1083,7 @@ class Session:
         self._check_open()
         return Query(self, cls, exclude_subclasses)
 
-    def filter(self, cls: type[D], *exprs: ExprArg, **lookups: Any) -> list[D]:
+    def filter(self, cls: type[D], /, *exprs: ExprArg, **lookups: Any) -> list[D]:
         """Every ``cls`` document matching the expressions and lookups."""
         return self.query(cls).filter(*exprs, **lookups).all()
 
@@ -1091,7 +1091,7 @@ class Session:
         """Every stored ``cls`` document."""
         return self.query(cls).all()
 
-    def count(self, cls: type[D], *exprs: ExprArg, **lookups: Any) -> int:
+    def count(self, cls: type[D], /, *exprs: ExprArg, **lookups: Any) -> int:
         """How many ``cls`` documents match."""
         return self.query(cls).filter(*exprs, **lookups).count()
 
@@ -1100,7 +1100,13 @@ class Session:
         self._check_open()
         return RemoveQuery(self, cls)
 
-    def dereference(self, ref: Ref[D] | D | Any, allow_none: bool = False) -> D | None:
+    @overload
+    def dereference(self, ref: None, allow_none: bool = False) -> None: ...
+    @overload
+    def dereference(self, ref: Ref[D] | D, allow_none: Literal[False] = False) -> D: ...
+    @overload
+    def dereference(self, ref: Ref[D] | D | None, allow_none: bool = False) -> D | None: ...
+    def dereference(self, ref: Ref[D] | D | None, allow_none: bool = False) -> D | None:
         """The document a ``Ref`` points at, through the identity map.
 
         ``None`` (an empty ``Ref | None`` field) gives ``None``: there is nothing
@@ -1113,7 +1119,7 @@ class Session:
         if ref is None:
             return None
         if isinstance(ref, Document):
-            return cast(D, ref)
+            return ref
         if not isinstance(ref, Ref):
             raise ValidationError(f"dereference() takes a uow.Ref, got {type(ref).__name__}")
         found = self.get(ref.cls, ref.id)
