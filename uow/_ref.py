@@ -87,7 +87,7 @@ class Ref(Generic[D]):
 
 
 if TYPE_CHECKING:
-    from typing_extensions import TypeAlias
+    from typing import TypeAlias
 
     #: What a ``Ref[X]`` field accepts: a Ref, an ``X``, or the id of one.
     RefInput: TypeAlias = "Ref[D] | D | bson.ObjectId | str | int | uuid.UUID | bytes"
