@@ -193,7 +193,9 @@ class Session:
         max_requests: refuse the command that would exceed this many.
         echo: log every command at INFO on the ``uow`` logger, to stderr.
         transaction_retry_s: time limit of ``run_in_transaction`` retries.
-        read_preference, read_concern, write_concern: pymongo's objects.
+        read_preference: a pymongo ``ReadPreference`` for the session's reads.
+        read_concern: a pymongo ``ReadConcern`` for its reads and transactions.
+        write_concern: a pymongo ``WriteConcern`` for its writes and commits.
 
     Raises:
         TransactionError: ``transactional=True`` on a server without transactions.

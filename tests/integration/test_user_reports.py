@@ -110,3 +110,22 @@ def test_the_mongomock_client_behind_a_session_is_its_databases_client() -> None
         s.flush()
         client = s.database.client
         assert client["reach_19"]["writers_19"].count_documents({}) == 1
+
+
+def test_the_echo_of_an_update_names_the_document_it_targets(
+    mongomock_db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = Session(mongomock_db, echo=True)
+    try:
+        w = Writer(name="ann")
+        s.add(w)
+        s.flush()
+        w.name = "bob"
+        with caplog.at_level("INFO", logger="uow"):
+            s.flush()
+    finally:
+        s.close()
+    updates = [r.getMessage() for r in caplog.records if r.getMessage().startswith("update ")]
+    assert len(updates) == 1
+    assert f"'q': {{'_id': {w.id!r}}}" in updates[0]
+    assert "'u': {'$set': {'name': 'bob'}}" in updates[0]
