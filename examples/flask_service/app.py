@@ -24,7 +24,7 @@ from uow.contrib.flask import UnitOfWork
 
 class Account(Document):
     __collection__ = "accounts"
-    __indexes__ = [uow.Index("email", unique=True)]  # noqa: RUF012
+    __indexes__ = [uow.Index("email", unique=True)]
 
     email: str
     balance: int = field(default=0, on_update="$inc")

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from app import Account, create_app
 from flask import Flask
 from flask.testing import FlaskClient
 
 import uow
-from app import Account, create_app
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ class Address(Embedded):
 
 class Author(Document):
     __collection__ = "authors"
-    __indexes__ = [uow.Index("email", unique=True)]  # noqa: RUF012
+    __indexes__ = [uow.Index("email", unique=True)]
     name: str
     email: str = ""
     visits: int = field(default=0, on_update="$inc")
@@ -111,7 +111,8 @@ def writes(s: Session) -> None:
     assert_type(result, uow.FlushResult)
     assert_type(result.inserted + result.updated + result.deleted + result.round_trips, int)
     assert_type(s.save(a), uow.FlushResult)
-    s.update(a, upsert=True, update_ops={Author.visits: "$inc"}, id_expression=uow.q(Author.id) == a.id)
+    s.update(a, upsert=True, update_ops={Author.visits: "$inc"})
+    s.update(a, id_expression=uow.q(Author.id) == a.id)
     s.delete(a)
     s.refresh(a)
     s.expunge(a)
