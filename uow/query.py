@@ -105,10 +105,7 @@ def _operator_hint(owner: str, path: str, key: Any) -> str:
     lookup_name = path.replace(".", "__")
     suffix, expression = _OPERATOR_SPELLINGS.get(key, ("", ""))
     if not suffix:
-        return (
-            f"; to use {key}, filter with the lookups ({', '.join(LOOKUPS)}) or "
-            "expressions, or run the raw filter through session.database"
-        )
+        return ""
     operand = "" if expression.startswith(".") else " "
     return (
         f"; write the lookup {lookup_name}__{suffix}=value or the expression "
@@ -116,23 +113,27 @@ def _operator_hint(owner: str, path: str, key: Any) -> str:
     )
 
 
-def _assert_data(owner: str, path: str, value: Any) -> None:
-    """No key of a value sent to the server may read as an operator."""
+def _assert_data(owner: str, path: str, value: Any, top: bool = True) -> None:
+    """No key of a value sent to the server may read as an operator.
+
+    ``top``: ``value`` is the whole value compared, where ``{"$ne": None}`` means
+    an operator the user could have written as a lookup.
+    """
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or key.startswith("$"):
                 raise ValidationError(
                     f"{owner}.{path}: the value {describe(value)} has the key {key!r}, "
                     "which MongoDB would read as an operator; query values are data only"
-                    + _operator_hint(owner, path, key),
+                    + (_operator_hint(owner, path, key) if top else ""),
                     document_class=owner,
                     field=path,
                     value=value,
                 )
-            _assert_data(owner, path, item)
+            _assert_data(owner, path, item, top=False)
     elif isinstance(value, (list, tuple)):  # pymongo sends a tuple as an array
         for item in value:
-            _assert_data(owner, path, item)
+            _assert_data(owner, path, item, top=False)
 
 
 class SortKey:
@@ -261,13 +262,17 @@ class QueryField:
 
     # -- values -------------------------------------------------------------------
 
-    def _value(self, value: Any, *, element: bool | None = None) -> Any:
-        """``value`` in stored form, checked against this field (or its elements)."""
-        if type(value) is dict and value:
+    def _value(self, value: Any, *, element: bool | None = None, hint: bool = True) -> Any:
+        """``value`` in stored form, checked against this field (or its elements).
+
+        ``hint``: the value is the whole operand (not an item of ``in_``'s list),
+        so an operator dict in its place was meant as that operator.
+        """
+        if hint and type(value) is dict and value:
             # {"$ne": None} where a value belongs: say how uow spells that operator
             # before the type check would only say "expected str, got dict".
             key = next(iter(value))
-            if isinstance(key, str) and key.startswith("$"):
+            if key in _OPERATOR_SPELLINGS:
                 _assert_data(self._owner, self.attribute_path, value)
         spec = self._spec
         inner = _unwrap(spec)
@@ -296,7 +301,7 @@ class QueryField:
                 field=self.attribute_path,
                 value=values,
             )
-        return [self._value(item) for item in values]
+        return [self._value(item, hint=False) for item in values]
 
     def _text(self, value: Any, what: str) -> str:
         if not isinstance(value, str):
