@@ -2,6 +2,7 @@
 
 Each runs in a fresh process: the scripts with ``python examples/NAME.py``, the
 Django project with ``python manage.py test`` (Django's runner and test client),
+the Flask app with ``python -m pytest`` in its directory (Flask's test client),
 once on the embedded backend and once on SecantusDB.
 """
 
@@ -21,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DJANGO_PROJECT = EXAMPLES / "django_service"
+FLASK_APP = EXAMPLES / "flask_service"
 
 SCRIPTS = {
     "script.py": ["flush: FlushResult(inserted=3", "committed: write attempts = 1"],
@@ -104,3 +106,25 @@ def test_django_example_tests_pass(server_uri: str | None) -> None:
         "test_the_tests_run_on_the_backend_asked_for",
     ):
         assert re.search(rf"^{name} .* \.\.\. ok$", result.stderr, re.MULTILINE), output
+
+
+def test_flask_example_tests_pass(server_uri: str | None) -> None:
+    result = _run(
+        ["-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=", "test_app.py"],
+        FLASK_APP,
+        _env(SHOP_TEST_MONGODB_URI=server_uri),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for name in (
+        "test_a_normal_request_commits",
+        "test_a_view_that_raises_writes_nothing_even_when_answered_409",
+        "test_a_5xx_answer_writes_nothing",
+        "test_the_session_is_current_only_during_the_request",
+    ):
+        assert re.search(rf"test_app.py::{name} PASSED", result.stdout), output
+
+
+def test_every_example_project_has_a_readme() -> None:
+    for project in (DJANGO_PROJECT, FLASK_APP):
+        assert (project / "README.md").is_file(), project

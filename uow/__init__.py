@@ -26,6 +26,7 @@ from .exceptions import (
     ValidationError,
 )
 from .fields import field
+from .query import q
 from .service import configure, unit_of_work
 from .session import FlushResult, Session, SessionStats
 
@@ -58,5 +59,6 @@ __all__ = [
     "configure",
     "current_session",
     "field",
+    "q",
     "unit_of_work",
 ]

@@ -270,6 +270,14 @@ def _attach_fields(
         where = f"{class_name}.{attr}"
         if attr.startswith("_uow_"):
             raise DefinitionError(f"{where}: names starting with _uow_ are reserved for uow")
+        if attr == "self":
+            # The generated __init__ takes the instance as ``self``: a keyword of
+            # that name cannot be a second parameter.
+            raise DefinitionError(
+                f"{where}: a field cannot be named 'self' (__init__ takes the instance "
+                "under that name); name the attribute otherwise and keep the stored key "
+                "with field(db_name='self'), e.g. self_: str = field(db_name='self')"
+            )
         spec = specs[attr] = spec_for(annotation, where, resolve_ref)
         current = namespace.get(attr, attrs.NOTHING)
         counting: Any

@@ -105,6 +105,13 @@ def outcome_unknown(exc: BaseException) -> bool:
     return not (isinstance(exc, OperationFailure) and not isinstance(exc, WriteConcernError))
 
 
+def _logged(op: WriteOp) -> Any:
+    """What the log shows of a write: an update says which document it targets."""
+    if op.kind != UPDATE:
+        return op.statement
+    return {"q": getattr(op.request, "_filter", None), "u": op.statement}
+
+
 def run_batch(
     batch: Batch,
     collection: Any,
@@ -138,7 +145,7 @@ def run_batch(
             return collection.bulk_write(requests, **kwargs)
 
     try:
-        return send(command, batch.collection, call, [op.statement for op in batch.ops])
+        return send(command, batch.collection, call, [_logged(op) for op in batch.ops])
     except BulkWriteError as exc:
         applied, error = _from_bulk_error(batch, exc)
         raise BatchFailed(batch, applied, error) from exc

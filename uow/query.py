@@ -24,6 +24,7 @@ from ._types import (
     EmbeddedSpec,
     ListSpec,
     OptionalSpec,
+    RefSpec,
     ScalarSpec,
     TypeSpec,
     check_key,
@@ -42,6 +43,7 @@ __all__ = [
     "compile_filter",
     "compile_sort",
     "lookup",
+    "q",
     "stored_path",
 ]
 
@@ -61,26 +63,77 @@ LOOKUPS = (
 )
 
 
+#: Methods users of other ORMs reach for, and what uow spells them.
+_METHOD_HINTS = {
+    "like": "for a prefix use .startswith(prefix), for a substring .icontains(text)",
+    "ilike": "for a case-insensitive substring use .icontains(text)",
+    "regex": "use .startswith(prefix) or .icontains(text), which escape their input",
+    "endswith": "use .icontains(text), or a filter dict through session.database",
+    "isin": "use .in_([...])",
+    "is_in": "use .in_([...])",
+    "not_in": "use .nin([...])",
+    "notin_": "use .nin([...])",
+    "is_": "use == None",
+    "isnot": "use != None",
+    "asc_": "use .asc()",
+    "desc_": "use .desc()",
+}
+
+
 def _unwrap(spec: TypeSpec) -> TypeSpec:
     return spec.inner if isinstance(spec, OptionalSpec) else spec
 
 
-def _assert_data(owner: str, path: str, value: Any) -> None:
-    """No key of a value sent to the server may read as an operator."""
+#: What to write instead of an operator given as a value: lookup suffix, expression.
+_OPERATOR_SPELLINGS = {
+    "$ne": ("ne", "!= value"),
+    "$gt": ("gt", "> value"),
+    "$gte": ("gte", ">= value"),
+    "$lt": ("lt", "< value"),
+    "$lte": ("lte", "<= value"),
+    "$in": ("in", ".in_([...])"),
+    "$nin": ("nin", ".nin([...])"),
+    "$exists": ("exists", ".exists(True)"),
+    "$regex": ("startswith", ".startswith(prefix) or .icontains(text)"),
+}
+
+
+def _operator_hint(owner: str, path: str, key: Any) -> str:
+    """How to say with uow what a ``{"$op": ...}`` value meant to say."""
+    if not isinstance(key, str) or not key.startswith("$"):
+        return ""
+    lookup_name = path.replace(".", "__")
+    suffix, expression = _OPERATOR_SPELLINGS.get(key, ("", ""))
+    if not suffix:
+        return ""
+    operand = "" if expression.startswith(".") else " "
+    return (
+        f"; write the lookup {lookup_name}__{suffix}=value or the expression "
+        f"uow.q({owner}.{path}){operand}{expression}"
+    )
+
+
+def _assert_data(owner: str, path: str, value: Any, top: bool = True) -> None:
+    """No key of a value sent to the server may read as an operator.
+
+    ``top``: ``value`` is the whole value compared, where ``{"$ne": None}`` means
+    an operator the user could have written as a lookup.
+    """
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or key.startswith("$"):
                 raise ValidationError(
                     f"{owner}.{path}: the value {describe(value)} has the key {key!r}, "
-                    "which MongoDB would read as an operator; query values are data only",
+                    "which MongoDB would read as an operator; query values are data only"
+                    + (_operator_hint(owner, path, key) if top else ""),
                     document_class=owner,
                     field=path,
                     value=value,
                 )
-            _assert_data(owner, path, item)
+            _assert_data(owner, path, item, top=False)
     elif isinstance(value, (list, tuple)):  # pymongo sends a tuple as an array
         for item in value:
-            _assert_data(owner, path, item)
+            _assert_data(owner, path, item, top=False)
 
 
 class SortKey:
@@ -137,13 +190,13 @@ class QueryField:
     def __getattr__(self, name: str) -> QueryField:
         meta = self._meta
         if name.startswith("_") or meta is None:
-            raise AttributeError(
-                f"{self._owner}.{self.attribute_path} has no field {name!r}"
-                + ("" if meta is not None else ": it is not an embedded document")
-            )
+            raise AttributeError(self._no_attribute(name))
         field = meta.by_name.get(name)
         if field is None:
-            raise AttributeError(f"{self._owner}.{self.attribute_path} has no field {name!r}")
+            raise AttributeError(
+                f"{self._owner}.{self.attribute_path} has no field {name!r}; "
+                f"its fields are {', '.join(meta.by_name)}"
+            )
         child = QueryField(
             self._owner,
             f"{self.attribute_path}.{name}",
@@ -152,6 +205,34 @@ class QueryField:
             None,
         )
         return child._with_meta_of(field.spec)
+
+    def _no_attribute(self, name: str) -> str:
+        """Why ``name`` is not an attribute of this query field, and what to write."""
+        where = f"{self._owner}.{self.attribute_path}"
+        methods = "==, !=, <, <=, >, >=, in_, nin, exists, contains, startswith, icontains"
+        if name.startswith("_"):
+            return f"{where} has no attribute {name!r}"
+        spec = _unwrap(self._spec)
+        if isinstance(spec, ListSpec):
+            spec = _unwrap(spec.inner)
+        if isinstance(spec, RefSpec):
+            target = spec.name[len("Ref[") : -1]
+            return (
+                f"{where} is a reference ({spec.name}): it stores the id only, so a query "
+                f"cannot reach {target}.{name}; compare the reference itself "
+                f"({where} == a_{target.lower()}, or .in_(ids)), or query {target} "
+                f"first and filter on the ids found: "
+                f"uow.q({where}).in_([x.id for x in session.filter({target}, {name}=...)])"
+            )
+        if name in _METHOD_HINTS:
+            return (
+                f"{where} has no method {name!r}: {_METHOD_HINTS[name]}; "
+                f"a query field offers {methods}, asc and desc"
+            )
+        return (
+            f"{where} has no field or method {name!r}: it is a {self._spec.name}, "
+            f"not an embedded document; a query field offers {methods}, asc and desc"
+        )
 
     def __getitem__(self, key: str) -> QueryField:
         """A key of a dict field: ``User.settings["theme"]``."""
@@ -181,8 +262,18 @@ class QueryField:
 
     # -- values -------------------------------------------------------------------
 
-    def _value(self, value: Any, *, element: bool | None = None) -> Any:
-        """``value`` in stored form, checked against this field (or its elements)."""
+    def _value(self, value: Any, *, element: bool | None = None, hint: bool = True) -> Any:
+        """``value`` in stored form, checked against this field (or its elements).
+
+        ``hint``: the value is the whole operand (not an item of ``in_``'s list),
+        so an operator dict in its place was meant as that operator.
+        """
+        if hint and type(value) is dict and value:
+            # {"$ne": None} where a value belongs: say how uow spells that operator
+            # before the type check would only say "expected str, got dict".
+            key = next(iter(value))
+            if key in _OPERATOR_SPELLINGS:
+                _assert_data(self._owner, self.attribute_path, value)
         spec = self._spec
         inner = _unwrap(spec)
         container = isinstance(inner, ListSpec)
@@ -210,7 +301,7 @@ class QueryField:
                 field=self.attribute_path,
                 value=values,
             )
-        return [self._value(item) for item in values]
+        return [self._value(item, hint=False) for item in values]
 
     def _text(self, value: Any, what: str) -> str:
         if not isinstance(value, str):
@@ -393,9 +484,13 @@ def _resolve(meta: ModelMeta, parts: list[str], lookup_text: str) -> QueryField:
     """The query field at attribute path ``parts`` of ``meta``'s class."""
     head = meta.by_name.get(parts[0])
     if head is None:
+        hint = ""
+        if "." in parts[0]:
+            spelled = "__".join([*parts[0].split("."), *parts[1:]])
+            hint = f"; a lookup names a path with double underscores: {spelled}=..."
         raise ValidationError(
             f"{meta.name} has no field {parts[0]!r} (in the lookup {lookup_text!r}); "
-            f"its fields are {', '.join(meta.by_name)}",
+            f"its fields are {', '.join(meta.by_name)}{hint}",
             document_class=meta.name,
             field=parts[0],
         )
@@ -453,8 +548,11 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def compile_filter(meta: ModelMeta, *exprs: Expr, **lookups: Any) -> dict[str, Any]:
-    """The filter dict for expressions and lookups on ``meta``'s class."""
+def compile_filter(meta: ModelMeta, /, *exprs: Expr, **lookups: Any) -> dict[str, Any]:
+    """The filter dict for expressions and lookups on ``meta``'s class.
+
+    ``meta`` is positional-only: a lookup may name a field ``meta``.
+    """
     if len(exprs) == 1 and not lookups:
         expr = exprs[0]
         if type(expr) is Expr and expr._same_fields is None:
@@ -524,3 +622,22 @@ def class_filter(meta: ModelMeta, exclude_subclasses: bool) -> dict[str, Any]:
         return {"_cls": meta.cls_name}
     names = [name for name in meta.hierarchy_names() if name != meta.root.__name__]
     return {"_cls": names[0]} if len(names) == 1 else {"_cls": {"$in": names}}
+
+
+def q(field: Any) -> QueryField:
+    """The typed spelling of a query field: ``uow.q(User.name).in_(["ann", "bob"])``.
+
+    ``User.name.in_(...)`` works at run time, but a type checker reads
+    ``User.name`` as the field's value type (``str``), which has no ``in_``;
+    ``uow.q(User.name)`` is the same query field, typed as one.
+
+    Raises:
+        TypeError: ``field`` is not a query field (an instance's value, say).
+    """
+    if not isinstance(field, QueryField):
+        raise TypeError(
+            f"uow.q() takes a query field, the attribute of a document class "
+            f"(uow.q(User.name)), got {describe(field)}; read it on the class, not on "
+            "an instance"
+        )
+    return field

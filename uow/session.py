@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import attrs
 
@@ -104,7 +104,9 @@ class Session:
         max_requests: refuse the command that would exceed this many.
         echo: log every command at INFO on the ``uow`` logger, to stderr.
         transaction_retry_s: time limit of ``run_in_transaction`` retries.
-        read_preference, read_concern, write_concern: pymongo's objects.
+        read_preference: a pymongo ``ReadPreference`` for the session's reads.
+        read_concern: a pymongo ``ReadConcern`` for its reads and transactions.
+        write_concern: a pymongo ``WriteConcern`` for its writes and commits.
 
     Raises:
         TransactionError: ``transactional=True`` on a server without transactions.
@@ -665,7 +667,7 @@ class Session:
         self._tracker.check_open()
         return Query(self._reader, cls, exclude_subclasses)
 
-    def filter(self, cls: type[D], *exprs: ExprArg, **lookups: Any) -> list[D]:
+    def filter(self, cls: type[D], /, *exprs: ExprArg, **lookups: Any) -> list[D]:
         """Every ``cls`` document matching the expressions and lookups."""
         return self.query(cls).filter(*exprs, **lookups).all()
 
@@ -673,7 +675,7 @@ class Session:
         """Every stored ``cls`` document."""
         return self.query(cls).all()
 
-    def count(self, cls: type[D], *exprs: ExprArg, **lookups: Any) -> int:
+    def count(self, cls: type[D], /, *exprs: ExprArg, **lookups: Any) -> int:
         """How many ``cls`` documents match."""
         return self.query(cls).filter(*exprs, **lookups).count()
 
@@ -682,7 +684,13 @@ class Session:
         self._tracker.check_open()
         return RemoveQuery(self._reader, cls)
 
-    def dereference(self, ref: Ref[D] | D | Any, allow_none: bool = False) -> D | None:
+    @overload
+    def dereference(self, ref: None, allow_none: bool = False) -> None: ...
+    @overload
+    def dereference(self, ref: Ref[D] | D, allow_none: Literal[False] = False) -> D: ...
+    @overload
+    def dereference(self, ref: Ref[D] | D | None, allow_none: bool = False) -> D | None: ...
+    def dereference(self, ref: Ref[D] | D | None, allow_none: bool = False) -> D | None:
         """The document a ``Ref`` points at, through the identity map.
 
         ``None`` (an empty ``Ref | None`` field) gives ``None``: there is nothing
@@ -695,7 +703,7 @@ class Session:
         if ref is None:
             return None
         if isinstance(ref, Document):
-            return cast(D, ref)
+            return ref
         if not isinstance(ref, Ref):
             raise ValidationError(f"dereference() takes a uow.Ref, got {type(ref).__name__}")
         found = self.get(ref.cls, ref.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -18,8 +19,17 @@ def test_demo_story_shows_commands_changes_and_round_trips(capsys) -> None:
     assert "address.city: 'Oslo' -> 'Bergen'" in out
     assert "tags: [] -> ['vip']" in out
     # the commit sends one update per collection with only the changed paths
-    assert "-> update uow_demo.customer [{'$inc': {'visits': 1}" in out
-    assert "-> update uow_demo.order [{'$push': {'items': {'$each': ['biscuits']}}}]" in out
+    # each naming the document it targets (#19)
+    assert re.search(
+        r"-> update uow_demo\.customer \[\{'q': \{'_id': ObjectId\('[0-9a-f]{24}'\)\}, "
+        r"'u': \{'\$inc': \{'visits': 1\}",
+        out,
+    )
+    assert re.search(
+        r"-> update uow_demo\.order \[\{'q': \{'_id': ObjectId\('[0-9a-f]{24}'\)\}, "
+        r"'u': \{'\$push': \{'items': \{'\$each': \['biscuits'\]\}\}\}\}\]",
+        out,
+    )
     assert "s.get(Customer, ann.id) is ann: True" in out
     assert "5 write round trips" in out
 

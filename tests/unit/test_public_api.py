@@ -53,6 +53,7 @@ def test_star_import_gives_exactly_all() -> None:
         "Index",
         "Ref",
         "field",
+        "q",  # SPEC "Typing": the typed spelling of a query field
         "UowError",
         "DefinitionError",
         "ValidationError",
@@ -163,3 +164,13 @@ def test_the_error_tree_is_drawn_in_the_module_docstring() -> None:
     doc = uow.exceptions.__doc__ or ""
     for name, _ in TREE:
         assert name in doc
+
+
+def test_q_is_the_query_field_itself() -> None:
+    class QUser(uow.Document):
+        name: str
+
+    assert uow.q(QUser.name) is QUser.name
+    assert uow.q(QUser.name).in_(["a"]).filter == {"name": {"$in": ["a"]}}
+    with pytest.raises(TypeError, match=r"uow\.q\(\) takes a query field.*on the class"):
+        uow.q(QUser(name="a").name)

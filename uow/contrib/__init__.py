@@ -2,4 +2,5 @@
 
 ``uow.contrib.django``: ``UnitOfWorkMiddleware`` and test helpers (``pip install
 'uow[django]'``).
+``uow.contrib.flask``: the ``UnitOfWork`` extension (``pip install 'uow[flask]'``).
 """
