@@ -1,0 +1,196 @@
+"""Plain regression tests for what the model-based test (``test_stateful.py``) found.
+
+One test per distinct failure, each the shrunk program hypothesis printed,
+written out by hand, with the stored document checked by raw pymongo. They run
+on every lane unless the failure is about transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import bson
+import pytest
+
+from uow import Session
+
+from ._models import MdDoc, MdOther
+
+
+@pytest.fixture
+def sessions(db: Any) -> Iterator[list[Session]]:
+    opened: list[Session] = []
+    yield opened
+    for s in opened:
+        s.close()
+
+
+def _open(db: Any, opened: list[Session]) -> Session:
+    s = Session(db)
+    opened.append(s)
+    return s
+
+
+FULL: dict[str, Any] = {
+    "name": "a",
+    "n": 0,
+    "visits": 0,
+    "best": 0,
+    "log": [],
+    "kinds": [],
+    "tags": [],
+    "labels": [],
+    "lines": [],
+    "by_key": {},
+    "by_sku": {},
+    "outer": {"inner": {"n": 0, "words": []}, "label": "a"},
+    "refs": [],
+    "extra_n": 0,
+    "extra_list": [],
+    "extra_emb": {"n": 0, "words": []},
+}
+
+
+def _insert(db: Any, *, without: tuple[str, ...] = (), **values: Any) -> bson.ObjectId:
+    doc: dict[str, Any] = {k: v for k, v in FULL.items() if k not in without}
+    doc.update(values)
+    doc["_id"] = bson.ObjectId()
+    db.md_docs.insert_one(doc)
+    return doc["_id"]
+
+
+def _stored(db: Any, id_: Any) -> dict[str, Any]:
+    found = db.md_docs.find_one({"_id": id_})
+    assert found is not None
+    return dict(found)
+
+
+def _other(db: Any) -> bson.ObjectId:
+    oid = bson.ObjectId()
+    db.md_others.insert_one({"_id": oid, "name": "other"})
+    return oid
+
+
+# ------------------------------------------------- 1. containers of refs, by mutation
+
+
+@pytest.mark.parametrize("what", ["id", "document"])
+def test_ref_list_of_a_loaded_document_takes_an_appended_id_or_document(
+    db: Any, sessions: list[Session], what: str
+) -> None:
+    """SPEC: ``list[Ref[X]]`` accepts a document or an id put in place by mutation.
+
+    Found as: ``o1 = s.get(MdDoc, id0); o1.refs.append(other_id0); s.commit()``.
+    Today the flush raises ``AttributeError: 'ObjectId' object has no attribute
+    'cls'`` (``'MdOther' object…`` for a document): the dump of a ref list
+    assumes every element is a ``Ref``.
+    """
+    oid = _other(db)
+    doc_id = _insert(db)
+    s = _open(db, sessions)
+    obj = s.get(MdDoc, doc_id)
+    assert obj is not None
+    obj.refs.append(oid if what == "id" else s.get(MdOther, oid))  # type: ignore[arg-type]
+    s.commit()
+    assert _stored(db, doc_id)["refs"] == [oid]
+
+
+def test_clear_cache_keeps_a_document_with_a_ref_appended_and_it_is_stored(
+    db: Any, sessions: list[Session]
+) -> None:
+    """Found as: ``o1 = s.get(MdDoc, id0); o1.refs.append(s.get(MdOther, other_id0));
+    s.clear_cache()``: today clear_cache raises AttributeError ('MdOther' object
+    has no attribute 'cls') while asking whether o1 is dirty."""
+    oid = _other(db)
+    doc_id = _insert(db)
+    s = _open(db, sessions)
+    obj = s.get(MdDoc, doc_id)
+    assert obj is not None
+    obj.refs.append(s.get(MdOther, oid))  # type: ignore[arg-type]
+    s.clear_cache()  # o1 has an unflushed change: it stays
+    s.commit()
+    assert _stored(db, doc_id)["refs"] == [oid]
+
+
+@pytest.mark.parametrize("what", ["id", "document"])
+def test_ref_list_of_a_pending_document_takes_an_appended_id_or_document(
+    db: Any, sessions: list[Session], what: str
+) -> None:
+    """Found as: ``o1 = MdDoc(name='a'); s.add(o1); o1.refs.append(other_id0);
+    s.commit()``. Today the insert refuses it: ``ValidationError: MdDoc.refs[0]:
+    expected Ref[MdOther], a MdOther or its id, got ObjectId``."""
+    oid = _other(db)
+    s = _open(db, sessions)
+    obj = MdDoc(name="a")
+    s.add(obj)
+    obj.refs.append(oid if what == "id" else s.get(MdOther, oid))  # type: ignore[arg-type]
+    s.commit()
+    assert _stored(db, obj.id)["refs"] == [oid]
+
+
+# ------------------------------------------------ 2. add() of a detached document
+
+
+@pytest.mark.parametrize("how", ["expunge", "clear_cache", "closed session"])
+def test_add_of_a_detached_document_writes_the_changes_made_while_detached(
+    db: Any, sessions: list[Session], how: str
+) -> None:
+    """SPEC, Unit of work: adding a DETACHED document tracks it again with the
+    snapshot it had when it was last stored; changes made while it was detached
+    are written at the next flush.
+
+    Found as: ``o1 = s.get(MdDoc, id0); s.clear_cache(); o1.n += 1; s.add(o1);
+    s.commit()``: today the stored ``n`` stays 0 (the change is lost silently).
+    """
+    doc_id = _insert(db)
+    s = _open(db, sessions)
+    obj = s.get(MdDoc, doc_id)
+    assert obj is not None
+    if how == "expunge":
+        s.expunge(obj)
+    elif how == "clear_cache":
+        s.clear_cache()
+    else:
+        s.close()
+        s = _open(db, sessions)
+    obj.n += 1
+    obj.tags.append("b")
+    s.add(obj)
+    s.commit()
+    stored = _stored(db, doc_id)
+    assert (stored["n"], stored["tags"]) == (1, ["b"])
+
+
+# --------------------------------------- 3. a key missing from the stored document
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "expected"),
+    [
+        ("extra_n", lambda o: setattr(o, "extra_n", o.extra_n + 1), 6),
+        ("extra_list", lambda o: o.extra_list.append("b"), ["a", "b"]),
+        ("extra_emb", lambda o: setattr(o.extra_emb, "n", o.extra_emb.n + 1), {"n": 2, "words": ["w"]}),
+    ],
+    ids=["inc-from-default-5", "append-to-default-list", "embedded-default"],
+)
+def test_first_change_of_a_missing_key_sets_the_whole_value(
+    db: Any, sessions: list[Session], name: str, change: Any, expected: Any
+) -> None:
+    """SPEC, the one rule: a key missing from the stored document (a field added
+    to the class later, with a default) is known as missing: its first change is
+    a ``$set`` of its whole value.
+
+    Found as: ``db.md_docs.insert_one({... no 'extra_list' ...}); o1 =
+    s.query(MdDoc).all()[0]; o1.extra_list.append('a'); s.commit()``: stored
+    ``['a']``, expected ``['a', 'a']``. Today the change is sent relative to the
+    default as if it were stored: ``$inc`` 1 stores 1 (not 6), ``$push`` stores
+    ``['b']``, ``$set extra_emb.n`` stores ``{'n': 2}`` without ``words``.
+    """
+    doc_id = _insert(db, without=(name,))
+    s = _open(db, sessions)
+    obj = s.get(MdDoc, doc_id)
+    assert obj is not None
+    change(obj)
+    s.commit()
+    assert _stored(db, doc_id)[name] == expected
