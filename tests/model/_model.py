@@ -98,7 +98,12 @@ def merge(kind: Any, stored: Any, snap: Any, held: Any) -> Any:
             return list(stored) + list(held[len(snap) :])
         return list(held)
     if kind == "addToSet":
-        if _prefix(snap, held):
+        # Appending an item the list already holds (or twice) is a change
+        # $addToSet cannot express: the server would not store it. That falls
+        # back to $set of the field (SPEC: "A list change that $push or
+        # $addToSet cannot express ... falls back to $set"), as it does today.
+        added = held[len(snap) :]
+        if _prefix(snap, held) and len(set(added)) == len(added) and not set(added) & set(snap):
             out = list(stored)
             for item in held[len(snap) :]:
                 if item not in out:

@@ -194,3 +194,121 @@ def test_first_change_of_a_missing_key_sets_the_whole_value(
     change(obj)
     s.commit()
     assert _stored(db, doc_id)[name] == expected
+
+
+# ------------------------------------------- 4. an unloaded field that is assigned
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("visits", 3), ("extra_n", 0), ("best", 0)],
+    ids=["inc", "inc-default-5", "max"],
+)
+def test_assigning_a_field_not_loaded_sets_it_whatever_its_operator(
+    db: Any, sessions: list[Session], name: str, value: int
+) -> None:
+    """SPEC, the one rule: a field not loaded (``fields(...)``) that is assigned is
+    written with ``$set`` of the assigned value, whatever its ``on_update``.
+
+    Found (SecantusDB lane) as: ``o1 = MdDoc(name='a'); s.add(o1); s.commit();
+    s.close(); s = Session(db); o2 = s.query(MdDoc).fields('name').all()[0];
+    o2.extra_n = 0; s.commit()``: stored 5, expected 0. Today the declared
+    operator is used on the assigned value: ``visits = 3`` over a stored 4 is
+    sent as ``$inc 3`` (stores 7), ``best = 0`` as ``$max 0`` (stores 4).
+    """
+    doc_id = _insert(db, visits=4, extra_n=4, best=4)
+    s = _open(db, sessions)
+    (obj,) = s.query(MdDoc).fields("name").all()
+    setattr(obj, name, value)
+    s.commit()
+    assert _stored(db, doc_id)[name] == value
+
+
+# ------------------------------------------ 5. a change inside a list element
+
+
+LINE: dict[str, Any] = {
+    "sku": "a",
+    "qty": 0,
+    "tags": [],
+    "hits": 0,
+    "peak": 3,
+    "log": [],
+    "kinds": [],
+}
+
+
+def test_a_change_inside_a_list_element_is_sent_on_its_positional_path(
+    db: Any, sessions: list[Session]
+) -> None:
+    """SPEC, the one rule: a change inside an element of a list is sent on the
+    element's positional path (``lines.0.qty``) as long as the list kept its
+    length and order, so another client's change to another path stays.
+
+    Found as: ``o1 = s.query(MdDoc).all()[0]``; another client
+    ``update_one({'_id': id0}, {'$inc': {'lines.0.hits': 1}})``; ``o1.lines[0].qty
+    += 1; s.commit()``: the other client's ``hits`` is lost. Today any change
+    inside ``lines`` is sent as ``$set`` of the whole list.
+    """
+    doc_id = _insert(db, lines=[dict(LINE), dict(LINE, sku="b")])
+    s = _open(db, sessions)
+    obj = s.get(MdDoc, doc_id)
+    assert obj is not None
+    db.md_docs.update_one({"_id": doc_id}, {"$inc": {"lines.0.hits": 1, "lines.1.qty": 5}})
+    obj.lines[0].qty += 1
+    obj.lines[1].tags.append("x")
+    s.commit()
+    lines = _stored(db, doc_id)["lines"]
+    assert [(line["qty"], line["hits"], line["tags"]) for line in lines] == [
+        (1, 1, []),
+        (5, 0, ["x"]),
+    ]
+
+
+# ------------------------- 6. declared operators inside embedded documents at depth
+
+
+@pytest.mark.parametrize("where", ["by_sku", "lines"])
+def test_an_inc_field_of_an_embedded_document_at_depth_is_sent_as_inc(
+    db: Any, sessions: list[Session], where: str
+) -> None:
+    """SPEC, the one rule: a declared ``on_update`` applies wherever the field
+    lives: an embedded ``$inc`` field in a list element or a dict value is sent
+    as ``$inc`` on its path (``lines.0.hits``, ``by_sku.a.hits``).
+
+    Found as: ``o1 = s.get(MdDoc, id0)``; another client ``$inc``s
+    ``by_sku.a.hits`` (or ``lines.0.hits``) by 2; ``o1.by_sku['a'].hits += 1;
+    s.commit()``: stored 1, expected 3. Today ``by_sku.a.hits`` is sent as
+    ``$set`` (and ``lines`` as ``$set`` of the whole list).
+    """
+    doc_id = _insert(db, lines=[dict(LINE)], by_sku={"a": dict(LINE)})
+    s = _open(db, sessions)
+    obj = s.get(MdDoc, doc_id)
+    assert obj is not None
+    path = "by_sku.a.hits" if where == "by_sku" else "lines.0.hits"
+    db.md_docs.update_one({"_id": doc_id}, {"$inc": {path: 2}})
+    element = obj.by_sku["a"] if where == "by_sku" else obj.lines[0]
+    element.hits += 1
+    s.commit()
+    stored = _stored(db, doc_id)
+    element_stored = stored["by_sku"]["a"] if where == "by_sku" else stored["lines"][0]
+    assert element_stored["hits"] == 3
+
+
+@pytest.mark.parametrize("where", ["by_sku", "lines"])
+def test_a_max_field_of_an_embedded_document_at_depth_is_sent_as_max(
+    db: Any, sessions: list[Session], where: str
+) -> None:
+    """The same for ``$max``, found without any other client: ``o1 =
+    s.get(MdDoc, id0); o1.by_sku['a'].peak = 1; s.commit()`` over a stored peak
+    of 3 stores 1 today (sent as ``$set by_sku.a.peak``); ``$max`` keeps 3."""
+    doc_id = _insert(db, lines=[dict(LINE)], by_sku={"a": dict(LINE)})
+    s = _open(db, sessions)
+    obj = s.get(MdDoc, doc_id)
+    assert obj is not None
+    element = obj.by_sku["a"] if where == "by_sku" else obj.lines[0]
+    element.peak = 1
+    s.commit()
+    stored = _stored(db, doc_id)
+    element_stored = stored["by_sku"]["a"] if where == "by_sku" else stored["lines"][0]
+    assert element_stored["peak"] == 3

@@ -565,24 +565,34 @@ class NothingLost(RuleBasedStateMachine):
         if self.transactional and self._in_transaction():
             return
         id_ = data.draw(st.sampled_from(sorted(self.committed, key=str)), label="id")
-        kind = data.draw(st.sampled_from(["push tags", "push log", "inc visits", "inc extra_n",
-                                          "set name", "set n"]), label="op")
         doc = self.committed[id_]
-        if kind.startswith("push"):
-            key = kind.split()[1]
-            value: Any = data.draw(WORDS, label="item")
-            update = {"$push": {key: value}}
-            doc[key] = list(doc.get(key, [])) + [value]
-        elif kind.startswith("inc"):
-            key = kind.split()[1]
-            value = data.draw(DELTA, label="delta")
-            update = {"$inc": {key: value}}
-            doc[key] = doc.get(key, 0) + value
+        paths = ["tags", "log", "visits", "extra_n", "name", "n"]
+        # At depth, where the stored document has the element (SPEC: operators
+        # and appends are sent on positional and dotted paths, so these add up).
+        lines = doc.get("lines")
+        if isinstance(lines, list) and lines:
+            paths += ["lines.0.hits", "lines.0.log", "lines.0.tags"]
+        if "a" in doc.get("by_sku", {}):
+            paths += ["by_sku.a.hits", "by_sku.a.log"]
+        if "a" in doc.get("by_key", {}):
+            paths += ["by_key.a"]
+        path = data.draw(st.sampled_from(paths), label="path")
+        *parents, last = path.split(".")
+        target: Any = doc
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if last in ("hits", "visits", "extra_n"):
+            value: Any = data.draw(DELTA, label="delta")
+            update: dict[str, Any] = {"$inc": {path: value}}
+            target[last] = target.get(last, 0) + value
+        elif last in ("name", "n"):
+            value = data.draw(WORDS if last == "name" else SMALL, label="value")
+            update = {"$set": {path: value}}
+            target[last] = value
         else:
-            key = kind.split()[1]
-            value = data.draw(WORDS if key == "name" else SMALL, label="value")
-            update = {"$set": {key: value}}
-            doc[key] = value
+            value = data.draw(WORDS, label="item")
+            update = {"$push": {path: value}}
+            target[last] = list(target.get(last, [])) + [value]
         self.db.md_docs.update_one({"_id": id_}, update)
         if self.transactional:
             self.flushed[id_] = copy.deepcopy(doc)
