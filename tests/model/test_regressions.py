@@ -312,3 +312,35 @@ def test_a_max_field_of_an_embedded_document_at_depth_is_sent_as_max(
     stored = _stored(db, doc_id)
     element_stored = stored["by_sku"]["a"] if where == "by_sku" else stored["lines"][0]
     assert element_stored["peak"] == 3
+
+
+# ------------------- 7. rollback of a document inserted and deleted in a transaction
+
+
+@pytest.mark.transactions
+def test_rollback_of_an_insert_then_delete_in_one_transaction_leaves_a_usable_session(
+    db: Any, sessions: list[Session]
+) -> None:
+    """SPEC, rollback: documents first inserted in the aborted transaction become
+    TRANSIENT; the session goes on.
+
+    Found (SecantusDB lane) as: ``o1 = MdDoc(name='a'); s.add(o1); s.flush();
+    s.delete(o1); s.flush(); s.rollback(); s.commit()``: today the commit fails
+    with an internal ``AssertionError`` (``_update_op``: ``assert old is not
+    None``): o1 is left tracked as persistent without a snapshot, and every later
+    flush of the session fails the same way.
+    """
+    from uow import ObjectState
+
+    s = _open(db, sessions)
+    obj = MdDoc(name="a")
+    s.add(obj)
+    s.flush()
+    s.delete(obj)
+    s.flush()
+    s.rollback()
+    assert s.state(obj) is ObjectState.TRANSIENT
+    other = MdDoc(name="b")
+    s.add(other)
+    s.commit()
+    assert [doc["name"] for doc in db.md_docs.find()] == ["b"]
