@@ -171,8 +171,16 @@ def test_add_of_a_detached_document_writes_the_changes_made_while_detached(
         ("extra_n", lambda o: setattr(o, "extra_n", o.extra_n + 1), 6),
         ("extra_list", lambda o: o.extra_list.append("b"), ["a", "b"]),
         ("extra_emb", lambda o: setattr(o.extra_emb, "n", o.extra_emb.n + 1), {"n": 2, "words": ["w"]}),
+        ("extra_n", lambda o: setattr(o, "extra_n", 0), 0),
+        ("outer", lambda o: setattr(o.outer.inner, "n", 1), {"inner": {"n": 1, "words": []}, "label": ""}),
     ],
-    ids=["inc-from-default-5", "append-to-default-list", "embedded-default"],
+    ids=[
+        "inc-from-default-5",
+        "append-to-default-list",
+        "embedded-default",
+        "assign-inc-field",
+        "nested-embedded-default",
+    ],
 )
 def test_first_change_of_a_missing_key_sets_the_whole_value(
     db: Any, sessions: list[Session], name: str, change: Any, expected: Any
