@@ -69,9 +69,7 @@ def merge(kind: Any, stored: Any, snap: Any, held: Any) -> Any:
             return out
         if tag == "list_emb":
             if len(held) == len(snap) and len(stored) == len(snap):
-                return [
-                    merge(("emb", sub), stored[i], snap[i], held[i]) for i in range(len(held))
-                ]
+                return [merge(("emb", sub), stored[i], snap[i], held[i]) for i in range(len(held))]
             if _prefix(snap, held):
                 return list(stored) + copy.deepcopy(held[len(snap) :])
             return copy.deepcopy(held)

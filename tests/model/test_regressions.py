@@ -170,9 +170,17 @@ def test_add_of_a_detached_document_writes_the_changes_made_while_detached(
     [
         ("extra_n", lambda o: setattr(o, "extra_n", o.extra_n + 1), 6),
         ("extra_list", lambda o: o.extra_list.append("b"), ["a", "b"]),
-        ("extra_emb", lambda o: setattr(o.extra_emb, "n", o.extra_emb.n + 1), {"n": 2, "words": ["w"]}),
+        (
+            "extra_emb",
+            lambda o: setattr(o.extra_emb, "n", o.extra_emb.n + 1),
+            {"n": 2, "words": ["w"]},
+        ),
         ("extra_n", lambda o: setattr(o, "extra_n", 0), 0),
-        ("outer", lambda o: setattr(o.outer.inner, "n", 1), {"inner": {"n": 1, "words": []}, "label": ""}),
+        (
+            "outer",
+            lambda o: setattr(o.outer.inner, "n", 1),
+            {"inner": {"n": 1, "words": []}, "label": ""},
+        ),
     ],
     ids=[
         "inc-from-default-5",

@@ -21,6 +21,27 @@ Another client writes only while the session has no transaction open (a raw
 write to a document the transaction wrote would be a write conflict, which is
 the server's business, not the model's).
 
+Readings of SPEC.md the model makes where it is terse (each a choice to revisit
+if SPEC says otherwise):
+
+* A key missing from the stored document: its first change is a ``$set`` of the
+  whole value, for every kind of field, even one whose default is empty (so an
+  append from another client in between is overwritten, as SPEC's words say).
+* ``$addToSet`` of an item the list already holds is a change the operator cannot
+  express: ``$set`` of the field (what the code does today).
+* ``$max`` lowered by the session: the server keeps the larger value while the
+  session holds what it computed (SPEC: "the in-memory value is the one this
+  session computed").
+* ``get()`` of a document the session does not hold reads the database without
+  an autoflush; queries autoflush first.
+* A query meeting a partial document the session holds (clean, after the
+  autoflush) fills in the fields it loads; one meeting a full document changes
+  nothing in it (another client's writes are not merged into held objects).
+* Transactional rollback: objects detached at that moment are dropped from the
+  model (their snapshot may come from the aborted transaction; SPEC is silent).
+* Not modelled: ``$currentDate`` and ``$min`` (see ``_models.py``), versioned
+  documents, subclasses, ``update()``/``update_query`` and failures of writes.
+
 Profiles (``tests/model/conftest.py``): ``ci`` unless ``--hypothesis-profile``
 names another (``long``: 12,000 steps per lane). Every user call is recorded
 with ``note()``, so a failure prints the shrunk program as plain uow calls.
@@ -108,7 +129,9 @@ def field_form(name: str, others: list[bson.ObjectId]) -> st.SearchStrategy[Any]
     raise AssertionError(name)
 
 
-def held_from_stored(doc: dict[str, Any], names: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def held_from_stored(
+    doc: dict[str, Any], names: Any = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """What a session holds after loading ``doc`` (fields ``names``), and its snapshot."""
     held: dict[str, Any] = {}
     snap: dict[str, Any] = {}
@@ -132,8 +155,9 @@ def held_from_snap(snap: dict[str, Any]) -> dict[str, Any]:
 class Entry:
     """One document object the user holds, and what the model says about it."""
 
-    def __init__(self, label: str, obj: MdDoc, held: dict[str, Any], snap: Any, csnap: Any,
-                 status: str) -> None:
+    def __init__(
+        self, label: str, obj: MdDoc, held: dict[str, Any], snap: Any, csnap: Any, status: str
+    ) -> None:
         self.label = label
         self.obj = obj
         self.id = obj.id
@@ -167,7 +191,9 @@ class NothingLost(RuleBasedStateMachine):
         db.md_docs.delete_many({})
         db.md_others.delete_many({})
         self.others = [bson.ObjectId(), bson.ObjectId()]
-        db.md_others.insert_many([{"_id": oid, "name": f"other{i}"} for i, oid in enumerate(self.others)])
+        db.md_others.insert_many(
+            [{"_id": oid, "name": f"other{i}"} for i, oid in enumerate(self.others)]
+        )
         self.other_names = {oid: f"other_id{i}" for i, oid in enumerate(self.others)}
         self.committed: dict[Any, dict[str, Any]] = {}
         self.flushed: dict[Any, dict[str, Any]] = {} if self.transactional else self.committed
@@ -384,9 +410,7 @@ class NothingLost(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def add_new(self, data: st.DataObject) -> None:
-        given = data.draw(
-            st.sets(st.sampled_from(FIELDS[1:]), max_size=4), label="fields given"
-        )
+        given = data.draw(st.sets(st.sampled_from(FIELDS[1:]), max_size=4), label="fields given")
         held = {name: default(name) for name in FIELDS[1:]}
         held["name"] = data.draw(WORDS, label="name")
         for name in sorted(given):
@@ -619,11 +643,13 @@ class NothingLost(RuleBasedStateMachine):
         else:
             value = data.draw(WORDS, label="item")
             update = {"$push": {path: value}}
-            target[last] = list(target.get(last, [])) + [value]
+            target[last] = [*target.get(last, []), value]
         self.db.md_docs.update_one({"_id": id_}, update)
         if self.transactional:
             self.flushed[id_] = copy.deepcopy(doc)
-        note(f"db.md_docs.update_one({{'_id': {self._doc_name(id_)}}}, {update!r})  # another client")
+        note(
+            f"db.md_docs.update_one({{'_id': {self._doc_name(id_)}}}, {update!r})  # another client"
+        )
 
 
 # ------------------------------------------------------------- in-place mutations
