@@ -55,7 +55,7 @@ def bulk_write(collection: Any, requests: Iterable[Any]) -> BulkWriteResult:
         NotImplementedError: a request with a ``sort`` (nothing is written).
     """
     builder = collection.initialize_ordered_bulk_op()
-    adapter = _Builder(builder)
+    adapter = _Builder(builder, collection)
     for request in requests:
         request._add_to_bulk(adapter)
     # mongomock's builder reports a WriteError as a write error at its index, but
@@ -92,10 +92,11 @@ class _Builder:
     the call while it is unused.
     """
 
-    __slots__ = ("_builder",)
+    __slots__ = ("_builder", "_collection")
 
-    def __init__(self, builder: Any) -> None:
+    def __init__(self, builder: Any, collection: Any) -> None:
         self._builder = builder
+        self._collection = collection
 
     def add_insert(self, document: Any) -> None:
         self._builder.add_insert(document)
@@ -103,6 +104,8 @@ class _Builder:
     def add_update(
         self, selector: Any, document: Any, multi: bool, upsert: bool, **options: Any
     ) -> None:
+        if not multi and isinstance(document, dict) and "$addToSet" in document:
+            document = _positional_add_to_set(self._collection, selector, document)
         self._builder.add_update(selector, document, multi, upsert, **_used(options, "update"))
 
     def add_replace(self, selector: Any, document: Any, upsert: bool, **options: Any) -> None:
@@ -122,3 +125,53 @@ def _used(options: dict[str, Any], what: str) -> dict[str, Any]:
             "MongoDB server, or a filter that matches one document."
         )
     return {name: value for name, value in options.items() if value is not None}
+
+
+def _positional_add_to_set(collection: Any, selector: Any, update: dict[str, Any]) -> Any:
+    """``update`` with each ``$addToSet`` on a path through a list element
+    (``lines.0.kinds``) turned into the ``$push`` of the items not stored there yet.
+
+    mongomock 4.3.0's ``$addToSet`` cannot walk a list index (it raises
+    ``TypeError: list indices must be integers``); MongoDB can. The stored array
+    is read first (in process, as the write itself is): the result is what
+    MongoDB's ``$addToSet`` stores.
+    """
+    adding = update["$addToSet"]
+    positional = [path for path in adding if any(part.isdigit() for part in path.split("."))]
+    if not positional:
+        return update
+    # (A projection cannot name a list index: the top-level fields are read.)
+    stored = collection.find_one(selector, {path.split(".", 1)[0]: 1 for path in positional})
+    rewritten = {operator: dict(paths) for operator, paths in update.items()}
+    for path in positional:
+        value = rewritten["$addToSet"].pop(path)
+        items = value["$each"] if isinstance(value, dict) and "$each" in value else [value]
+        present = list(_at(stored, path)) if stored is not None else []
+        new: list[Any] = []
+        for item in items:
+            if item not in present and item not in new:
+                new.append(item)
+        if new:
+            rewritten.setdefault("$push", {})[path] = {"$each": new}
+    if not rewritten["$addToSet"]:
+        del rewritten["$addToSet"]
+    if not rewritten and stored is not None:
+        # Every item was there: nothing changes, but the write must still match
+        # (a lost race is told by the count). The field, set to what it holds.
+        top = positional[0].split(".", 1)[0]
+        rewritten = {"$set": {top: stored.get(top)}}
+    return rewritten or update
+
+
+def _at(document: Any, path: str) -> Any:
+    """The array stored at dotted ``path`` (list indexes included), or ``[]``."""
+    value = document
+    for part in path.split("."):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return []
+    return value if isinstance(value, list) else []
+

@@ -20,7 +20,7 @@ import attrs
 from ._types import EmbeddedSpec, OptionalSpec, ScalarSpec, SetSpec, TypeSpec
 from .exceptions import DefinitionError
 from .fields import FieldOptions
-from .operators import OPERATORS, Operator
+from .operators import OPERATORS, Operator, add_to_set_unordered
 
 if TYPE_CHECKING:
     from ._model import Index
@@ -84,10 +84,11 @@ class FieldMeta:
         self.operator: Operator | None = (
             OPERATORS[options.on_update] if options.on_update is not None else None
         )
-        if self.operator is None and _is_set_spec(spec):
+        if _is_set_spec(spec) and options.on_update in (None, "$addToSet"):
             # A set's additions as $addToSet: two sessions adding the same item
-            # (or one adding an item already stored) keep one, as a set does.
-            self.operator = OPERATORS["$addToSet"]
+            # (or one adding an item already stored) keep one, as a set does; its
+            # stored order means nothing, so an addition anywhere is one.
+            self.operator = add_to_set_unordered
         self.current_date = options.on_update == "$currentDate"
         self.version = options.version
         self.index = options.index

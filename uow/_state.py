@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -140,15 +140,20 @@ class DocState:
 DETACHED = DocState(None, ("", None), ObjectState.DETACHED)
 
 
-def expire(meta: ModelMeta, obj: Document, state: DocState) -> None:
-    """The server just set ``meta.current_date_keys``: empty those fields of ``obj``.
+def expire(
+    meta: ModelMeta, obj: Document, state: DocState, keys: Iterable[str] | None = None
+) -> None:
+    """Empty the fields stored under ``keys`` of ``obj``: the server decides them now
+    (by default ``meta.current_date_keys``, which the server just set).
 
     Reading one then reaches ``Document.__getattr__``, which asks the session to
-    load them (``Session.on_expired_read``): the flush itself reads nothing.
+    load them (``Tracker.on_expired_read``): the flush itself reads nothing.
     """
     absent = set(obj._uow_absent or ())
-    computed: dict[str, Any] = {}
-    for key in meta.current_date_keys:
+    computed: dict[str, Any] = dict(state.expired)
+    for key in meta.current_date_keys if keys is None else keys:
+        if key in computed:
+            continue
         name = meta.by_key[key].name
         if name in absent:
             computed[key] = MISSING

@@ -495,17 +495,21 @@ class Tracker:
         fresh = type(obj)._uow_load(raw, self.ctx, absent)
         meta: ModelMeta = type(obj)._uow_meta
         names = {meta.by_key[k].name for k in state.expired if k in meta.by_key} | fill
+        filled: set[str] = set()
         for name in names:
             if name in (fresh._uow_absent or ()):
-                continue
+                continue  # not in this query's result either
             object.__setattr__(obj, name, getattr(fresh, name))
-        if fill:
-            remaining = frozenset(set(obj._uow_absent or ()) - fill) or None
-            object.__setattr__(obj, "_uow_absent", remaining)
-        state.expired = NO_EXPIRED
-        merged = merged_snapshot(meta, obj, state.snapshot or {}, raw, names)
+            filled.add(name)
+        remaining = frozenset(set(obj._uow_absent or ()) - filled) or None
+        object.__setattr__(obj, "_uow_absent", remaining)
+        if state.expired:
+            # Expired fields this query did not read stay expired (read on access).
+            still = {k: v for k, v in state.expired.items() if meta.by_key[k].name not in filled}
+            state.expired = still or NO_EXPIRED
+        merged = merged_snapshot(meta, obj, state.snapshot or {}, raw, filled)
         if state.committed is not None and state.committed is not state.snapshot:
-            state.committed = merged_snapshot(meta, obj, state.committed, raw, names)
+            state.committed = merged_snapshot(meta, obj, state.committed, raw, filled)
         else:
             state.committed = merged
         state.snapshot = merged
@@ -547,16 +551,16 @@ class Tracker:
         fresh = type(obj)._uow_load(raw, self.ctx, others)
         loaded = fresh._uow_absent or ()
         absent = set(obj._uow_absent or ())
-        taken = dict(state.snapshot or {})
+        filled: set[str] = set()
         for key in expired:
             field = meta.by_key[key]
             if field.name in loaded or field.name not in absent:
                 continue
-            value = getattr(fresh, field.name)
-            object.__setattr__(obj, field.name, value)
+            object.__setattr__(obj, field.name, getattr(fresh, field.name))
             absent.discard(field.name)
-            taken[key] = field.spec.dump(value) if field.spec.needs_dump else value
+            filled.add(field.name)
         object.__setattr__(obj, "_uow_absent", frozenset(absent) or None)
+        taken = merged_snapshot(meta, obj, state.snapshot or {}, raw, filled)
         if state.committed is state.snapshot:
             state.committed = taken
         state.snapshot = taken
@@ -797,10 +801,28 @@ class Tracker:
             target = state.committed if aborted else state.snapshot
             if target is None:
                 continue
-            if target is not state.snapshot or not unchanged(obj, target):
+            if state.expired and not aborted:
+                # Fields still to be read from the server stay so (comparing would
+                # read them now); the others are put back.
+                expired = list(state.expired)
                 restore_fields(obj, target, self.ctx)
+                state.expired = NO_EXPIRED
+                expire(meta_of(obj), obj, state, expired)
+            elif target is not state.snapshot or not unchanged(obj, target):
+                restore_fields(obj, target, self.ctx)
+                state.expired = NO_EXPIRED  # the fields are back, as last committed
             state.snapshot = target
             state.modified = False
+            if aborted:
+                # The aborted transaction's view is gone, and other sessions may have
+                # written since this one read: each field is read again on its next
+                # access (one find per document), never left as the session last
+                # saw it. A document since deleted keeps its committed values.
+                meta = meta_of(obj)
+                absent = obj._uow_absent or ()
+                keys = [f.key for f in meta.fields if not f.is_id and f.name not in absent]
+                expire(meta, obj, state, keys)
+                self._expired_any = True
             if not state.pinned:
                 self._map.add_clean(state.key, obj)
 

@@ -34,6 +34,7 @@ __all__ = [
     "Operator",
     "UpdateSpec",
     "add_to_set",
+    "add_to_set_unordered",
     "current_date",
     "inc",
     "is_prefix",
@@ -231,7 +232,26 @@ def push(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
 
 
 def add_to_set(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
-    """``$addToSet`` with ``$each`` of added items; a removal is a ``$set``."""
+    """``$addToSet`` with ``$each`` of added items, where that leaves the list as it
+    is in memory (the server appends each at the end, once); any other change (a
+    removal, an item added elsewhere than at the end, a duplicate) is a ``$set``."""
+    if old is MISSING and isinstance(new, list):
+        put(update, "$addToSet", path, {"$each": new})
+        return
+    if isinstance(old, list) and isinstance(new, list) and is_prefix(old, new):
+        added = new[len(old) :]
+        if not any(
+            any(same(item, kept) for kept in [*old, *added[:index]])
+            for index, item in enumerate(added)
+        ):
+            put(update, "$addToSet", path, {"$each": added})
+            return
+    set_(update, path, old, new)
+
+
+def add_to_set_unordered(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
+    """For a ``set`` field (stored as an array whose order means nothing):
+    ``$addToSet`` with ``$each`` of added items; a removal is a ``$set``."""
     if old is MISSING and isinstance(new, list):
         put(update, "$addToSet", path, {"$each": new})
         return

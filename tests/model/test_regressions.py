@@ -390,3 +390,28 @@ def test_rollback_puts_back_the_committed_values_of_fields_a_later_query_filled_
     assert (obj.n, obj.tags, obj.outer.label) == (stored["n"], stored["tags"], "a")
     s.commit()  # nothing to write: the stored document is untouched
     assert _stored(db, doc_id) == stored
+
+
+@pytest.mark.transactions
+def test_after_an_aborted_transaction_documents_read_what_the_database_holds(db: Any) -> None:
+    # Found by the model: a document restored by rollback() kept what the session
+    # had read before the transaction, not what another client committed since;
+    # and a second rollback() read the fields back too early.
+    doc_id = bson.ObjectId()
+    db.md_docs.insert_one({"_id": doc_id, "name": "a", "tags": []})
+    s = Session(db)
+    (loaded,) = s.query(MdDoc).all()
+    db.md_docs.update_one({"_id": doc_id}, {"$push": {"tags": "x"}})  # another client
+    s.delete(loaded)
+    s.flush()
+    s.rollback()  # the delete is undone: the document is tracked again
+    s.commit()
+    s.rollback()
+    db.md_docs.update_one({"_id": doc_id}, {"$push": {"tags": "y"}})  # another client
+    again = s.get(MdDoc, doc_id)
+    assert again is loaded
+    assert again.tags == ["x", "y"] == db.md_docs.find_one({"_id": doc_id})["tags"]
+    again.tags.append("z")
+    s.commit()
+    s.close()
+    assert db.md_docs.find_one({"_id": doc_id})["tags"] == ["x", "y", "z"]

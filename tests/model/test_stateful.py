@@ -224,7 +224,7 @@ class NothingLost(RuleBasedStateMachine):
         return self.doc_names[id_]
 
     def _in_transaction(self) -> bool:
-        return bool(getattr(self.s, "_in_transaction", False))
+        return bool(self.s._transaction.active)
 
     def tracked(self) -> list[Entry]:
         return [e for e in self.entries if e.status != "detached"]
@@ -290,7 +290,7 @@ class NothingLost(RuleBasedStateMachine):
             if e.status != "detached" or not self.transactional:
                 e.csnap = copy.deepcopy(e.snap)
 
-    def model_rollback(self) -> None:
+    def model_rollback(self, aborted: bool = False) -> None:
         if not self.transactional:
             for e in list(self.tracked()):
                 if e.status == "pending":
@@ -312,6 +312,13 @@ class NothingLost(RuleBasedStateMachine):
                 continue
             e.status = "persistent"
             e.snap = {k: v for k, v in copy.deepcopy(e.csnap).items() if v is not UNLOADED}
+            if aborted:
+                # SPEC: after the abort every tracked document reads what the
+                # database holds; uow reads each field again on its next access,
+                # so another client's committed writes are seen too.
+                e.held, e.snap = held_from_stored(self.committed[e.id], list(e.snap))
+                e.csnap = copy.deepcopy(e.snap)
+                continue
             e.held = held_from_snap(e.snap)
 
     # -- checks ------------------------------------------------------------------
@@ -559,8 +566,9 @@ class NothingLost(RuleBasedStateMachine):
     @rule()
     def rollback(self) -> None:
         note("s.rollback()")
+        aborted = self.transactional and self._in_transaction()
         self.s.rollback()
-        self.model_rollback()
+        self.model_rollback(aborted)
 
     @precondition(lambda self: any(e.status == "persistent" for e in self.entries))
     @rule(data=st.data())

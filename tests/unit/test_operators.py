@@ -18,6 +18,7 @@ from uow.operators import (
     OPERATORS,
     UpdateSpec,
     add_to_set,
+    add_to_set_unordered,
     current_date,
     inc,
     max_,
@@ -175,16 +176,30 @@ def test_push(old: Any, new: Any, expected: UpdateSpec) -> None:
     ("old", "new", "expected"),
     [
         ([1], [1, 2], {"$addToSet": {"f": {"$each": [2]}}}),
-        ([1], [2, 1], {"$addToSet": {"f": {"$each": [2]}}}),  # order does not matter
+        # Added before the end: the server appends, so the stored order would not
+        # be memory's: the whole list.
+        ([1], [2, 1], {"$set": {"f": [2, 1]}}),
+        ([1], [1, 2, 2], {"$set": {"f": [1, 2, 2]}}),  # a duplicate: $addToSet keeps one
         (MISSING, ["a"], {"$addToSet": {"f": {"$each": ["a"]}}}),
         ([1, 2], [1], {"$set": {"f": [1]}}),  # removal
         ([1, 2], [3], {"$set": {"f": [3]}}),
-        ([1], [True, 1], {"$addToSet": {"f": {"$each": [True]}}}),  # True is not 1
+        ([1], [1, True], {"$addToSet": {"f": {"$each": [True]}}}),  # True is not 1
         (None, [1], {"$set": {"f": [1]}}),
     ],
 )
 def test_add_to_set(old: Any, new: Any, expected: UpdateSpec) -> None:
     assert run(add_to_set, old, new) == expected
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ([1], [2, 1], {"$addToSet": {"f": {"$each": [2]}}}),  # a set: order means nothing
+        ([1, 2], [1], {"$set": {"f": [1]}}),  # removal
+    ],
+)
+def test_add_to_set_of_a_set_field(old: Any, new: Any, expected: UpdateSpec) -> None:
+    assert run(add_to_set_unordered, old, new) == expected
 
 
 # ---------------------------------------------------------- $currentDate
