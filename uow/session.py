@@ -249,6 +249,7 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        settled = False
         try:
             if self._tracker.closed:
                 return
@@ -256,10 +257,13 @@ class Session:
                 self.commit()
             else:
                 self.rollback()
+            settled = True
         finally:
             if self._context_tokens:
                 _context.pop(self._context_tokens.pop())
-            self.close()
+            # Just committed or rolled back: nothing can be unsaved, so the close
+            # skips looking for changes to warn of (a walk over every document).
+            self._close(warn=not settled)
 
     # -- properties ---------------------------------------------------------------
 
@@ -463,9 +467,12 @@ class Session:
         and so is an uncommitted transaction's work: a WARNING on the ``uow``
         logger then says how many changes were dropped.
         """
+        self._close(warn=True)
+
+    def _close(self, *, warn: bool) -> None:
         if self._tracker.closed:
             return
-        dropped = self._tracker.unsaved_changes()
+        dropped = self._tracker.unsaved_changes() if warn else 0
         try:
             if self._transaction.active:
                 self._transaction.abort()
