@@ -18,17 +18,10 @@ from typing import Any
 
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
-from ._diff import check_update, whole_update
+from ._diff import check_update, full_update, snapshot_and_update, snapshot_of, whole_update
 from ._identity import Key
 from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, WriteOp
-from ._state import (
-    DocState,
-    ObjectState,
-    full_update,
-    mutated,
-    snapshot_and_update,
-    snapshot_of,
-)
+from ._state import DocState, ObjectState, mutated
 from ._stored import Absent
 from ._tracker import Tracker
 from .document import Document, ModelMeta

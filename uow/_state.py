@@ -21,33 +21,14 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._diff import (
-    changed_paths,
-    full_update,
-    snapshot_and_update,
-    snapshot_of,
-    snapshot_with,
-    stored_form,
-    update_for,
-    whole_update,
-)
+from ._diff import stored_form
 from ._identity import Key, id_of
 from .operators import MISSING, same
 
 if TYPE_CHECKING:
     from .document import Document, ModelMeta
 
-__all__ = [
-    "ObjectState",
-    # The diff lives in _diff; these names are kept here for the session's callers.
-    "changed_paths",
-    "full_update",
-    "snapshot_and_update",
-    "snapshot_of",
-    "snapshot_with",
-    "update_for",
-    "whole_update",
-]
+__all__ = ["ObjectState"]
 
 
 class ObjectState(enum.Enum):

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from bson import ObjectId
 from pymongo import ReplaceOne
 
-from ._diff import loaded_snapshot, merged_snapshot, stored_form
+from ._diff import changed_paths, loaded_snapshot, merged_snapshot, snapshot_of, stored_form
 from ._identity import IdentityMap, Key, key_for, meta_of, stored_id
 from ._plan import INSERT, UPDATE, ExplicitUpdate, WriteOp, unique_docs
 from ._state import (
@@ -36,12 +36,10 @@ from ._state import (
     NO_EXPIRED,
     DocState,
     ObjectState,
-    changed_paths,
     copy_fields,
     expire,
     mutated,
     restore_fields,
-    snapshot_of,
     unchanged,
     unexpire,
 )

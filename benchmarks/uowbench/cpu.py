@@ -148,7 +148,7 @@ def _time_batch(
 def measure(n: int, repeat: int) -> list[dict[str, Any]]:
     """Every row: ``{"path", "label", "us_per_doc"}``."""
     import uow
-    from uow._state import update_for
+    from uow._diff import update_for
 
     User = uow_user_class()
     meta = User._uow_meta

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uow import Document, Embedded, FieldNotLoaded, field
-from uow._state import snapshot_and_update, snapshot_of, snapshot_with, update_for
+from uow._diff import snapshot_and_update, snapshot_of, snapshot_with, update_for
 from uow._types import DEFAULT_LOAD_CONTEXT
 from uow.document import _mutated_partial
 from uow.operators import same
