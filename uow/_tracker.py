@@ -517,7 +517,8 @@ class Tracker:
         state: DocState = obj._uow_state
         fresh = type(obj)._uow_load(raw, self.ctx)
         copy_fields(fresh, obj)
-        state.snapshot = snapshot(obj)
+        # As at any load: keys the stored document lacks are marked Absent.
+        state.snapshot = loaded_snapshot(meta_of(obj), obj, raw)
         state.modified = False
         state.expired = NO_EXPIRED
         self.modified.pop(state.key, None)

@@ -38,6 +38,7 @@ def test_add_to_set_in_a_list_element_stores_what_memory_holds(db: Any) -> None:
     _commit(s)
     stored = db["ats_orders"].find_one({"_id": order.id})
     assert [line["kinds"] for line in stored["lines"]] == [["x", "y"], ["z"]]
+    assert [line.kinds for line in order.lines] == [["x", "y"], ["z"]]  # memory
 
 
 def test_two_sessions_adding_the_same_item_at_depth_keep_one(db: Any) -> None:
@@ -56,3 +57,9 @@ def test_two_sessions_adding_the_same_item_at_depth_keep_one(db: Any) -> None:
     _commit(first)
     stored = db["ats_orders"].find_one({"_id": order.id})
     assert stored["lines"][0]["kinds"] == ["x", "y", "w"]
+    # Each session holds what it computed from what it loaded (SPEC); a fresh
+    # load holds what is stored.
+    fresh = uow.Session(db)
+    again = fresh.get(AtsOrder, order.id)
+    assert again is not None and again.lines[0].kinds == ["x", "y", "w"]
+    fresh.close()

@@ -415,3 +415,18 @@ def test_after_an_aborted_transaction_documents_read_what_the_database_holds(db:
     s.commit()
     s.close()
     assert db.md_docs.find_one({"_id": doc_id})["tags"] == ["x", "y", "z"]
+
+
+def test_refresh_knows_the_keys_the_stored_document_lacks(db: Any) -> None:
+    # Found in review: refresh() took the defaults it filled in for stored, so the
+    # next += 1 on a field added later was sent as $inc from the default.
+    doc_id = bson.ObjectId()
+    db.md_docs.insert_one({"_id": doc_id, "name": "a"})
+    s = Session(db)
+    doc = s.get(MdDoc, doc_id)
+    assert doc is not None
+    s.refresh(doc)
+    doc.extra_n += 1
+    s.commit()
+    s.close()
+    assert db.md_docs.find_one({"_id": doc_id})["extra_n"] == doc.extra_n
