@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import uow
@@ -30,6 +31,13 @@ def reload(db: Any, cls: type, doc_id: Any) -> Any:
         return obj
     finally:
         s.close()
+
+
+def assert_recent(value: Any) -> None:
+    """A date the server set during this test (UTC, naive as pymongo reads it)."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    assert isinstance(value, datetime.datetime), f"not a date: {value!r}"
+    assert abs((now - value).total_seconds()) < 60, f"{value} is not the server's now ({now})"
 
 
 def ids(objs: Any) -> set[int]:

@@ -74,6 +74,7 @@ def test_duplicate_in_second_of_three_insert_batches_without_transaction(db: Any
         s.flush()
     err = caught.value
     applied, not_applied, in_doubt = _partition(err, a + b + c)
+    assert not in_doubt, "an ordered insert that stopped at a duplicate has a known outcome"
     # exact: stored iff applied
     for d in a + b + c:
         coll = type(d).__collection__
@@ -82,10 +83,12 @@ def test_duplicate_in_second_of_three_insert_batches_without_transaction(db: Any
             assert there, f"{d!r} said applied but not stored"
         if id(d) in not_applied:
             assert not there, f"{d!r} said not applied but stored"
-    assert ids(a) <= applied
-    assert id(b[1]) in not_applied
-    assert ids(c) <= not_applied
-    assert err.document is b[1] or getattr(err.document, "id", None) == b[1].id or err.document is not None
+    # ordered: everything before the duplicate landed, nothing after it
+    assert applied == ids(a) | {id(b[0])}
+    assert not_applied == {id(b[1]), id(b[2])} | ids(c)
+    # SPEC: .document and the message name the class, the id and the duplicated value
+    assert err.document is b[1]
+    assert "FaB" in str(err) and str(b[1].id) in str(err) and "taken" in str(err)
     # fix and flush again
     b[1].email = "fixed"
     s.flush()
@@ -111,6 +114,8 @@ def test_duplicate_in_second_of_three_insert_batches_in_transaction(db: Any) -> 
     with pytest.raises(uow.DuplicateKeyError) as caught:
         s.flush()
     applied, not_applied, in_doubt = _partition(caught.value, a + b + c)
+    assert not in_doubt
+    assert ids(a + b + c) == not_applied
     # the server aborted the transaction: nothing is stored, nothing "applied"
     for d in a + b + c:
         assert stored_or_none(db, type(d).__collection__, d.id) is None
@@ -152,15 +157,15 @@ def test_duplicate_in_middle_of_update_batch_without_transaction(db: Any) -> Non
     with pytest.raises(uow.DuplicateKeyError) as caught:
         s.flush()
     applied, not_applied, in_doubt = _partition(caught.value, a + b + c)
+    assert not in_doubt
     for d in a + b + c:
         raw_n = stored(db, type(d).__collection__, d.id)["n"]
         if id(d) in applied:
             assert raw_n == 1, f"{d!r} applied but stored n={raw_n}"
         if id(d) in not_applied:
             assert raw_n == 0, f"{d!r} not applied but stored n={raw_n}"
-    assert ids(a) | {id(b[0])} <= applied
-    assert id(b[1]) in not_applied
-    assert ids(c) <= not_applied
+    assert applied == ids(a) | {id(b[0])}
+    assert not_applied == {id(b[1]), id(b[2])} | ids(c)
     # applied documents are clean; the rest still dirty
     assert not s.is_dirty(a[0])
     assert s.is_dirty(b[1]) and s.is_dirty(c[0])
@@ -221,7 +226,10 @@ def test_wrong_value_put_in_place_in_second_collection_then_fixed(db: Any) -> No
     c.n += 1
     with pytest.raises(uow.ValidationError):
         s.flush()
-    # whatever was sent, memory and store must reconcile after the fix
+    # the flush is validated before anything is sent
+    for coll, doc_ids in (("fa_a", a_ids), ("fa_b", b_ids), ("fa_c", c_ids)):
+        assert stored(db, coll, doc_ids[0])["n"] == 0, coll
+    assert stored(db, "fa_a", a.id)["log"] == []
     b.tags[-1] = "123"
     s.flush()
     s.commit()
@@ -239,10 +247,9 @@ def test_wrong_value_in_list_element_field_then_fixed(db: Any) -> None:
     o = s.get(FaOrder, oid)
     o.lines[0].qty += 2
     o.lines.append(FaLine(sku="b"))
-    try:
+    with pytest.raises(uow.ValidationError):
         o.lines[1].sku = 5  # validated on assignment
-    except uow.ValidationError:
-        pass
+    assert o.lines[1].sku == "b"
     o.tags.append(None)  # wrong value put in place
     with pytest.raises(uow.ValidationError):
         s.flush()
@@ -276,10 +283,11 @@ def test_delete_fails_after_updates_applied_without_transaction(db: Any) -> None
     with pytest.raises(uow.StaleDocumentError) as caught:
         s.flush()
     applied, not_applied, in_doubt = _partition(caught.value, [v, a, new])
-    assert {id(a), id(new)} <= applied
-    assert id(v) in not_applied | in_doubt
+    assert applied == {id(a), id(new)}
+    assert not_applied == {id(v)}
+    assert not in_doubt
     assert stored(db, "fa_a", a.id)["n"] == 1
-    s.flush() if False else None
+    assert stored(db, "fa_v", vid)["version"] == 1
     s.refresh(v)
     s.delete(v)
     s.commit()
@@ -305,7 +313,8 @@ def test_two_sessions_at_depth_then_stale_version_advice(db: Any) -> None:
     s2.commit()
     with pytest.raises(uow.StaleDocumentError) as caught:
         s1.flush()
-    assert o1 in caught.value.not_applied or o1 in caught.value.in_doubt
+    assert ids(caught.value.not_applied) == {id(o1)}
+    assert not caught.value.in_doubt and not caught.value.applied
     raw = stored(db, "fa_vo", oid)
     assert raw["lines"] == [{"sku": "a", "qty": 11}] and raw["version"] == 2
     s1.refresh(o1)
@@ -331,10 +340,14 @@ def test_raw_writer_between_load_and_flush_max_min_at_depth(db: Any) -> None:
         ms: list[FaM] = field(factory=list)
         by: dict[str, FaM] = field(factory=dict)
 
-    mid = insert_raw(db, "fa_m", {"name": "m", "ms": [{"hi": 5, "lo": 5}], "by": {"k": {"hi": 5, "lo": 5}}})
+    mid = insert_raw(
+        db, "fa_m", {"name": "m", "ms": [{"hi": 5, "lo": 5}], "by": {"k": {"hi": 5, "lo": 5}}}
+    )
     s = uow.Session(db)
     m = s.get(FaMDoc, mid)
-    db["fa_m"].update_one({"_id": mid}, {"$set": {"ms.0.hi": 20, "ms.0.lo": 1, "by.k.hi": 7, "by.k.lo": 4}})
+    db["fa_m"].update_one(
+        {"_id": mid}, {"$set": {"ms.0.hi": 20, "ms.0.lo": 1, "by.k.hi": 7, "by.k.lo": 4}}
+    )
     m.ms[0].hi = 10  # stored 20 stays
     m.ms[0].lo = 3  # stored 1 stays
     m.by["k"].hi = 9  # 9 > 7: stored 9

@@ -87,7 +87,7 @@ def test_subclass_element_changed_in_place(db: Any) -> None:
     c.main.side = 9
     s.commit()
     raw = stored(db, "sc_canvas", c.id)
-    for r, o in zip(raw["shapes"], c.shapes):
+    for r, o in zip(raw["shapes"], c.shapes, strict=True):
         _check_shape(r, o)
     _check_shape(raw["by"]["c"], c.by["c"])
     _check_shape(raw["main"], c.main)
@@ -106,7 +106,7 @@ def test_replace_list_element_with_other_subclass(db: Any) -> None:
     c.main = ScCircle(name="main-circle")
     s.commit()
     raw = stored(db, "sc_canvas", c.id)
-    for r, o in zip(raw["shapes"], c.shapes):
+    for r, o in zip(raw["shapes"], c.shapes, strict=True):
         _check_shape(r, o)
     _check_shape(raw["by"]["s"], c.by["s"])
     _check_shape(raw["main"], c.main)
@@ -178,6 +178,7 @@ def test_subclass_in_legacy_stored_list_without_cls(db: Any) -> None:
 
 # ========================================================== dict keys
 
+
 class DkDoc(Document):
     __collection__ = "dk_docs"
 
@@ -187,7 +188,7 @@ class DkDoc(Document):
     counts: dict[str, list[int]] = field(factory=dict)
 
 
-ODD_KEYS = ["0", "12", "ünï cødé", "with space", "-1", "", "$"[1:] + "x$", "emoji🙂", "a-b_c", "00"]
+ODD_KEYS = ["0", "12", "ünï cødé", "with space", "-1", "", "x$", "emoji🙂", "a-b_c", "00"]
 
 
 @pytest.mark.parametrize("key", ODD_KEYS, ids=[repr(k) for k in ODD_KEYS])
@@ -279,7 +280,8 @@ def test_two_sessions_digit_key_dict_list_append(db: Any) -> None:
     b.counts["0"].append(3)
     s2.commit()
     s1.commit()
-    assert sorted(stored(db, "dk_docs", d.id)["counts"]["0"]) == [1, 2, 3]
+    # s2 committed first: its item comes first
+    assert stored(db, "dk_docs", d.id)["counts"] == {"0": [1, 3, 2]}
     s1.close()
     s2.close()
 
