@@ -23,10 +23,11 @@ then follows four rules:
    wherever the field lives (a list element, a dict value, an embedded document).
 3. Without one: embedded documents and dicts are diffed key by key (``$set`` of
    dotted paths, ``$unset`` of removed keys); a list whose old value is a prefix
-   of the new one gets ``$push`` with ``$each``; a list that kept its length,
-   where only elements that are themselves documents or lists changed inside, is
-   diffed element by element on positional paths (``lines.0.qty``); any other
-   list change is a ``$set`` of the whole list.
+   of the new one gets ``$push`` with ``$each``; a list whose old elements are
+   all still in place, where only elements that are themselves documents or
+   lists changed inside, is diffed element by element on positional paths
+   (``lines.0.qty``), and what was appended to it is pushed; any other list
+   change is a ``$set`` of the whole list.
 4. Anything else that changed is a ``$set`` (``$unset`` when it is gone).
 
 Nothing here does I/O or touches a session: every function is pure, given
@@ -441,7 +442,8 @@ def diff_value(
             if meta is None:
                 set_(update, path, old, new)  # another class now: the whole value
             else:
-                diff_document(update, path + ".", old, new, meta.by_key)
+                # Its fields the server sets are the flush's to add (see _stamps).
+                diff_document(update, path + ".", old, new, meta.by_key, meta.current_date_keys)
         elif isinstance(spec, DictSpec):
             _diff_data(update, path + ".", old, new, spec.inner)
         else:
@@ -452,10 +454,54 @@ def diff_value(
             element = spec.inner
         if is_prefix(old, new):
             put(update, "$push", path, {"$each": new[len(old) :]})
-        elif len(old) != len(new) or not _diff_elements(update, path, old, new, element):
+        elif len(old) == len(new):
+            if not _diff_elements(update, path, old, new, element):
+                set_(update, path, old, new)
+        elif len(old) < len(new) and _diff_elements(
+            update, path, old, new[: len(old)], element
+        ):
+            # Changed inside its elements and appended to: both, as with either
+            # alone. MongoDB refuses the two paths in one update; ``in_stages``
+            # sends the append in a second statement.
+            put(update, "$push", path, {"$each": new[len(old) :]})
+        else:
             set_(update, path, old, new)
     else:
         set_(update, path, old, new)
+
+
+def in_stages(update: UpdateSpec) -> list[UpdateSpec]:
+    """``update`` as the statements MongoDB accepts, in the order to send them.
+
+    One update may not write two paths where one lies under the other. The diff
+    gives such pairs in one case only: a ``$push`` to a list whose elements also
+    changed inside (``$inc lines.0.qty`` with ``$push lines``). Each such push
+    goes in a statement after everything written under its list; everything else
+    goes in the first. Mostly, the one statement ``[update]``.
+    """
+    pushes = update.get("$push")
+    if not pushes or (len(update) == 1 and len(pushes) == 1):
+        return [update]
+    paths = [path for written in update.values() for path in written]
+    under = {push: [p for p in paths if p.startswith(push + ".")] for push in pushes}
+    if not any(under.values()):
+        return [update]
+    stage_of: dict[str, int] = {}
+
+    def stage(push: str) -> int:
+        found = stage_of.get(push)
+        if found is None:
+            inner = under[push]
+            found = 1 + max(stage(p) if p in pushes else 0 for p in inner) if inner else 0
+            stage_of[push] = found
+        return found
+
+    stages: list[UpdateSpec] = [{} for _ in range(1 + max(map(stage, pushes)))]
+    for operator, written in update.items():
+        for path, value in written.items():
+            index = stage(path) if operator == "$push" else 0
+            stages[index].setdefault(operator, {})[path] = value
+    return stages
 
 
 def _diff_data(

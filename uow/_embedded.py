@@ -26,6 +26,12 @@ result and errors are the ones mongomock's ``bulk_write`` gives:
   with ``code`` None, rather than escaping with no word of what landed. That is
   mongomock's answer, not MongoDB's: uow does not change it.
 
+Two updates mongomock would store otherwise than MongoDB are given to it in a
+form it stores as MongoDB does: a ``$addToSet`` through a list index (which
+mongomock cannot walk) and a ``$currentDate`` (which mongomock stores with
+microseconds); see ``_positional_add_to_set`` and
+``_current_date_to_the_millisecond``. Only uow's own writes pass through here.
+
 A ``sort`` other than ``None`` raises ``NotImplementedError`` before anything is
 written: mongomock cannot honour it, and updating whichever document matches
 first would be silent data damage. (uow never sends one.)
@@ -35,6 +41,7 @@ mongomock is never imported here: the collection's own methods are used.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -104,8 +111,11 @@ class _Builder:
     def add_update(
         self, selector: Any, document: Any, multi: bool, upsert: bool, **options: Any
     ) -> None:
-        if not multi and isinstance(document, dict) and "$addToSet" in document:
-            document = _positional_add_to_set(self._collection, selector, document)
+        if isinstance(document, dict):
+            if "$currentDate" in document:
+                document = _current_date_to_the_millisecond(document)
+            if not multi and "$addToSet" in document:
+                document = _positional_add_to_set(self._collection, selector, document)
         self._builder.add_update(selector, document, multi, upsert, **_used(options, "update"))
 
     def add_replace(self, selector: Any, document: Any, upsert: bool, **options: Any) -> None:
@@ -125,6 +135,33 @@ def _used(options: dict[str, Any], what: str) -> dict[str, Any]:
             "MongoDB server, or a filter that matches one document."
         )
     return {name: value for name, value in options.items() if value is not None}
+
+
+def _current_date_to_the_millisecond(update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` with its ``$currentDate`` dates given as a ``$set`` of the time now,
+    to the millisecond.
+
+    MongoDB stores a date to the millisecond, as BSON does; mongomock 4.3.0's
+    ``$currentDate`` stores Python's microseconds (where its ``$set`` of a datetime
+    keeps milliseconds), so what the flush reads back would not be what a later
+    write of the same value stores. A ``{"$type": "timestamp"}`` is left to mongomock.
+    """
+    dates = {
+        path: how
+        for path, how in update["$currentDate"].items()
+        if how is True or how == {"$type": "date"}
+    }
+    if not dates:
+        return update
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    now -= datetime.timedelta(microseconds=now.microsecond % 1000)
+    rewritten = {operator: dict(paths) for operator, paths in update.items()}
+    for path in dates:
+        del rewritten["$currentDate"][path]
+        rewritten.setdefault("$set", {})[path] = now
+    if not rewritten["$currentDate"]:
+        del rewritten["$currentDate"]
+    return rewritten
 
 
 def _positional_add_to_set(collection: Any, selector: Any, update: dict[str, Any]) -> Any:

@@ -18,9 +18,17 @@ from typing import Any
 
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
-from ._diff import check_update, full_update, snapshot_and_update, snapshot_of, whole_update
+from ._diff import (
+    check_update,
+    full_update,
+    in_stages,
+    snapshot_and_update,
+    snapshot_of,
+    whole_update,
+)
 from ._identity import Key
 from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, WriteOp
+from ._stamps import has_stamps_below, paths_to_stamp
 from ._state import DocState, ObjectState, mutated
 from ._stored import Absent
 from ._tracker import Tracker
@@ -161,30 +169,59 @@ def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> Wri
         update = full_update(meta, new, explicit.operators, as_new=False)
         if not update:
             return None
+    # What the server sets, then the statements: the version is bumped by the last
+    # (every statement is conditional on the version loaded, so after one that
+    # lost a race none lands: a bumped value in a later filter could match
+    # another writer's bump).
+    stamped = _add_server_dates(meta, old, update)
+    stages = in_stages(update)
     version_before: Any = None
     if version is not None:
-        # Optimistic concurrency: the write is conditional on the version loaded
-        # (see target_filter) and bumps it.
         version_before = getattr(obj, version.name)
-        loaded = old.get(version.key, MISSING)
-        if type(loaded) is Absent:
-            loaded = loaded.value
-        start = loaded if isinstance(loaded, int) and not isinstance(loaded, bool) else 0
-        bumped = start + 1
-        object.__setattr__(obj, version.name, bumped)
-        new[version.key] = version.spec.dump(bumped) if version.spec.needs_dump else bumped
+        bumped = _bump_version(obj, version, old, new)
         update.setdefault("$set", {})[version.key] = bumped
-    for key in meta.current_date_keys:
-        update.setdefault("$currentDate", {})[key] = True
+        if len(stages) > 1:
+            stages[-1].setdefault("$set", {})[version.key] = bumped
     filter_ = target_filter(obj, state, old)
     own_target = explicit is None or explicit.filter is None
     if explicit is not None and explicit.filter is not None:
         filter_ = explicit.filter
-    request = UpdateOne(filter_, update)
-    op = WriteOp(UPDATE, state.key[0], obj, request, new, update)
+    op = WriteOp(UPDATE, state.key[0], obj, UpdateOne(filter_, stages[0]), new, update)
     op.checked = own_target
     op.version_before = version_before
+    op.stamped = stamped
+    if len(stages) > 1:
+        op.more = [UpdateOne(filter_, stage) for stage in stages[1:]]
     return op
+
+
+def _add_server_dates(
+    meta: ModelMeta, old: Mapping[str, Any], update: UpdateSpec
+) -> list[str] | None:
+    """Add the ``$currentDate`` of every field the server sets to ``update``; returns
+    those below the top level (read back after the flush, see _stamps)."""
+    for key in meta.current_date_keys:
+        update.setdefault("$currentDate", {})[key] = True
+    if not has_stamps_below(meta):
+        return None
+    stamped = paths_to_stamp(meta, old, update)
+    if not stamped:
+        return None
+    update.setdefault("$currentDate", {}).update(dict.fromkeys(stamped, True))
+    return stamped
+
+
+def _bump_version(obj: Document, version: Any, old: Mapping[str, Any], new: dict[str, Any]) -> Any:
+    """Optimistic concurrency: the write is conditional on the version loaded (see
+    ``target_filter``) and bumps it, in ``obj`` and its new snapshot ``new``."""
+    loaded = old.get(version.key, MISSING)
+    if type(loaded) is Absent:
+        loaded = loaded.value
+    start = loaded if isinstance(loaded, int) and not isinstance(loaded, bool) else 0
+    bumped = start + 1
+    object.__setattr__(obj, version.name, bumped)
+    new[version.key] = version.spec.dump(bumped) if version.spec.needs_dump else bumped
+    return bumped
 
 
 def _untracked_update_op(explicit: ExplicitUpdate) -> WriteOp:

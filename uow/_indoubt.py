@@ -140,7 +140,9 @@ class Doubts:
                 continue  # an untracked update: nothing says what it changed
             if (
                 op.kind == INSERT
-                or (op.kind == UPDATE and op.version_before is not None)
+                # (An update of several statements: its version, bumped by the
+                # first, does not tell whether the later ones landed.)
+                or (op.kind == UPDATE and op.version_before is not None and op.more is None)
                 or (op.kind == DELETE and meta.version_field is not None)
             ):
                 checkable.setdefault(op.collection, []).append(op)

@@ -16,6 +16,7 @@ and nowhere else. On mongomock an update or delete batch goes through
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +38,13 @@ from ._backend import is_mongomock
 from ._channel import Channel
 from ._flush import put_back_versions
 from ._plan import DELETE, INSERT, NAMED_IN_ERRORS, UPDATE, Batch, WriteOp, unique_docs
+from ._stamps import as_snapshot_stamps
 from ._stored import Absent
 from ._tracker import Tracker
 from .exceptions import DuplicateKeyError, FlushError, StaleDocumentError
 from .operators import MISSING, same
+
+logger = logging.getLogger("uow")
 
 if TYPE_CHECKING:
     from ._indoubt import Doubts
@@ -109,6 +113,11 @@ def _logged(op: WriteOp) -> Any:
     """What the log shows of a write: an update says which document it targets."""
     if op.kind != UPDATE:
         return op.statement
+    if op.more is not None:
+        return [
+            {"q": getattr(request, "_filter", None), "u": getattr(request, "_doc", None)}
+            for request in (op.request, *op.more)
+        ]
     return {"q": getattr(op.request, "_filter", None), "u": op.statement}
 
 
@@ -127,6 +136,8 @@ def run_batch(
     if driver_session is not None:
         kwargs["session"] = driver_session
     requests = [op.request for op in batch.ops]
+    if batch.kind == UPDATE and any(op.more for op in batch.ops):
+        requests = [request for op in batch.ops for request in (op.request, *(op.more or ()))]
     if batch.kind == INSERT:
         command = "insert"
 
@@ -147,8 +158,8 @@ def run_batch(
     try:
         return send(command, batch.collection, call, [_logged(op) for op in batch.ops])
     except BulkWriteError as exc:
-        applied, error = _from_bulk_error(batch, exc)
-        raise BatchFailed(batch, applied, error) from exc
+        applied, error, partly = _from_bulk_error(batch, exc)
+        raise BatchFailed(batch, applied, error, doubtful_ops=partly) from exc
     except (PyMongoError, BSONError) as exc:
         docs = [op.doc for op in batch.ops]
         what = f"{batch.kind} of {len(docs)} document(s) in {batch.collection!r}"
@@ -176,7 +187,11 @@ def run_batch(
         raise BatchFailed(batch, 0, error, in_doubt=True) from exc
 
 
-def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError]:
+def _from_bulk_error(
+    batch: Batch, exc: BulkWriteError
+) -> tuple[int, FlushError, list[WriteOp]]:
+    """How many of the batch's writes landed, the error, and the write that landed
+    in part (its first statements only), if any."""
     details = exc.details or {}
     write_errors = details.get("writeErrors") or []
     ops = batch.ops
@@ -192,9 +207,9 @@ def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError
             documents=[op.doc for op in ops],
             applied=[op.doc for op in ops],
         )
-        return len(ops), error
+        return len(ops), error, []
     first = write_errors[0]
-    index = int(first.get("index", 0))
+    index, partly = _op_at(ops, int(first.get("index", 0)))
     failed: WriteOp = ops[index]
     # An ordered write stops at the first failing statement, so the ones before it
     # landed. For inserts the server also says how many it stored; where that is
@@ -204,11 +219,11 @@ def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError
     if batch.kind == INSERT and isinstance(inserted, int) and 0 <= inserted < index:
         landed = inserted
     applied = [op.doc for op in ops[:landed]]
-    not_applied = [op.doc for op in ops[landed:]]
+    not_applied = [op.doc for op in ops[landed + 1 if partly else landed :]]
     doc = failed.doc
     name = type(doc).__name__
     ident = getattr(doc, "id", None)
-    if first.get("code") == _DUPLICATE_KEY:
+    if first.get("code") == _DUPLICATE_KEY and not partly:
         duplicated = first.get("keyValue") or _unique_values(failed) or first.get("errmsg")
         message = (
             f"{name} with id {ident!r} was refused by a unique index of "
@@ -216,17 +231,48 @@ def _from_bulk_error(batch: Batch, exc: BulkWriteError) -> tuple[int, FlushError
             f"write(s) of this batch landed; {len(not_applied)} stay queued, this one "
             "included. Change the value (or delete the other document) and flush again."
         )
-        return landed, DuplicateKeyError(
-            message, cause=exc, documents=[doc], applied=applied, not_applied=not_applied
+        return (
+            landed,
+            DuplicateKeyError(
+                message, cause=exc, documents=[doc], applied=applied, not_applied=not_applied
+            ),
+            [],
         )
     message = (
         f"{batch.kind} of {name} with id {ident!r} in {batch.collection!r} failed: "
         f"{first.get('errmsg')} (code {first.get('code')}). {len(applied)} earlier write(s) "
-        f"of this batch landed; {len(not_applied)} stay queued, this one included."
+        f"of this batch landed; {len(not_applied)} stay queued"
+        + ("." if partly else ", this one included.")
     )
-    return landed, FlushError(
-        message, cause=exc, documents=[doc], applied=applied, not_applied=not_applied
+    if partly:
+        message += (
+            " Its first statement(s) landed and a later one did not (see in_doubt): the "
+            "document is stored half changed. The next flush refuses to send it again "
+            "until it is refresh()-ed."
+        )
+    error = FlushError(
+        message,
+        cause=exc,
+        documents=[doc],
+        applied=applied,
+        not_applied=not_applied,
+        in_doubt=[doc] if partly else (),
     )
+    return landed, error, [failed] if partly else []
+
+
+def _op_at(ops: list[WriteOp], statement: int) -> tuple[int, bool]:
+    """The write that statement number ``statement`` of a command belongs to, and
+    whether it is not that write's first statement (the write landed in part)."""
+    if all(op.more is None for op in ops):
+        return statement, False
+    start = 0
+    for index, op in enumerate(ops):
+        count = op.statements
+        if statement < start + count:
+            return index, statement > start
+        start += count
+    return len(ops) - 1, False
 
 
 def _unique_values(op: WriteOp) -> dict[str, Any] | None:
@@ -312,7 +358,38 @@ class Flush:
             channel.round_trips += 1
             done.extend(batch.ops)
         tracker.settle(done, self._transaction.active)
+        round_trips += self._read_stamps(done)
         return done, round_trips
+
+    def _read_stamps(self, done: list[WriteOp]) -> int:
+        """Read back what the server set below the top level ($currentDate in embedded
+        documents, see _stamps): one find per collection; returns the round trips.
+
+        The writes landed already: a read that fails leaves those values as memory
+        had them (logged), never the flush failed.
+        """
+        by_collection: dict[str, list[WriteOp]] = {}
+        for op in done:
+            if op.stamped:
+                by_collection.setdefault(op.collection, []).append(op)
+        for name, ops in by_collection.items():
+            ids = [op.doc._uow_state.id for op in ops]
+            try:
+                found = self._channel.find_all(name, {"_id": {"$in": ids}})
+            except PyMongoError as exc:
+                logger.warning(
+                    "flush: the values the server set in embedded documents of %r could "
+                    "not be read back (%s); refresh() the documents to see them",
+                    name,
+                    exc,
+                )
+                continue
+            stored = {raw["_id"]: raw for raw in found}
+            for op in ops:
+                raw = stored.get(op.doc._uow_state.id)
+                if raw is not None and op.stamped:
+                    self._tracker.adopt_stamps(op.doc, raw, op.stamped)
+        return len(by_collection)
 
     def _batch_failed(self, failed: BatchFailed, done: list[WriteOp], later: list[Batch]) -> None:
         """Bring the tracker in line with a failed batch and complete its error."""
@@ -373,11 +450,12 @@ class Flush:
         count = getattr(result, "matched_count" if batch.kind == UPDATE else "deleted_count", None)
         # With only checked writes in the batch, the total says how many missed.
         missed: int | None = None
+        statements = sum(op.statements for op in checked)
         if len(checked) == len(batch.ops) and isinstance(count, int):
-            missed = len(checked) - count
+            missed = statements - count
         if missed is not None and missed <= 0:
             return [], []
-        if batch.kind == UPDATE and missed == len(checked):
+        if batch.kind == UPDATE and missed == statements:
             return checked, []  # none matched: nothing to read back
         ids = [op.doc._uow_state.id for op in checked]
         query = {"_id": {"$in": ids}}
@@ -460,6 +538,8 @@ def _stored_as(stored: Mapping[str, Any], op: WriteOp, meta: ModelMeta) -> bool:
     snapshot = op.snapshot
     if snapshot is None:
         return False
+    if op.stamped:
+        stored = as_snapshot_stamps(stored, snapshot, op.stamped)
     for key, value in snapshot.items():
         if key in meta.current_date_keys:
             continue

@@ -29,8 +29,10 @@ class WriteOp:
         "collection",
         "doc",
         "kind",
+        "more",
         "request",
         "snapshot",
+        "stamped",
         "statement",
         "version_before",
     )
@@ -51,15 +53,26 @@ class WriteOp:
         self.request = request
         #: the document's snapshot once this write landed (see ``_state``)
         self.snapshot = snapshot
-        #: the update document or filter, for logs and error messages
+        #: the update document (all its statements' in one) or filter, for logs and
+        #: error messages
         self.statement = statement
         #: a tracked update or delete whose match the flush verifies (lost races)
         self.checked = False
         #: a versioned document's version as loaded (put back if the write fails)
         self.version_before: Any = None
+        #: an update's further statements, sent right after ``request`` in the same
+        #: command (see ``_diff.in_stages``); None for one statement
+        self.more: list[Any] | None = None
+        #: paths below the top this update sets with ``$currentDate`` (see _stamps)
+        self.stamped: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"<WriteOp {self.kind} {self.collection} {self.statement!r}>"
+
+    @property
+    def statements(self) -> int:
+        """How many statements of the command this write is."""
+        return 1 if self.more is None else 1 + len(self.more)
 
 
 class ExplicitUpdate:

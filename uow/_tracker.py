@@ -31,6 +31,7 @@ from pymongo import ReplaceOne
 from ._diff import changed_paths, loaded_snapshot, merged_snapshot, snapshot_of, stored_form
 from ._identity import IdentityMap, Key, key_for, meta_of, stored_id
 from ._plan import INSERT, UPDATE, ExplicitUpdate, WriteOp, unique_docs
+from ._stamps import adopt
 from ._state import (
     DETACHED,
     NO_EXPIRED,
@@ -511,6 +512,17 @@ class Tracker:
         else:
             state.committed = merged
         state.snapshot = merged
+
+    def adopt_stamps(self, obj: Document, raw: Mapping[str, Any], paths: list[str]) -> None:
+        """The flush read back what the server set at ``paths`` ($currentDate in
+        embedded documents): memory and the snapshot take it (see _stamps)."""
+        state: DocState = obj._uow_state
+        if state.status is not _PERSISTENT or state.snapshot is None:
+            return
+        new = adopt(obj, state.snapshot, raw, paths, self.ctx)
+        if state.committed is state.snapshot:
+            state.committed = new
+        state.snapshot = new
 
     def reload(self, obj: Document, raw: Mapping[str, Any]) -> None:
         """``refresh()``: ``obj`` becomes what the server holds, its changes dropped."""

@@ -1,0 +1,251 @@
+"""Fields the server sets inside embedded documents (``on_update="$currentDate"``).
+
+SPEC: ``$currentDate`` means "the server sets it on every update of the
+document". A top-level field is the flush's to add (``_flush``) and is emptied
+until read (``_state.expire``). Below the top level the same rule holds, at
+every place an embedded document of such a class is held: a single embedded
+document, each element of a list, each value of a dict, at any depth. So every
+update of a document also carries ``$currentDate`` for each of those paths in
+the stored document, except where the update writes the value whole or above
+it (a ``$set`` of the list, a new embedded document): there the value goes as
+memory holds it, as an insert sends it, and MongoDB would refuse two operators
+on one path anyway. Elements a ``$push`` appends go as memory holds them too;
+the stamps of the elements already stored are sent in a statement before the
+push (``_diff.in_stages``).
+
+Memory then differs from what is stored at those paths until the server's
+values are read. Emptying the enclosing field (as ``expire`` does at the top)
+would hand the user a new list on the next read while they may hold the old
+one, and changes made through it would be lost; so the flush reads them back
+instead, in one find per collection after its writes (``Flush``), and
+``adopt`` puts each value in place in memory and in the snapshot.
+
+Nothing here does I/O; ``paths_to_stamp`` and ``adopt`` are pure but for
+``adopt`` assigning the server's values to the embedded documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._meta import REGISTRY
+from ._stored import Absent
+from ._types import DictSpec, EmbeddedSpec, ListSpec, OptionalSpec, SetSpec, TypeSpec
+from .operators import MISSING, UpdateSpec
+
+if TYPE_CHECKING:
+    from ._meta import ModelMeta
+
+__all__: list[str] = []
+
+#: meta -> (number of classes defined when computed, whether it holds stamps below)
+_BELOW: dict[int, tuple[int, bool]] = {}
+
+
+def has_stamps_below(meta: ModelMeta) -> bool:
+    """Whether documents of ``meta`` can hold a ``$currentDate`` field below the top.
+
+    Cached, and computed again once another class is defined (a subclass of an
+    embedded class may add such a field).
+    """
+    defined = len(REGISTRY.by_full_name)
+    cached = _BELOW.get(id(meta))
+    if cached is not None and cached[0] == defined:
+        return cached[1]
+    found = any(_reaches(f.spec, set()) for f in meta.fields)
+    _BELOW[id(meta)] = (defined, found)
+    return found
+
+
+def _reaches(spec: TypeSpec, seen: set[int]) -> bool:
+    """Whether a value of ``spec`` can hold an embedded document with a stamp."""
+    if isinstance(spec, OptionalSpec):
+        spec = spec.inner
+    if isinstance(spec, EmbeddedSpec):
+        for meta in _metas(spec):
+            if id(meta) in seen:
+                continue
+            seen.add(id(meta))
+            if meta.current_date_keys or any(_reaches(f.spec, seen) for f in meta.fields):
+                return True
+        return False
+    if isinstance(spec, (ListSpec, DictSpec)) and not isinstance(spec, SetSpec):
+        return _reaches(spec.inner, seen)
+    return False
+
+
+def _metas(spec: EmbeddedSpec) -> Iterator[ModelMeta]:
+    """The metadata of an embedded spec's class and of every subclass of it."""
+    meta: ModelMeta = spec.cls._uow_meta
+    yield meta
+    for sub in meta.subclasses.values():
+        if sub is not spec.cls and issubclass(sub, spec.cls):
+            yield sub._uow_meta
+
+
+def paths_to_stamp(meta: ModelMeta, stored: Mapping[str, Any], update: UpdateSpec) -> list[str]:
+    """The paths below the top where ``update`` must carry ``$currentDate``.
+
+    Every stamp field of every embedded document in ``stored`` (the snapshot of
+    what is stored), except those at or under a path ``update`` writes whole, or
+    above one (MongoDB refuses an update whose paths overlap).
+    """
+    found: list[str] = []
+    for field in meta.fields:
+        value = stored.get(field.key, MISSING)
+        if value is not MISSING and type(value) is not Absent:
+            _collect(found, field.key, value, field.spec)
+    if not found:
+        return found
+    # A $push is no obstacle: ``_diff.in_stages`` sends it after the stamps of the
+    # elements already stored.
+    written: set[str] = set()
+    for operator, paths in update.items():
+        if operator != "$push":
+            written.update(paths)
+    above: set[str] = set()
+    for path in written:
+        parts = path.split(".")
+        above.update(".".join(parts[:depth]) for depth in range(1, len(parts)))
+    return [path for path in found if path not in above and not _under(path, written)]
+
+
+def _under(path: str, written: set[str]) -> bool:
+    """Whether ``path`` is one of ``written`` or lies under one."""
+    parts = path.split(".")
+    return any(".".join(parts[:depth]) in written for depth in range(1, len(parts) + 1))
+
+
+def _collect(found: list[str], path: str, value: Any, spec: TypeSpec) -> None:
+    if isinstance(spec, OptionalSpec):
+        spec = spec.inner
+    if isinstance(spec, EmbeddedSpec):
+        if type(value) is dict:  # (else stored data of another shape: nothing to stamp)
+            _collect_embedded(found, path, value, _embedded_meta(spec, value))
+    elif isinstance(spec, SetSpec):
+        return
+    elif isinstance(spec, ListSpec):
+        if type(value) is list:
+            for index, item in enumerate(value):
+                _collect(found, f"{path}.{index}", item, spec.inner)
+    elif isinstance(spec, DictSpec) and type(value) is dict:
+        for key, item in value.items():
+            if key and "." not in key and type(item) is not Absent:
+                _collect(found, f"{path}.{key}", item, spec.inner)
+
+
+def _collect_embedded(
+    found: list[str], path: str, value: Mapping[str, Any], meta: ModelMeta
+) -> None:
+    for field in meta.fields:
+        if field.current_date:
+            found.append(f"{path}.{field.key}")
+            continue
+        inner = value.get(field.key, MISSING)
+        if inner is not MISSING and type(inner) is not Absent:
+            _collect(found, f"{path}.{field.key}", inner, field.spec)
+
+
+def _embedded_meta(spec: EmbeddedSpec, value: Mapping[str, Any]) -> ModelMeta:
+    meta: ModelMeta = spec.cls._uow_meta
+    kind = value.get("_cls")
+    if kind is not None:
+        sub = meta.subclasses.get(kind)
+        if sub is not None:
+            sub_meta: ModelMeta = sub._uow_meta
+            return sub_meta
+    return meta
+
+
+def adopt(
+    obj: Any, snapshot: dict[str, Any], raw: Mapping[str, Any], paths: list[str], ctx: Any
+) -> dict[str, Any]:
+    """Put the server's values at ``paths`` of stored document ``raw`` into ``obj``
+    (into the embedded documents that hold them) and into its snapshot.
+
+    Returns the new snapshot (copied along each path: a dict in a snapshot may be
+    an embedded document's kept dump). A path that no longer leads to the same
+    place in memory or in ``raw`` (another writer changed the list meanwhile) is
+    left as it is.
+    """
+    for path in paths:
+        parts = path.split(".")
+        value = _at(raw, parts)
+        if value is MISSING:
+            continue
+        holder = _holder(obj, parts[:-1])
+        if holder is None:
+            continue
+        field = type(holder)._uow_meta.by_key.get(parts[-1])
+        if field is None:
+            continue
+        if field.convert is not None:
+            value = field.convert(value)  # a datetime to the millisecond, as BSON keeps it
+        loaded = field.spec.load(value, ctx) if field.spec.needs_load else value
+        # Set as a load sets it (the holder's kept dump is no longer its dump).
+        object.__setattr__(holder, field.name, loaded)
+        if type(holder)._uow_meta.keeps_dump:
+            object.__setattr__(holder, "_uow_dumped", None)
+        snapshot = _put(snapshot, parts, value)
+    return snapshot
+
+
+def as_snapshot_stamps(
+    stored: Mapping[str, Any], snapshot: Mapping[str, Any], paths: list[str]
+) -> Mapping[str, Any]:
+    """Stored document ``stored`` with the values at ``paths`` taken from
+    ``snapshot``: to tell whether a write landed, the server's stamps aside."""
+    for path in paths:
+        parts = path.split(".")
+        value = _at(snapshot, parts)
+        if value is not MISSING and _at(stored, parts) is not MISSING:
+            stored = _put(stored, parts, value)
+    return stored
+
+
+def _at(container: Any, parts: list[str]) -> Any:
+    for part in parts:
+        if type(container) is dict:
+            container = container.get(part, MISSING)
+        elif type(container) is list and part.isdigit() and int(part) < len(container):
+            container = container[int(part)]
+        else:
+            return MISSING
+    return container
+
+
+def _holder(obj: Any, parts: list[str]) -> Any:
+    """The embedded document at stored path ``parts`` of ``obj``, or None."""
+    current = obj
+    for part in parts:
+        meta = getattr(type(current), "_uow_meta", None)
+        if meta is not None:
+            field = meta.by_key.get(part)
+            if field is None:
+                return None
+            current = getattr(current, field.name, None)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        elif isinstance(current, dict) and part in current:
+            current = current[part]
+        else:
+            return None
+    return current if getattr(type(current), "_uow_embedded", False) else None
+
+
+def _put(container: Any, parts: list[str], value: Any) -> Any:
+    """``container`` with ``value`` at ``parts``, copied along the path."""
+    step = parts[0]
+    if type(container) is dict:
+        if len(parts) > 1 and step not in container:
+            return container
+        copy = dict(container)
+        copy[step] = value if len(parts) == 1 else _put(container[step], parts[1:], value)
+        return copy
+    if type(container) is list and step.isdigit() and int(step) < len(container):
+        items = list(container)
+        index = int(step)
+        items[index] = value if len(parts) == 1 else _put(items[index], parts[1:], value)
+        return items
+    return container
