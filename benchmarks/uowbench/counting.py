@@ -7,12 +7,17 @@ the public methods of ``mongomock.collection.Collection`` are wrapped instead
 (:func:`install_mongomock_counting`): each outermost call counts as the command
 pymongo would send for it (``find_one`` -> ``find``, ``count_documents`` ->
 ``aggregate``, a ``bulk_write`` -> one command per run of same-kind requests,
-split at 100,000 like pymongo). mongomock has no cursors, so no ``getMore``.
+split at 100,000 like pymongo). uow's own bulk write on mongomock
+(``uow._embedded.bulk_write``, which drives mongomock's bulk builder because
+mongomock's ``bulk_write`` fails on pymongo >= 4.11) is wrapped and counted as
+that same ``bulk_write``, so raw pymongo and uow pay the same instrumentation for
+the same command. mongomock has no cursors, so no ``getMore``.
 
 Counting happens only inside :meth:`CommandLog.recording`, i.e. inside a timed
-region: seeding, clean-up and verification are never counted. Update statements
-are kept by reference during the run and measured afterwards
-(:func:`statement_stats`), so measuring them costs the timed region nothing.
+region: seeding, clean-up and verification are never counted. What the timed
+region pays is constant per command, never per statement: a bulk write's
+requests are kept by reference and split into commands, and update statements
+measured (:func:`statement_stats`), once the recording ends.
 """
 
 from __future__ import annotations
@@ -44,17 +49,36 @@ class CommandLog:
         # (filter, update) pairs, or containers of wire statements, kept by reference.
         self._pairs: list[tuple[Any, Any]] = []
         self._wire_updates: list[Any] = []
+        # mongomock bulk writes, (requests, ordered), counted when the recording ends.
+        self._bulks: list[tuple[list[Any], bool]] = []
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[CommandLog]:
         self.counts = Counter()
         self._pairs = []
         self._wire_updates = []
+        self._bulks = []
         self.active = True
         try:
             yield self
         finally:
             self.active = False
+            self._count_bulks()
+
+    def add_bulk(self, requests: list[Any], ordered: bool) -> None:
+        """A mongomock bulk write, kept by reference: split into commands later."""
+        self._bulks.append((requests, ordered))
+
+    def _count_bulks(self) -> None:
+        for requests, ordered in self._bulks:
+            for kind, size in _runs(requests, ordered):
+                self.counts[kind] += -(-size // MAX_WRITE_BATCH)
+            for request in requests:
+                if _KIND_OF_REQUEST.get(type(request).__name__) == "update":
+                    self._pairs.append(
+                        (getattr(request, "_filter", None), getattr(request, "_doc", None))
+                    )
+        self._bulks = []
 
     def add_pair(self, filter_: Any, update: Any) -> None:
         self._pairs.append((filter_, update))
@@ -186,15 +210,33 @@ _MARKER = "_uowbench_counting"
 _depth = threading.local()
 _install_lock = threading.Lock()
 
+#: What mongomock 4.3's bulk builder calls for each write of a batch (``exec_insert``,
+#: ``exec_remove``; ``exec_update`` calls the private ``_update``).
+_PER_WRITE = ("insert_one", "delete_one", "delete_many")
+#: (Collection, name, mongomock's own method, its counting wrapper) for each of _PER_WRITE.
+_PER_WRITE_SWAPS: list[tuple[type, str, Any, Any]] = []
+
 
 def install_mongomock_counting() -> None:
     """Wrap mongomock's Collection methods so that :data:`LOG` counts them. Idempotent.
 
-    Also its ``BulkOperationBuilder``: uow's flush drives one directly on mongomock
-    (``uow._embedded``), where others call ``bulk_write``. Its ``add_update`` and
-    ``add_replace`` also learn to take pymongo >= 4.11's ``sort=None`` (mongomock
-    issue #912), which raw pymongo's and the peers' ``bulk_write`` pass: uow no
-    longer changes mongomock, so this benchmark process does it for them.
+    Also ``uow._embedded.bulk_write`` (where the uow under test has it): uow's
+    flush on mongomock sends its update and delete batches through it rather
+    than ``Collection.bulk_write``. It is counted exactly as ``bulk_write`` is,
+    at the same (constant) cost, and the calls mongomock makes inside it (a
+    ``delete_one`` per ``DeleteOne``) are not counted again.
+
+    While a counted bulk write runs, the Collection methods mongomock runs once
+    per write (:data:`_PER_WRITE`) are mongomock's own again: their wrappers
+    would count nothing there, yet charge a bulk of ``DeleteOne`` (uow's deletes)
+    a wrapper call per document that raw pymongo's single ``delete_many`` never
+    pays. (The benchmark is single-threaded; the swap is process-wide.)
+
+    mongomock's ``BulkOperationBuilder.add_update`` and ``add_replace`` also learn
+    to take pymongo >= 4.11's ``sort=None`` (mongomock issue #912), which raw
+    pymongo's and the peers' ``bulk_write`` pass: uow no longer changes mongomock,
+    so this benchmark process does it for them. That adapter counts nothing; uow's
+    statements pass through it too, so it costs every library the same.
     """
     from mongomock.collection import BulkOperationBuilder, Collection
 
@@ -204,54 +246,62 @@ def install_mongomock_counting() -> None:
             if original is None or getattr(original, _MARKER, False):
                 continue
             setattr(Collection, method, _counting(original, method, command))
-        for method in ("add_update", "add_replace", "execute"):
+            if method in _PER_WRITE:
+                _PER_WRITE_SWAPS.append((Collection, method, original, getattr(Collection, method)))
+        for method in ("add_update", "add_replace"):
             original = getattr(BulkOperationBuilder, method)
             if not getattr(original, _MARKER, False):
-                setattr(BulkOperationBuilder, method, _builder_counting(original, method))
+                setattr(BulkOperationBuilder, method, _taking_sort(original, method))
+        try:
+            from uow import _embedded
+        except ImportError:  # a uow from before its embedded writer: it calls bulk_write
+            return
+        if not getattr(_embedded.bulk_write, _MARKER, False):
+            # Called as bulk_write(collection, requests): ordered, like uow's bulk_write.
+            _embedded.bulk_write = _counting(_embedded.bulk_write, "bulk_write", "bulk")
 
 
-_KIND_OF_EXECUTOR = {"exec_insert": "insert", "exec_update": "update", "exec_remove": "delete"}
-
-
-def _builder_counting(original: Any, method: str) -> Any:
-    """Count a bulk builder's statements and commands when no counted call encloses it."""
+def _taking_sort(original: Any, method: str) -> Any:
+    """``original`` taking (and refusing) a ``sort`` it cannot apply; counts nothing."""
 
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
         if sort is not None:
             raise NotImplementedError(f"mongomock cannot apply sort in a bulk {method}")
-        depth = getattr(_depth, "value", 0)
-        if depth == 0 and LOG.active:
-            if method == "execute":
-                kinds = [_KIND_OF_EXECUTOR.get(e.__name__, "unknown") for e in self.executors]
-                for kind, size in _runs_of(kinds, self.ordered):
-                    LOG.counts[kind] += -(-size // MAX_WRITE_BATCH)
-            else:
-                LOG.add_pair(args[0], args[1])
-        _depth.value = depth + 1
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            _depth.value = depth
+        return original(self, *args, **kwargs)
 
     setattr(wrapper, _MARKER, True)
     return wrapper
 
 
 def _counting(original: Any, method: str, command: str) -> Any:
+    bulk = method == "bulk_write"
+
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        depth = getattr(_depth, "value", 0)
-        if depth == 0 and LOG.active:
-            args, kwargs = _note(method, command, args, kwargs)
-        _depth.value = depth + 1
+        # Not recording, or inside a counted call (mongomock calling its own
+        # public methods): pass straight through.
+        if not LOG.active or getattr(_depth, "value", False):
+            return original(self, *args, **kwargs)
+        args, kwargs = _note(method, command, args, kwargs)
+        _depth.value = True
+        if bulk:
+            _swap_per_write(own=True)
         try:
             return original(self, *args, **kwargs)
         finally:
-            _depth.value = depth
+            _depth.value = False
+            if bulk:
+                _swap_per_write(own=False)
 
     setattr(wrapper, _MARKER, True)
     return wrapper
+
+
+def _swap_per_write(*, own: bool) -> None:
+    """Put mongomock's own per-write methods in place (``own``), or the wrappers back."""
+    for cls, name, original, wrapper in _PER_WRITE_SWAPS:
+        setattr(cls, name, original if own else wrapper)
 
 
 def _note(
@@ -266,11 +316,7 @@ def _note(
             requests = list(kwargs["requests"])
             kwargs = {**kwargs, "requests": requests}
         ordered = kwargs.get("ordered", args[1] if len(args) > 1 else True)
-        for kind, size in _runs(requests, ordered):
-            LOG.counts[kind] += -(-size // MAX_WRITE_BATCH)
-        for request in requests:
-            if _KIND_OF_REQUEST.get(type(request).__name__) == "update":
-                LOG.add_pair(getattr(request, "_filter", None), getattr(request, "_doc", None))
+        LOG.add_bulk(requests, bool(ordered))
         return args, kwargs
     if method == "insert_many":
         if args:

@@ -7,8 +7,8 @@ path. So a target is changed, or added, in the data file, and the same targets
 are checked by ``run.py`` at the end of a run and by ``report.py`` on stored
 results (old ones included).
 
-TOML is read with ``tomllib`` (Python 3.11+); on Python 3.10 the ``tomli``
-package (the same parser) is used when ``tomllib`` is missing.
+TOML is read with ``tomllib`` on Python 3.11+ and with ``tomli`` (the same
+parser, in the bench and test extras for Python < 3.11) before that.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import operator
 import string
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,15 +94,15 @@ class Targets:
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:  # tomli is tomllib's parser, packaged for 3.10 (the bench and test extras)
         try:
             import tomli as tomllib
         except ModuleNotFoundError:
             raise TargetFileError(
-                "reading benchmarks/targets.toml needs Python 3.11+ (tomllib) or, on "
-                "Python 3.10, the tomli package: pip install tomli"
+                "reading benchmarks/targets.toml on Python 3.10 needs the tomli package "
+                "(pip install -e '.[bench]', or pip install tomli)"
             ) from None
     result: dict[str, Any] = tomllib.loads(text)
     return result
