@@ -87,7 +87,9 @@ def _collect_ops(tracker: Tracker, ops: list[WriteOp]) -> None:
     for key, obj in deletes.items():
         if key in replaced:
             continue
-        filter_ = target_filter(obj, obj._uow_state)
+        state = obj._uow_state
+        assert state is not None  # a queued document is tracked
+        filter_ = target_filter(obj, state)
         op = WriteOp(DELETE, key[0], obj, DeleteOne(filter_), None, filter_)
         op.checked = True
         ops.append(op)
@@ -106,7 +108,9 @@ def _collect_updates(tracker: Tracker, ops: list[WriteOp]) -> None:
     for obj in queued:
         if id(obj) not in seen:
             seen.add(id(obj))
-            if obj._uow_state.status is _PERSISTENT:
+            state = obj._uow_state
+            assert state is not None
+            if state.status is _PERSISTENT:
                 op = _update_op(tracker, obj)
                 if op is not None:
                     ops.append(op)
@@ -127,11 +131,11 @@ def _collect_updates(tracker: Tracker, ops: list[WriteOp]) -> None:
 
 def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> WriteOp | None:
     """The update that persists ``obj``'s change, or None (``changed``: known to be)."""
-    state: DocState = obj._uow_state
+    state = obj._uow_state
+    assert state is not None and state.snapshot is not None  # a tracked, stored document
     meta: ModelMeta = type(obj)._uow_meta
     explicit = tracker.updates.get(state.key)
     old = state.snapshot
-    assert old is not None
     if not (changed or explicit is not None or state.modified or mutated(obj, old)):
         return None
     # Only what can differ is compared: the fields assigned to (when that is all

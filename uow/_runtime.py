@@ -20,6 +20,7 @@ from .operators import MISSING, same
 
 if TYPE_CHECKING:
     from ._meta import ModelMeta
+    from .document import _BaseModel
 
 __all__: list[str] = []  # private module
 
@@ -151,7 +152,7 @@ def _missing_keywords(names: list[str], values: tuple[Any, ...]) -> None:
     )
 
 
-def _check_deep_partial(obj: Any, owner: str, path: str) -> None:
+def _check_deep_partial(obj: _BaseModel, owner: str, path: str) -> None:
     """``_uow_check_deep`` field by field, skipping those a partial load left out."""
     absent = obj._uow_absent or ()
     for f in obj._uow_meta.mutable_fields:
@@ -159,7 +160,7 @@ def _check_deep_partial(obj: Any, owner: str, path: str) -> None:
             f.spec.check(owner, f"{path}.{f.name}" if path else f.name, getattr(obj, f.name))
 
 
-def _mutated_partial(obj: Any, snapshot: Mapping[str, Any]) -> bool:
+def _mutated_partial(obj: _BaseModel, snapshot: Mapping[str, Any]) -> bool:
     """``_uow_mutated`` field by field, skipping those a partial load left out."""
     absent = obj._uow_absent or ()
     for f in obj._uow_meta.mutable_fields:
@@ -181,7 +182,7 @@ def _unshared(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _to_bson_partial(obj: Any) -> dict[str, Any]:
+def _to_bson_partial(obj: _BaseModel) -> dict[str, Any]:
     """The stored form of a partly loaded instance: only the fields it has."""
     meta: ModelMeta = type(obj)._uow_meta
     doc: dict[str, Any] = {}

@@ -26,7 +26,7 @@ from ._identity import Key, id_of
 from .operators import MISSING, same
 
 if TYPE_CHECKING:
-    from .document import Document, ModelMeta
+    from .document import Document, ModelMeta, _DocumentBase
 
 __all__ = ["ObjectState"]
 
@@ -101,7 +101,7 @@ class DocState:
         #: is let go of first (``unexpire``)
         self.expired: Mapping[str, Any] = NO_EXPIRED
 
-    def touched(self, obj: Document, bit: int) -> None:
+    def touched(self, obj: _DocumentBase, bit: int) -> None:
         """A field (``FieldMeta.bit``) was assigned: hold the document until it is flushed."""
         if self.modified:
             if self.assigned is not None:
@@ -111,7 +111,7 @@ class DocState:
             self.assigned = bit
             self.owner.on_modified(obj, self)
 
-    def dropped(self, obj: Document) -> None:
+    def dropped(self, obj: _DocumentBase) -> None:
         """The last reference is going: keep the document if it holds a change."""
         if self.owner is not None:
             self.owner.on_dropped(obj, self)
@@ -175,7 +175,7 @@ def restore_fields(obj: Document, target: Mapping[str, Any], ctx: Any) -> None:
     copy_fields(fresh, obj)
 
 
-def copy_fields(source: Any, target: Any) -> None:
+def copy_fields(source: Document, target: Document) -> None:
     """Give ``target`` the fields of ``source``; those ``source`` lacks are emptied."""
     absent = source._uow_absent or ()
     for f in type(source)._uow_meta.fields:

@@ -302,7 +302,8 @@ class Tracker:
     def _undelete_queued(self) -> None:
         """Queued deletes are dropped: their documents are persistent again."""
         for key, obj in self.deletes.items():
-            state: DocState = obj._uow_state
+            state = obj._uow_state
+            assert state is not None  # a queued document is tracked
             state.status = _PERSISTENT
             if state.modified or state.pinned:
                 self._map.hold(key, obj)
@@ -371,7 +372,8 @@ class Tracker:
 
     def forget_deleted(self, obj: Document, in_transaction: bool) -> None:
         """A tracked document deleted by filter (remove_query, clear_collection)."""
-        state: DocState = obj._uow_state
+        state = obj._uow_state
+        assert state is not None
         self._map.discard(state.key)
         self.modified.pop(state.key, None)
         self.updates.pop(state.key, None)
@@ -526,7 +528,8 @@ class Tracker:
 
     def reload(self, obj: Document, raw: Mapping[str, Any]) -> None:
         """``refresh()``: ``obj`` becomes what the server holds, its changes dropped."""
-        state: DocState = obj._uow_state
+        state = obj._uow_state
+        assert state is not None
         fresh = type(obj)._uow_load(raw, self.ctx)
         copy_fields(fresh, obj)
         # As at any load: keys the stored document lacks are marked Absent.
@@ -709,6 +712,7 @@ class Tracker:
         unflushed = unique_docs(op.doc for op in self.tx_ops)
         for key, obj in self.tx_inserted.items():
             state = obj._uow_state
+            assert state is not None
             state.status = _PENDING
             state.snapshot = None
             self.inserts[key] = obj

@@ -19,7 +19,7 @@ The names other modules import from here stay here: ``Ref`` (``_ref``),
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 import bson
 
@@ -42,10 +42,15 @@ from ._types import DEFAULT_LOAD_CONTEXT, INT64_MAX, INT64_MIN, LoadContext
 from .exceptions import FieldNotLoaded
 from .fields import field
 
+if TYPE_CHECKING:
+    import attrs
+
+    from ._state import DocState
+
 __all__ = ["Document", "Embedded", "Index", "Ref", "collection_name"]
 
 
-def _assign(obj: Any, name: str, value: Any) -> FieldMeta | None:
+def _assign(obj: _BaseModel, name: str, value: Any) -> FieldMeta | None:
     """Set attribute ``name``: a field's value is converted, checked, validated.
 
     Returns the field (None for another attribute). A value of the field's exact
@@ -75,6 +80,12 @@ class _BaseModel:
     """What Document and Embedded share: validated assignment, BSON in and out."""
 
     __slots__ = ("_uow_absent", "_uow_extra")
+    if TYPE_CHECKING:  # the slots' types; the metaclass does not build this class,
+        # so its annotations are no fields (no __init__ parameters)
+        #: the fields a partial load left out (None: none)
+        _uow_absent: frozenset[str] | None
+        #: the stored keys the class does not declare, written back as they were
+        _uow_extra: dict[str, Any] | None
     _uow_base_class = True
     # What the layers below (which cannot import this module) test a class by.
     _uow_document: ClassVar[bool] = False
@@ -192,6 +203,8 @@ class Embedded(_BaseModel, metaclass=_ModelMeta):
     # "did it change?" is then free, and an unchanged value is the very dict of
     # the snapshot. Nothing may change a kept dump in place.
     __slots__ = ("_uow_dumped",)
+    if TYPE_CHECKING:  # the slot's type (False: dump when first needed); see _DocumentBase
+        _uow_dumped: dict[str, Any] | Literal[False] | None = attrs.field(init=False)
     _uow_base_class = True
     _uow_embedded = True
 
@@ -223,6 +236,12 @@ class Embedded(_BaseModel, metaclass=_ModelMeta):
 
 class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
     __slots__ = ("__weakref__", "_uow_state")
+    if TYPE_CHECKING:
+        # The slot's type, for type checkers only. On a class the metaclass builds, an
+        # annotation is a dataclass_transform field, an __init__ parameter, unless
+        # one of its field specifiers says init=False: attrs.field does (PEP 681).
+        #: the session's record of this document (None: tracked by no session)
+        _uow_state: DocState | None = attrs.field(init=False)
     _uow_base_class = True
     _uow_document = True
 
@@ -233,6 +252,7 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
     def __getattr__(self, name: str) -> Any:
         # Only reached when a slot is empty. A field the server set at the last
         # flush ($currentDate) is empty until read: the session loads it now.
+        state: DocState | None
         try:
             state = object.__getattribute__(self, "_uow_state")
         except AttributeError:
@@ -265,7 +285,9 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
 
 #: Sets a document's ``_uow_state`` slot: ``object.__setattr__`` does the same for
 #: twice the cost, paid per document on every load and close.
-set_state: Callable[[Any, Any], None] = _member_setter(_DocumentBase, "_uow_state")
+set_state: Callable[[_DocumentBase, DocState | None], None] = _member_setter(
+    _DocumentBase, "_uow_state"
+)
 
 
 class Document(_DocumentBase):

@@ -517,7 +517,9 @@ class Session:
         if tracker.status_of(obj) not in (_PERSISTENT, _DELETED):
             raise UowError(f"{type(obj).__name__} {obj.id!r} is not a stored document here")
         meta = meta_of(obj)
-        raw = self._channel.find_one(meta, {"_id": obj._uow_state.id})
+        state = obj._uow_state
+        assert state is not None  # persistent or deleted here: tracked
+        raw = self._channel.find_one(meta, {"_id": state.id})
         if raw is None:
             raise NotFound(f"{meta.name} {obj.id!r} is no longer stored")
         self._doubts.drop(obj)
