@@ -74,6 +74,8 @@ def meta_of(obj: Any) -> ModelMeta:
 
 def stored_id(meta: ModelMeta, value: Any) -> Any:
     """An id as stored, checked so that it can never become an operator."""
+    if type(value) is meta.plain_id_type:
+        return value  # the usual case, ~100 ns less per document added or looked up
     spec = meta.id_spec
     if spec is None:
         return value
