@@ -10,7 +10,7 @@ The globals a script names are called after the fields (``_default_visits``,
 ``_check_tags``); the fixed ones never start with a field prefix
 (``_check_``, ``_type_``, ``_default_``, ``_factory_``, ``_convert_``, ``_user_``,
 ``_attribute_``, ``_nested_``, ``_from_dict_``, ``_dump_``, ``_class_``,
-``_load_``, ``_set_``), and ``class_script`` refuses two meanings for one name.
+``_load_``, ``_set_``, ``_items_``), and ``class_script`` refuses two meanings for one name.
 
 The methods sit on every flush and load, so they are straight-line code with no
 loop over field metadata: values of the exact expected type pass with one
@@ -57,6 +57,8 @@ from ._types import (
     EmbeddedSpec,
     ListSpec,
     OptionalSpec,
+    ScalarSpec,
+    TypeSpec,
 )
 from .exceptions import FieldNotLoaded
 from .operators import MISSING, same
@@ -145,6 +147,30 @@ class _SlotWriter:
         return f"{setter}({self.target}, {value})"
 
 
+def _exact_items(spec: TypeSpec) -> frozenset[type] | None:
+    """For a list of scalars (``list[str]``), the item types that pass its check as
+    they are: a list holding only those is valid, told in C by one ``issuperset``
+    instead of the spec's ``check`` (~250 ns a list, on every construction and flush).
+    None for any other spec: its ``check`` decides."""
+    if type(spec) is not ListSpec or type(spec.inner) is not ScalarSpec:
+        return None
+    exact = spec.inner.exact
+    if spec.inner.int_range:
+        exact = exact - {int}  # an int must still be tested against the int64 range
+    return exact or None
+
+
+def _exact_list_test(f: FieldMeta, value: str, env: dict[str, Any]) -> str | None:
+    """The expression that is true unless ``value`` is a list whose items all pass
+    ``f``'s check as they are (see ``_exact_items``); None where there is none."""
+    exact = _exact_items(f.spec)
+    if exact is None:
+        return None
+    env["_list"] = list
+    env[f"_items_{f.name}"] = exact
+    return f"type({value}) is not _list or not _items_{f.name}.issuperset(map(type, {value}))"
+
+
 def _constructor_body(
     cls: Any, meta: ModelMeta, twin: type | None, env: dict[str, Any]
 ) -> tuple[list[str], list[str]]:
@@ -205,6 +231,8 @@ def _constructor_body(
             body += [f"if {test}:", f"    {full}"]
             if keeps_dump:
                 body.append("    _dumped = None")
+        elif (listed := _exact_list_test(f, arg, env)) is not None:
+            body += [f"if {listed}:", f"    {full}"]
         else:
             body.append(full)
         body.append(slots.store(f.name, arg))
@@ -526,6 +554,8 @@ def check_deep_script(meta: ModelMeta) -> Script:
             if f.fast_optional:
                 test = f"value is not None and {test}"
             lines += [f"    if {test}:", f"        {full}"]
+        elif (listed := _exact_list_test(f, "value", env)) is not None:
+            lines += [f"    if {listed}:", f"        {full}"]
         else:
             lines.append(f"    {full}")
     if not lines[3:]:  # nothing to check after the three lines of the head
