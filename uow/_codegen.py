@@ -10,7 +10,8 @@ The globals a script names are called after the fields (``_default_visits``,
 ``_check_tags``); the fixed ones never start with a field prefix
 (``_check_``, ``_type_``, ``_default_``, ``_factory_``, ``_convert_``, ``_user_``,
 ``_attribute_``, ``_nested_``, ``_from_dict_``, ``_dump_``, ``_class_``,
-``_load_``, ``_set_``), and ``class_script`` refuses two meanings for one name.
+``_load_``, ``_set_``, ``_items_``, ``_snapshot_``), and ``class_script`` refuses
+two meanings for one name.
 
 The methods sit on every flush and load, so they are straight-line code with no
 loop over field metadata: values of the exact expected type pass with one
@@ -31,6 +32,7 @@ from typing import Any
 
 import attrs
 
+from ._diff import snapshot_of
 from ._meta import FieldMeta, ModelMeta, _fast_type
 from ._runtime import (
     _check_deep_partial,
@@ -57,6 +59,8 @@ from ._types import (
     EmbeddedSpec,
     ListSpec,
     OptionalSpec,
+    ScalarSpec,
+    TypeSpec,
 )
 from .exceptions import FieldNotLoaded
 from .operators import MISSING, same
@@ -84,6 +88,7 @@ def class_script(cls: type, meta: ModelMeta, twin: type | None) -> Script:
         init_script(cls, meta, twin),
         from_dict_script(cls, meta, twin),
         to_bson_script(cls, meta),
+        snapshot_script(meta),
         check_deep_script(meta),
         mutated_script(meta),
         load_script(cls, meta, twin),
@@ -143,6 +148,30 @@ class _SlotWriter:
         setter = f"_set_{name}"
         self.env[setter] = _member_setter(self.cls, name)
         return f"{setter}({self.target}, {value})"
+
+
+def _exact_items(spec: TypeSpec) -> frozenset[type] | None:
+    """For a list of scalars (``list[str]``), the item types that pass its check as
+    they are: a list holding only those is valid, told in C by one ``issuperset``
+    instead of the spec's ``check`` (~250 ns a list, on every construction and flush).
+    None for any other spec: its ``check`` decides."""
+    if type(spec) is not ListSpec or type(spec.inner) is not ScalarSpec:
+        return None
+    exact = spec.inner.exact
+    if spec.inner.int_range:
+        exact = exact - {int}  # an int must still be tested against the int64 range
+    return exact or None
+
+
+def _exact_list_test(f: FieldMeta, value: str, env: dict[str, Any]) -> str | None:
+    """The expression that is true unless ``value`` is a list whose items all pass
+    ``f``'s check as they are (see ``_exact_items``); None where there is none."""
+    exact = _exact_items(f.spec)
+    if exact is None:
+        return None
+    env["_list"] = list
+    env[f"_items_{f.name}"] = exact
+    return f"type({value}) is not _list or not _items_{f.name}.issuperset(map(type, {value}))"
 
 
 def _constructor_body(
@@ -205,6 +234,8 @@ def _constructor_body(
             body += [f"if {test}:", f"    {full}"]
             if keeps_dump:
                 body.append("    _dumped = None")
+        elif (listed := _exact_list_test(f, arg, env)) is not None:
+            body += [f"if {listed}:", f"    {full}"]
         else:
             body.append(full)
         body.append(slots.store(f.name, arg))
@@ -526,11 +557,35 @@ def check_deep_script(meta: ModelMeta) -> Script:
             if f.fast_optional:
                 test = f"value is not None and {test}"
             lines += [f"    if {test}:", f"        {full}"]
+        elif (listed := _exact_list_test(f, "value", env)) is not None:
+            lines += [f"    if {listed}:", f"        {full}"]
         else:
             lines.append(f"    {full}")
     if not lines[3:]:  # nothing to check after the three lines of the head
         lines.append("    return None")
     return "\n".join(lines) + "\n", env
+
+
+def _dump_expression(f: FieldMeta, env: dict[str, Any]) -> str:
+    """The expression of ``f``'s stored value in ``_uow_to_bson`` (and ``_uow_snapshot``);
+    ``env`` receives what it names."""
+    value = f"self.{f.name}"
+    if f.spec.needs_dump:
+        env[f"_dump_{f.name}"] = f.spec.dump
+        value = f"_dump_{f.name}(self.{f.name})"
+        inner = f.spec.inner if isinstance(f.spec, OptionalSpec) else f.spec
+        if isinstance(inner, EmbeddedSpec):
+            # The embedded document's own generated dump (or the one it kept),
+            # when it is of exactly the field's class; the spec's dump handles
+            # None and the rest.
+            env[f"_class_{f.name}"] = inner.cls
+            dump = "_v._uow_to_bson()"
+            if inner.cls._uow_meta.keeps_dump:
+                dump = f"(_v._uow_dumped or {dump})"  # False or None: none kept
+            value = (
+                f"({dump} if type(_v := self.{f.name}) is _class_{f.name} else _dump_{f.name}(_v))"
+            )
+    return value
 
 
 def to_bson_script(cls: Any, meta: ModelMeta) -> Script:
@@ -541,24 +596,7 @@ def to_bson_script(cls: Any, meta: ModelMeta) -> Script:
     }
 
     def value_of(f: FieldMeta) -> str:
-        value = f"self.{f.name}"
-        if f.spec.needs_dump:
-            env[f"_dump_{f.name}"] = f.spec.dump
-            value = f"_dump_{f.name}(self.{f.name})"
-            inner = f.spec.inner if isinstance(f.spec, OptionalSpec) else f.spec
-            if isinstance(inner, EmbeddedSpec):
-                # The embedded document's own generated dump (or the one it kept),
-                # when it is of exactly the field's class; the spec's dump handles
-                # None and the rest.
-                env[f"_class_{f.name}"] = inner.cls
-                dump = "_v._uow_to_bson()"
-                if inner.cls._uow_meta.keeps_dump:
-                    dump = f"(_v._uow_dumped or {dump})"  # False or None: none kept
-                value = (
-                    f"({dump} if type(_v := self.{f.name}) is _class_{f.name}"
-                    f" else _dump_{f.name}(_v))"
-                )
-        return value
+        return _dump_expression(f, env)
 
     body = _stored_form_display(meta, value_of)
     lines = ["def _uow_to_bson(self):"]
@@ -591,6 +629,47 @@ def to_bson_script(cls: Any, meta: ModelMeta) -> Script:
         ]
     else:
         lines.append("    return doc")
+    return "\n".join(lines) + "\n", env
+
+
+def snapshot_script(meta: ModelMeta) -> Script:
+    """``_uow_snapshot``: ``_diff.snapshot_of(meta, self._uow_to_bson())`` in one dict
+    display, each field that changes in place copied where it is read (a flush's
+    snapshot of every document it inserts). A list of immutable items is copied
+    inline; other values go through their spec's ``snapshot``."""
+    env: dict[str, Any] = {
+        "_FieldNotLoaded": FieldNotLoaded,
+        "_partial_snapshot": snapshot_of,
+        "_meta": meta,
+        "_list": list,
+        "_IMMUTABLE": IMMUTABLE,
+    }
+
+    def value_of(f: FieldMeta) -> str:
+        value = _dump_expression(f, env)  # the stored value, as _uow_to_bson has it
+        if not f.spec.mutable:
+            return value
+        env[f"_snapshot_{f.name}"] = f.spec.snapshot
+        if _exact_items(f.spec) is not None:
+            # ListSpec.snapshot's common case: copy_stored of a list of immutables
+            return (
+                f"(_s.copy() if type(_s := {value}) is _list"
+                f" and _IMMUTABLE.issuperset(map(type, _s)) else _snapshot_{f.name}(_s))"
+            )
+        return f"_snapshot_{f.name}({value})"
+
+    body = _stored_form_display(meta, value_of)
+    lines = [
+        "def _uow_snapshot(self):",
+        "    try:",
+        f"        doc = {{{body}}}",
+        "    except _FieldNotLoaded:",
+        "        return _partial_snapshot(_meta, self._uow_to_bson())",
+        "    extra = self._uow_extra",
+        "    if extra:",
+        "        doc.update(extra)  # unknown stored keys, never changed here: shared",
+        "    return doc",
+    ]
     return "\n".join(lines) + "\n", env
 
 

@@ -18,14 +18,7 @@ from typing import Any
 
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
-from ._diff import (
-    check_update,
-    full_update,
-    in_stages,
-    snapshot_and_update,
-    snapshot_of,
-    whole_update,
-)
+from ._diff import check_update, full_update, in_stages, snapshot_and_update, whole_update
 from ._identity import Key
 from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, WriteOp
 from ._stamps import has_stamps_below, paths_to_stamp
@@ -71,8 +64,8 @@ def _collect_ops(tracker: Tracker, ops: list[WriteOp]) -> None:
     for key, obj in tracker.inserts.items():
         meta = type(obj)._uow_meta
         obj._uow_check_deep(meta.name, "")
-        doc = obj._uow_to_bson()
-        data = snapshot_of(meta, doc)
+        # The insert sends the snapshot itself: neither is changed once made.
+        doc = data = obj._uow_snapshot()
         if key in deletes:
             # Deleted and re-added with the same id: one replace, not a colliding insert.
             replaced.add(key)

@@ -122,6 +122,12 @@ class ModelMeta:
         self.by_key: dict[str, FieldMeta] = {f.key: f for f in fields}
         self.id_field: FieldMeta | None = self.by_name.get("id")
         self.id_spec: TypeSpec | None = self.id_field.spec if self.id_field else None
+        #: the id's type when its values of exactly that type are valid and stored as
+        #: they are (an ObjectId): ``_identity.stored_id`` passes them with one test
+        self.plain_id_type: type | None = None
+        id_field = self.id_field
+        if id_field is not None and not id_field.fast_range and not id_field.spec.needs_dump:
+            self.plain_id_type = id_field.fast_type
         self.version_field: FieldMeta | None = next((f for f in fields if f.version), None)
         self.current_date_keys = frozenset(f.key for f in fields if f.current_date)
         #: keys whose every change is a ``$set`` of the new value (no declared operator,

@@ -444,6 +444,7 @@ def _finish_class(
     methods["from_dict"].__doc__ = cls.from_dict.__doc__  # the base's, inherited
     cls.from_dict = classmethod(methods["from_dict"])
     cls._uow_to_bson = methods["_uow_to_bson"]
+    cls._uow_snapshot = methods["_uow_snapshot"]
     cls._uow_check_deep = methods["_uow_check_deep"]
     cls._uow_mutated = methods["_uow_mutated"]
     cls._uow_load = classmethod(methods["_uow_load"])

@@ -172,7 +172,11 @@ class Tracker:
         if meta.mutable:
             self._mutable_in.add(collection)
         sid = stored_id(meta, obj.id)
-        key = key_for(collection, sid)
+        # key_for, inline (a call less per document added)
+        if type(sid) is ObjectId:
+            key: Key = (collection, sid.binary, "oid")
+        else:
+            key = (collection, sid)
         current = self._map.get(key)
         if current is not None and current is not obj and current._uow_state.status is not _DELETED:
             raise UowError(
@@ -222,7 +226,7 @@ class Tracker:
         The deleted one stays queued in ``deletes`` (held strongly there) and the
         key now finds this one.
         """
-        object.__setattr__(obj, "_uow_state", DocState(self, key, _PENDING, None, sid))
+        set_state(obj, DocState(self, key, _PENDING, None, sid))
         self.inserts[key] = obj
         self._map.hold(key, obj)
 
@@ -518,8 +522,8 @@ class Tracker:
     def adopt_stamps(self, obj: Document, raw: Mapping[str, Any], paths: list[str]) -> None:
         """The flush read back what the server set at ``paths`` ($currentDate in
         embedded documents): memory and the snapshot take it (see _stamps)."""
-        state: DocState = obj._uow_state
-        if state.status is not _PERSISTENT or state.snapshot is None:
+        state = obj._uow_state
+        if state is None or state.status is not _PERSISTENT or state.snapshot is None:
             return
         new = adopt(obj, state.snapshot, raw, paths, self.ctx)
         if state.committed is state.snapshot:

@@ -159,6 +159,14 @@ class _BaseModel:
     def _uow_to_bson(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _uow_snapshot(self) -> dict[str, Any]:
+        """``_diff.snapshot_of(meta, self._uow_to_bson())``: the stored form, sharing no
+        list or dict with ``self``.
+
+        Replaced per class by generated code (see _codegen.snapshot_script).
+        """
+        raise NotImplementedError
+
     @classmethod
     def _uow_load(
         cls: type[M],

@@ -35,6 +35,7 @@ GENERATED = (
     "__init__",
     "from_dict",
     "_uow_to_bson",
+    "_uow_snapshot",
     "_uow_check_deep",
     "_uow_mutated",
     "_uow_load",

@@ -20,7 +20,7 @@ from bson import ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uow import Document, Embedded, FieldNotLoaded, field
+from uow import Document, Embedded, FieldNotLoaded, ValidationError, field
 from uow._diff import snapshot_and_update, snapshot_of, snapshot_with, update_for
 from uow._types import DEFAULT_LOAD_CONTEXT
 from uow.document import _mutated_partial
@@ -272,3 +272,80 @@ def test_a_partly_loaded_document_checks_only_what_it_loaded() -> None:
     assert obj._uow_mutated(raw) is False
     obj.tags.append("c")
     assert obj._uow_mutated(raw) is True
+
+
+# ------------------------------------------------------------- _uow_snapshot
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=_CHANGES)
+def test_the_generated_snapshot_is_the_whole_dump_sharing_nothing(
+    changes: list[tuple[str, str, Any]],
+) -> None:
+    obj = Flat.from_bson({**STORED, "legacy": [1]})
+    _apply(obj, changes)
+    taken = obj._uow_snapshot()
+    assert same(taken, snapshot_of(Flat._uow_meta, obj._uow_to_bson()))
+    assert list(taken) == list(obj._uow_to_bson())  # the same key order
+    assert taken["tags"] == obj.tags and taken["tags"] is not obj.tags
+
+
+@pytest.mark.parametrize("tags", [["a", 1], ("a",), ["a", type("S", (str,), {})("b")]])
+def test_the_generated_snapshot_of_a_list_of_other_values_copies_it_as_its_spec_does(
+    tags: Any,
+) -> None:
+    obj = Flat.from_bson(STORED)
+    object.__setattr__(obj, "tags", tags)  # as stored data of another shape would load
+    taken = obj._uow_snapshot()
+    assert same(taken, snapshot_of(Flat._uow_meta, obj._uow_to_bson()))
+    assert taken["tags"] == tags
+    assert taken["tags"] is not tags or isinstance(tags, tuple)
+
+
+def test_the_generated_snapshot_of_a_partly_loaded_document_leaves_out_what_it_did_not_load() -> (
+    None
+):
+    raw = {k: v for k, v in STORED.items() if k in ("_id", "name", "tags")}
+    obj = Flat._uow_load(raw, DEFAULT_LOAD_CONTEXT, frozenset({"email", "age", "address"}))
+    taken = obj._uow_snapshot()
+    assert taken == snapshot_of(Flat._uow_meta, obj._uow_to_bson())
+    assert "email" not in taken and taken["tags"] is not obj.tags
+
+
+# ------------------------------------------- a list of scalars, checked in one pass
+
+
+@pytest.mark.parametrize(
+    ("tags", "valid"),
+    [
+        ([], True),
+        (["a", "b"], True),
+        (["a", 1], False),
+        (["a", None], False),
+        (("a",), False),
+        (["a", type("S", (str,), {})("b")], True),  # a str subclass: the full check's
+    ],
+)
+def test_init_and_the_flush_check_take_a_list_as_its_spec_does(tags: Any, valid: bool) -> None:
+    if valid:
+        obj = Flat(name="a", email="e", age=1, tags=tags)
+        obj._uow_check_deep("Flat", "")
+    else:
+        with pytest.raises(ValidationError):
+            Flat(name="a", email="e", age=1, tags=tags)
+        obj = Flat(name="a", email="e", age=1)
+        object.__setattr__(obj, "tags", tags)  # changed in place behind the check
+        with pytest.raises(ValidationError):
+            obj._uow_check_deep("Flat", "")
+
+
+def test_a_list_of_ints_still_checks_the_int64_range() -> None:
+    class Counts(Document):
+        __collection__ = "flat_fast_counts"
+        values: list[int] = field(factory=list)
+
+    Counts(values=[1, 2])
+    with pytest.raises(ValidationError):
+        Counts(values=[1, 2**63])
+    with pytest.raises(ValidationError):
+        Counts(values=[True])
