@@ -84,7 +84,10 @@ class Channel:
     # -- sending --------------------------------------------------------------------
 
     def send(self, command: str, collection: str, call: Callable[[], Any], detail: Any) -> Any:
-        """Send one command: the request limit, the log line, the count."""
+        """Send one command: the request limit, the log line, the count.
+
+        ``detail`` is what the log line shows, or a function giving it.
+        """
         self.sending(command, collection, detail)
         return call()
 
@@ -113,6 +116,8 @@ class Channel:
     def log(self, command: str, collection: str, detail: Any) -> None:
         level = logging.INFO if self.echo else logging.DEBUG
         if logger.isEnabledFor(level):
+            if callable(detail):  # built only when logged (one dict per write)
+                detail = detail()
             logger.log(level, "%s %s.%s %s", command, self.db.name, collection, _short(detail))
 
     def session_kw(self, write: bool = True) -> dict[str, Any]:

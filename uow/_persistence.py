@@ -156,7 +156,7 @@ def run_batch(
             return collection.bulk_write(requests, **kwargs)
 
     try:
-        return send(command, batch.collection, call, [_logged(op) for op in batch.ops])
+        return send(command, batch.collection, call, lambda: [_logged(op) for op in batch.ops])
     except BulkWriteError as exc:
         applied, error, partly = _from_bulk_error(batch, exc)
         raise BatchFailed(batch, applied, error, doubtful_ops=partly) from exc
