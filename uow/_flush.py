@@ -187,8 +187,9 @@ def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> Wri
     op.checked = own_target
     op.version_before = version_before
     op.stamped = stamped
+    op.target = filter_
     if len(stages) > 1:
-        op.more = [UpdateOne(filter_, stage) for stage in stages[1:]]
+        op.stages = stages
     return op
 
 
@@ -248,7 +249,9 @@ def _untracked_update_op(explicit: ExplicitUpdate) -> WriteOp:
                 filter_[key] = doc[key]
     request = UpdateOne(filter_, update, upsert=explicit.upsert)
     assert meta.collection is not None
-    return WriteOp(UPDATE, meta.collection, obj, request, None, update)
+    op = WriteOp(UPDATE, meta.collection, obj, request, None, update)
+    op.target = filter_
+    return op
 
 
 def target_filter(

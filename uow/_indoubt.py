@@ -142,7 +142,7 @@ class Doubts:
                 op.kind == INSERT
                 # (An update of several statements: its version, bumped by the
                 # first, does not tell whether the later ones landed.)
-                or (op.kind == UPDATE and op.version_before is not None and op.more is None)
+                or (op.kind == UPDATE and op.version_before is not None and op.stages is None)
                 or (op.kind == DELETE and meta.version_field is not None)
             ):
                 checkable.setdefault(op.collection, []).append(op)

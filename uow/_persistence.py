@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson.errors import BSONError
+from pymongo import UpdateOne
 from pymongo.errors import (
     BulkWriteError,
     ConfigurationError,
@@ -113,12 +114,7 @@ def _logged(op: WriteOp) -> Any:
     """What the log shows of a write: an update says which document it targets."""
     if op.kind != UPDATE:
         return op.statement
-    if op.more is not None:
-        return [
-            {"q": getattr(request, "_filter", None), "u": getattr(request, "_doc", None)}
-            for request in (op.request, *op.more)
-        ]
-    return {"q": getattr(op.request, "_filter", None), "u": op.statement}
+    return {"q": op.target, "u": op.statement if op.stages is None else op.stages}
 
 
 def run_batch(
@@ -136,8 +132,8 @@ def run_batch(
     if driver_session is not None:
         kwargs["session"] = driver_session
     requests = [op.request for op in batch.ops]
-    if batch.kind == UPDATE and any(op.more for op in batch.ops):
-        requests = [request for op in batch.ops for request in (op.request, *(op.more or ()))]
+    if batch.kind == UPDATE and any(op.stages for op in batch.ops):
+        requests = [request for op in batch.ops for request in _requests(op)]
     if batch.kind == INSERT:
         command = "insert"
 
@@ -185,6 +181,13 @@ def run_batch(
             not_applied=docs,
         )
         raise BatchFailed(batch, 0, error, in_doubt=True) from exc
+
+
+def _requests(op: WriteOp) -> list[Any]:
+    """The statements of one write, in the order sent."""
+    if op.stages is None:
+        return [op.request]
+    return [op.request, *(UpdateOne(op.target, stage) for stage in op.stages[1:])]
 
 
 def _from_bulk_error(
@@ -264,7 +267,7 @@ def _from_bulk_error(
 def _op_at(ops: list[WriteOp], statement: int) -> tuple[int, bool]:
     """The write that statement number ``statement`` of a command belongs to, and
     whether it is not that write's first statement (the write landed in part)."""
-    if all(op.more is None for op in ops):
+    if all(op.stages is None for op in ops):
         return statement, False
     start = 0
     for index, op in enumerate(ops):

@@ -29,11 +29,12 @@ class WriteOp:
         "collection",
         "doc",
         "kind",
-        "more",
         "request",
         "snapshot",
+        "stages",
         "stamped",
         "statement",
+        "target",
         "version_before",
     )
 
@@ -60,9 +61,11 @@ class WriteOp:
         self.checked = False
         #: a versioned document's version as loaded (put back if the write fails)
         self.version_before: Any = None
-        #: an update's further statements, sent right after ``request`` in the same
-        #: command (see ``_diff.in_stages``); None for one statement
-        self.more: list[Any] | None = None
+        #: an update's filter
+        self.target: Any = None
+        #: an update of several statements (see ``_diff.in_stages``): each one's
+        #: update document, the first being ``request``'s; None for one statement
+        self.stages: list[Any] | None = None
         #: paths below the top this update sets with ``$currentDate`` (see _stamps)
         self.stamped: list[str] | None = None
 
@@ -72,7 +75,7 @@ class WriteOp:
     @property
     def statements(self) -> int:
         """How many statements of the command this write is."""
-        return 1 if self.more is None else 1 + len(self.more)
+        return 1 if self.stages is None else len(self.stages)
 
 
 class ExplicitUpdate:

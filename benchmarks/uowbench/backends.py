@@ -64,7 +64,13 @@ class MongomockBackend(Backend):
         # Removed again on close, for whatever runs next.
         self._fixes = contextlib.ExitStack()
         if id_index:
-            self._fixes.enter_context(_mongomock_speed.installed())
+            installed = getattr(_mongomock_speed, "installed", None)
+            if installed is not None:
+                self._fixes.enter_context(installed())
+            else:
+                # A uow from before the opt-in (a "before" run of an older commit):
+                # its Session installed the fixes for good; so does this.
+                _mongomock_speed.install()
         self._admin = _backend.make_client(self.uri)
 
     def client(self) -> Any:

@@ -345,3 +345,22 @@ def test_an_aware_datetime_keeps_its_zone_and_drops_only_microseconds() -> None:
     doc = DwWhen(when=datetime.datetime(2024, 1, 1, 12, 0, 0, 1500, tzinfo=zone))
     assert doc.when == datetime.datetime(2024, 1, 1, 12, 0, 0, 1000, tzinfo=zone)
     assert doc.when is not None and doc.when.tzinfo is zone
+
+
+def test_the_log_shows_every_statement_of_a_staged_update(
+    db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    order = DwOrder(lines=[DwLine(sku="a", qty=1)])
+    _saved(db, order)
+    s = uow.Session(db, echo=True)
+    mine = s.get(DwOrder, order.id)
+    assert mine is not None
+    mine.lines[0].qty += 1
+    mine.lines.append(DwLine(sku="b"))
+    with caplog.at_level("INFO", logger="uow"):
+        s.flush()
+    updates = [r.getMessage() for r in caplog.records if r.getMessage().startswith("update ")]
+    assert len(updates) == 1  # one command
+    assert "'$inc': {'lines.0.qty': 1}" in updates[0] and "'$push': {'lines'" in updates[0]
+    s.rollback()
+    s.close()
