@@ -504,6 +504,36 @@ def in_stages(update: UpdateSpec) -> list[UpdateSpec]:
     return stages
 
 
+def before_stages(
+    snapshot: dict[str, Any], stages: list[UpdateSpec], landed: int
+) -> dict[str, Any]:
+    """``snapshot``, what the statements ``stages`` leave, as the first ``landed``
+    of them leave it: the items later ones append are not there.
+
+    Copy on write (a dict of a snapshot may be an embedded document's kept dump).
+    """
+    for stage in stages[landed:]:
+        for path, pushed in stage.get("$push", {}).items():
+            snapshot = _without_last(snapshot, path.split("."), len(pushed["$each"]))
+    return snapshot
+
+
+def _without_last(container: Any, parts: list[str], count: int) -> Any:
+    step, rest = parts[0], parts[1:]
+    if type(container) is dict and step in container:
+        value = container[step]
+    elif type(container) is list and _is_index(step) and int(step) < len(container):
+        value = container[int(step)]
+    else:
+        return container
+    value = _without_last(value, rest, count) if rest else value[: len(value) - count]
+    if type(container) is dict:
+        return {**container, step: value}
+    items = list(container)
+    items[int(step)] = value
+    return items
+
+
 def _diff_data(
     update: UpdateSpec,
     prefix: str,

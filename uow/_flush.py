@@ -171,7 +171,7 @@ def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> Wri
     # lost a race none lands: a bumped value in a later filter could match
     # another writer's bump).
     stamped = _add_server_dates(meta, old, update)
-    stages = in_stages(update)
+    stages = in_stages(update) if "$push" in update else [update]
     version_before: Any = None
     if version is not None:
         version_before = getattr(obj, version.name)

@@ -69,6 +69,7 @@ class BatchFailed(Exception):
         *,
         in_doubt: bool = False,
         doubtful_ops: list[WriteOp] | None = None,
+        partly: tuple[WriteOp, int] | None = None,
     ) -> None:
         super().__init__(str(error))
         self.batch = batch
@@ -83,6 +84,9 @@ class BatchFailed(Exception):
         #: writes of the batch whose outcome cannot be told (lost races that
         #: another session's identical write may hide); the rest of it is known
         self.doubtful_ops = doubtful_ops or []
+        #: the write the failed statement belongs to, when its first statements
+        #: landed (see _diff.in_stages), and how many did
+        self.partly = partly
 
 
 # Errors raised before the command reached the server, or the server's refusal of
@@ -155,7 +159,7 @@ def run_batch(
         return send(command, batch.collection, call, lambda: [_logged(op) for op in batch.ops])
     except BulkWriteError as exc:
         applied, error, partly = _from_bulk_error(batch, exc)
-        raise BatchFailed(batch, applied, error, doubtful_ops=partly) from exc
+        raise BatchFailed(batch, applied, error, partly=partly) from exc
     except (PyMongoError, BSONError) as exc:
         docs = [op.doc for op in batch.ops]
         what = f"{batch.kind} of {len(docs)} document(s) in {batch.collection!r}"
@@ -178,7 +182,7 @@ def run_batch(
             "cannot be checked is refused rather than applied twice).",
             cause=exc,
             documents=docs,
-            not_applied=docs,
+            in_doubt=docs,
         )
         raise BatchFailed(batch, 0, error, in_doubt=True) from exc
 
@@ -192,9 +196,9 @@ def _requests(op: WriteOp) -> list[Any]:
 
 def _from_bulk_error(
     batch: Batch, exc: BulkWriteError
-) -> tuple[int, FlushError, list[WriteOp]]:
+) -> tuple[int, FlushError, tuple[WriteOp, int] | None]:
     """How many of the batch's writes landed, the error, and the write that landed
-    in part (its first statements only), if any."""
+    in part with how many of its statements did, if one did."""
     details = exc.details or {}
     write_errors = details.get("writeErrors") or []
     ops = batch.ops
@@ -210,7 +214,7 @@ def _from_bulk_error(
             documents=[op.doc for op in ops],
             applied=[op.doc for op in ops],
         )
-        return len(ops), error, []
+        return len(ops), error, None
     first = write_errors[0]
     index, partly = _op_at(ops, int(first.get("index", 0)))
     failed: WriteOp = ops[index]
@@ -222,7 +226,7 @@ def _from_bulk_error(
     if batch.kind == INSERT and isinstance(inserted, int) and 0 <= inserted < index:
         landed = inserted
     applied = [op.doc for op in ops[:landed]]
-    not_applied = [op.doc for op in ops[landed + 1 if partly else landed :]]
+    not_applied = [op.doc for op in ops[landed:]]
     doc = failed.doc
     name = type(doc).__name__
     ident = getattr(doc, "id", None)
@@ -239,43 +243,36 @@ def _from_bulk_error(
             DuplicateKeyError(
                 message, cause=exc, documents=[doc], applied=applied, not_applied=not_applied
             ),
-            [],
+            None,
         )
     message = (
         f"{batch.kind} of {name} with id {ident!r} in {batch.collection!r} failed: "
         f"{first.get('errmsg')} (code {first.get('code')}). {len(applied)} earlier write(s) "
-        f"of this batch landed; {len(not_applied)} stay queued"
-        + ("." if partly else ", this one included.")
+        f"of this batch landed; {len(not_applied)} stay queued, this one included."
     )
     if partly:
         message += (
-            " Its first statement(s) landed and a later one did not (see in_doubt): the "
-            "document is stored half changed. The next flush refuses to send it again "
-            "until it is refresh()-ed."
+            f" Its first {partly} of {failed.statements} statements landed (the changes "
+            "inside its lists); what the others append stays queued."
         )
     error = FlushError(
-        message,
-        cause=exc,
-        documents=[doc],
-        applied=applied,
-        not_applied=not_applied,
-        in_doubt=[doc] if partly else (),
+        message, cause=exc, documents=[doc], applied=applied, not_applied=not_applied
     )
-    return landed, error, [failed] if partly else []
+    return landed, error, (failed, partly) if partly else None
 
 
-def _op_at(ops: list[WriteOp], statement: int) -> tuple[int, bool]:
+def _op_at(ops: list[WriteOp], statement: int) -> tuple[int, int]:
     """The write that statement number ``statement`` of a command belongs to, and
-    whether it is not that write's first statement (the write landed in part)."""
+    how many of that write's statements came before it (and landed)."""
     if all(op.stages is None for op in ops):
-        return statement, False
+        return statement, 0
     start = 0
     for index, op in enumerate(ops):
         count = op.statements
         if statement < start + count:
-            return index, statement > start
+            return index, statement - start
         start += count
-    return len(ops) - 1, False
+    return len(ops) - 1, 0
 
 
 def _unique_values(op: WriteOp) -> dict[str, Any] | None:
@@ -419,6 +416,11 @@ class Flush:
         kept = {id(op) for op in done} | {id(op) for op in landed}
         put_back_versions([op for op in ops if id(op) not in kept])
         self._tracker.settle(done + landed, False)
+        if failed.partly is not None:
+            # What its landed statements wrote is stored: the document takes that
+            # as its snapshot, and the rest of its change stays queued.
+            op, count = failed.partly
+            self._tracker.settle_part(op, count)
         # What landed: the earlier batches of this flush, and the failed one's part.
         error.applied = unique_docs([*(op.doc for op in done), *error.applied])
         if failed.in_doubt:

@@ -28,7 +28,14 @@ from typing import Any, TypeVar
 from bson import ObjectId
 from pymongo import ReplaceOne
 
-from ._diff import changed_paths, loaded_snapshot, merged_snapshot, snapshot_of, stored_form
+from ._diff import (
+    before_stages,
+    changed_paths,
+    loaded_snapshot,
+    merged_snapshot,
+    snapshot_of,
+    stored_form,
+)
 from ._identity import IdentityMap, Key, key_for, meta_of, stored_id
 from ._plan import INSERT, UPDATE, ExplicitUpdate, WriteOp, unique_docs
 from ._stamps import adopt
@@ -47,6 +54,7 @@ from ._state import (
 from ._types import LoadContext
 from .document import Document, ModelMeta, set_state
 from .exceptions import SessionClosedError, UowError
+from .operators import MISSING
 
 __all__: list[str] = []
 
@@ -687,6 +695,24 @@ class Tracker:
                 if in_transaction:
                     self.tx_explicit.setdefault(key, explicit)
                 del self.updates[key]
+
+    def settle_part(self, op: WriteOp, landed: int) -> None:
+        """Only the first ``landed`` statements of update ``op`` landed (see
+        ``_diff.in_stages``): the document's snapshot becomes what they wrote (its
+        version as loaded: the last statement bumps it), and the rest of its
+        change stays queued."""
+        state = op.doc._uow_state
+        if state is None or state.snapshot is None or op.stages is None:
+            return
+        part = before_stages(op.snapshot or {}, op.stages, landed)
+        version = meta_of(op.doc).version_field
+        if version is not None:
+            part = {key: value for key, value in part.items() if key != version.key}
+            loaded = state.snapshot.get(version.key, MISSING)
+            if loaded is not MISSING:
+                part[version.key] = loaded
+        self.settle([WriteOp(UPDATE, op.collection, op.doc, op.request, part)], False)
+        self.requeue_changed(op.doc)
 
     def requeue_changed(self, obj: Document) -> None:
         """A write found landed after the fact (``_indoubt``): if ``obj`` changed

@@ -276,7 +276,9 @@ def test_a_connection_lost_before_the_insert_without_a_transaction(
         with pytest.raises(FlushError, match="outcome is unknown") as caught:
             s.flush()
     assert isinstance(caught.value.cause, pymongo.errors.AutoReconnect)
-    assert caught.value.applied == [] and caught.value.not_applied == items
+    # SPEC: a write whose outcome cannot be known is in in_doubt (still queued).
+    assert caught.value.applied == [] and caught.value.not_applied == []
+    assert caught.value.in_doubt == items
     assert [s.state(i) for i in items] == [PENDING] * 3
     recorder.clear()
     assert s.flush() == FlushResult(inserted=3, round_trips=1)

@@ -113,7 +113,7 @@ def test_hang_up_after_half_an_insert_is_settled_by_the_next_flush(
     assert isinstance(error, FlushError)
     assert "outcome is unknown" in str(error)
     assert isinstance(error.cause, pymongo.errors.AutoReconnect)
-    assert error.applied == [] and error.not_applied == items
+    assert error.applied == [] and error.not_applied == [] and error.in_doubt == items
     assert [s.state(item) for item in items] == [PENDING] * 4
 
     future = _call(pool, s.flush)
