@@ -25,6 +25,7 @@ from ._stamps import has_stamps_below, paths_to_stamp
 from ._state import DocState, ObjectState, mutated
 from ._stored import Absent
 from ._tracker import Tracker
+from ._types import datetimes_to_millisecond, holds_datetimes
 from .document import Document, ModelMeta
 from .exceptions import ValidationError
 from .operators import MISSING, OPERATORS, UpdateSpec, same
@@ -58,12 +59,27 @@ def put_back_versions(ops: Iterable[WriteOp]) -> None:
             object.__setattr__(op.doc, version.name, op.version_before)
 
 
+def keep_milliseconds(meta: ModelMeta, obj: Document) -> None:
+    """Datetimes put into ``obj``'s containers in place, kept to the millisecond as
+    BSON stores them (an assignment does that itself: see DatetimeSpec)."""
+    fields = meta.datetime_containers
+    if fields is None:
+        fields = tuple(f for f in meta.mutable_fields if holds_datetimes(f.spec))
+        meta.datetime_containers = fields
+    absent = obj._uow_absent or ()
+    for field in fields:
+        if field.name not in absent:
+            datetimes_to_millisecond(field.spec, getattr(obj, field.name))
+
+
 def _collect_ops(tracker: Tracker, ops: list[WriteOp]) -> None:
     replaced: set[Key] = set()
     deletes = tracker.deletes
     for key, obj in tracker.inserts.items():
         meta = type(obj)._uow_meta
         obj._uow_check_deep(meta.name, "")
+        if meta.datetime_containers is None or meta.datetime_containers:
+            keep_milliseconds(meta, obj)
         # The insert sends the snapshot itself: neither is changed once made.
         doc = data = obj._uow_snapshot()
         if key in deletes:
@@ -131,29 +147,7 @@ def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> Wri
     old = state.snapshot
     if not (changed or explicit is not None or state.modified or mutated(obj, old)):
         return None
-    # Only what can differ is compared: the fields assigned to (when that is all
-    # that marked the document) and those that change in place.
-    if explicit is not None:
-        assigned: int | None = None
-    elif state.modified:
-        assigned = state.assigned
-    else:
-        assigned = 0
-    # A document assigned to may also have changed in place. When it did not (one
-    # comparison tells), its in-place fields are the snapshot's: valid as they
-    # are (nothing of them is written), and not compared again.
-    in_place = not (assigned and meta.mutable) or changed or mutated(obj, old)
-    # The new snapshot, diffed: the update's values share nothing with the live
-    # document, so the statement kept for errors and unknown outcomes stays as sent.
-    if assigned is None:
-        new, update = whole_update(meta, obj, old)
-    else:
-        keys = meta.keys_to_compare(assigned, in_place)
-        new, update = snapshot_and_update(meta, obj, old, keys)
-    if explicit is not None and explicit.operators:
-        update = _with_operators(meta, update, old, new, explicit.operators)
-    if in_place and update:
-        check_update(meta, obj, update)
+    new, update = _changes(meta, obj, state, explicit, changed=changed)
     version = meta.version_field
     if not update:
         if explicit is None:
@@ -191,6 +185,45 @@ def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> Wri
     if len(stages) > 1:
         op.stages = stages
     return op
+
+
+def _changes(
+    meta: ModelMeta,
+    obj: Document,
+    state: DocState,
+    explicit: ExplicitUpdate | None,
+    *,
+    changed: bool,
+) -> tuple[dict[str, Any], UpdateSpec]:
+    """``obj``'s new snapshot and the update from its snapshot to it, checked."""
+    old = state.snapshot
+    assert old is not None
+    # Only what can differ is compared: the fields assigned to (when that is all
+    # that marked the document) and those that change in place.
+    if explicit is not None:
+        assigned: int | None = None
+    elif state.modified:
+        assigned = state.assigned
+    else:
+        assigned = 0
+    # A document assigned to may also have changed in place. When it did not (one
+    # comparison tells), its in-place fields are the snapshot's: valid as they
+    # are (nothing of them is written), and not compared again.
+    in_place = not (assigned and meta.mutable) or changed or mutated(obj, old)
+    if in_place and (meta.datetime_containers is None or meta.datetime_containers):
+        keep_milliseconds(meta, obj)
+    # The new snapshot, diffed: the update's values share nothing with the live
+    # document, so the statement kept for errors and unknown outcomes stays as sent.
+    if assigned is None:
+        new, update = whole_update(meta, obj, old)
+    else:
+        keys = meta.keys_to_compare(assigned, in_place)
+        new, update = snapshot_and_update(meta, obj, old, keys)
+    if explicit is not None and explicit.operators:
+        update = _with_operators(meta, update, old, new, explicit.operators)
+    if in_place and update:
+        check_update(meta, obj, update)
+    return new, update
 
 
 def _add_server_dates(

@@ -167,6 +167,9 @@ class ModelMeta:
         #: a dump may hold an embedded document's kept dump (copied for the user)
         self.shares_dumps = False
         self.own_names = frozenset(inspect.get_annotations(cls))
+        #: the fields whose containers can hold datetimes put there in place,
+        #: kept to the millisecond by a flush; None until the first flush asks
+        self.datetime_containers: tuple[FieldMeta, ...] | None = None
 
     def keys_to_compare(self, assigned: int, in_place: bool = True) -> tuple[str, ...]:
         """The stored keys of the fields in mask ``assigned`` and (``in_place``) of those

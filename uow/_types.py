@@ -730,3 +730,82 @@ def spec_for(annotation: Any, where: str, resolve_ref: Callable[[str], type]) ->
     raise DefinitionError(
         f"{where}: the annotation {annotation!r} is not supported. Supported: {SUPPORTED}"
     )
+
+
+# ------------------------------------------------------------------ datetimes in place
+
+
+def holds_datetimes(spec: TypeSpec, seen: set[int] | None = None) -> bool:
+    """Whether a value of container or embedded type ``spec`` can hold a datetime
+    put there in place (where no assignment kept it to the millisecond)."""
+    if isinstance(spec, OptionalSpec):
+        spec = spec.inner
+    if isinstance(spec, (ListSpec, DictSpec)):
+        inner = spec.inner.inner if isinstance(spec.inner, OptionalSpec) else spec.inner
+        return isinstance(inner, DatetimeSpec) or holds_datetimes(inner, seen)
+    if isinstance(spec, EmbeddedSpec):
+        seen = set() if seen is None else seen
+        if id(spec.cls) in seen:
+            return False
+        seen.add(id(spec.cls))
+        meta = spec.cls._uow_meta
+        classes = [meta, *(sub._uow_meta for sub in meta.subclasses.values())]
+        return any(holds_datetimes(f.spec, seen) for m in classes for f in m.mutable_fields)
+    return False
+
+
+def datetimes_to_millisecond(spec: TypeSpec, value: Any) -> Any:
+    """``value`` with every datetime in it kept to the millisecond, in place: the
+    items of its lists, sets and dicts and the fields of its embedded documents
+    are replaced where needed. Returns ``value`` (a datetime: the kept one).
+
+    A flush calls this before it dumps a document, so that what memory holds is
+    what BSON stores (see DatetimeSpec).
+    """
+    spec = _unwrap_optional(spec)
+    if isinstance(spec, DatetimeSpec):
+        return _to_millisecond(value)
+    if isinstance(spec, SetSpec):
+        if isinstance(value, set) and isinstance(_unwrap_optional(spec.inner), DatetimeSpec):
+            kept = {_to_millisecond(item) for item in value}
+            if kept != value:
+                value.clear()
+                value.update(kept)
+    elif isinstance(spec, (ListSpec, DictSpec)):
+        _items_in_place(spec.inner, value)
+    elif isinstance(spec, EmbeddedSpec) and isinstance(value, spec.cls):
+        _fields_in_place(value)
+    return value
+
+
+def _items_in_place(inner: TypeSpec, value: Any) -> None:
+    """The items of a list, or the values of a dict, kept to the millisecond."""
+    if type(value) is list:
+        for index, item in enumerate(value):
+            new = datetimes_to_millisecond(inner, item)
+            if new is not item:
+                value[index] = new
+    elif type(value) is dict:
+        for key, item in value.items():
+            new = datetimes_to_millisecond(inner, item)
+            if new is not item:
+                value[key] = new  # the same keys: no resize while iterating
+
+
+def _fields_in_place(value: Any) -> None:
+    """An embedded document's fields kept to the millisecond."""
+    meta = type(value)._uow_meta
+    for field in meta.fields:
+        inner = _unwrap_optional(field.spec)
+        if not (isinstance(inner, DatetimeSpec) or holds_datetimes(inner)):
+            continue
+        item = getattr(value, field.name, None)
+        new = datetimes_to_millisecond(inner, item)
+        if new is not item:
+            object.__setattr__(value, field.name, new)
+            if meta.keeps_dump:
+                object.__setattr__(value, "_uow_dumped", None)
+
+
+def _unwrap_optional(spec: TypeSpec) -> TypeSpec:
+    return spec.inner if isinstance(spec, OptionalSpec) else spec
