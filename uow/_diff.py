@@ -765,6 +765,22 @@ def changed_paths(
             and (field is None or nested or meta is None or _is_dict_field(field))
         ):
             changes.update(changed_paths(nested, before, after, name + "."))
+        elif (
+            type(before) is list
+            and type(after) is list
+            and len(before) == len(after)
+            and field is not None
+            and (element := _element_meta(field)) is not None
+        ):
+            # Elements changed inside, on their positional paths, as the flush
+            # writes them (a list that changed length is one change, whole).
+            for index, (was, now) in enumerate(zip(before, after, strict=True)):
+                if same(was, now):
+                    continue
+                if type(was) is dict and type(now) is dict:
+                    changes.update(changed_paths(element, was, now, f"{name}.{index}."))
+                else:
+                    changes[f"{name}.{index}"] = (stored_form(was), copy_stored(now))
         else:
             # Copies: a stored value may be an embedded document's kept dump.
             changes[name] = (
@@ -782,6 +798,17 @@ def _unwrapped(field: FieldMeta) -> TypeSpec:
 def _meta_of(field: FieldMeta) -> ModelMeta | None:
     spec = _unwrapped(field)
     return spec.cls._uow_meta if isinstance(spec, EmbeddedSpec) else None
+
+
+def _element_meta(field: FieldMeta) -> ModelMeta | None:
+    """The class of a list field's elements, where they are embedded documents."""
+    spec = _unwrapped(field)
+    if isinstance(spec, ListSpec) and not isinstance(spec, SetSpec):
+        inner = spec.inner.inner if isinstance(spec.inner, OptionalSpec) else spec.inner
+        if isinstance(inner, EmbeddedSpec):
+            meta: ModelMeta = inner.cls._uow_meta
+            return meta
+    return None
 
 
 def _is_dict_field(field: FieldMeta) -> bool:
