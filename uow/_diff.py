@@ -474,33 +474,50 @@ def in_stages(update: UpdateSpec) -> list[UpdateSpec]:
     """``update`` as the statements MongoDB accepts, in the order to send them.
 
     One update may not write two paths where one lies under the other. The diff
-    gives such pairs in one case only: a ``$push`` to a list whose elements also
-    changed inside (``$inc lines.0.qty`` with ``$push lines``). Each such push
-    goes in a statement after everything written under its list; everything else
-    goes in the first. Mostly, the one statement ``[update]``.
+    gives such pairs in two cases: a ``$push`` to a list whose elements also
+    changed inside (``$inc lines.0.qty`` with ``$push lines``), and a
+    ``$currentDate`` inside a value another operator writes (``lines.2.at`` in
+    an element pushed, see _stamps). Each such push goes in a statement after
+    everything else written under its list, and each such date in one after
+    the writes above it; everything else goes in the first. Mostly, the one
+    statement ``[update]``.
     """
-    pushes = update.get("$push")
-    if not pushes or (len(update) == 1 and len(pushes) == 1):
+    dates = update.get("$currentDate")
+    if "$push" not in update and not (dates and any("." in path for path in dates)):
         return [update]
-    paths = [path for written in update.values() for path in written]
-    under = {push: [p for p in paths if p.startswith(push + ".")] for push in pushes}
-    if not any(under.values()):
-        return [update]
-    stage_of: dict[str, int] = {}
+    writes = [
+        (operator, path)
+        for operator, written in update.items()
+        if operator != "$currentDate"
+        for path in written
+    ]
+    stage_of: dict[tuple[str, str], int] = {}
 
-    def stage(push: str) -> int:
-        found = stage_of.get(push)
+    def stage(operator: str, path: str) -> int:
+        found = stage_of.get((operator, path))
         if found is None:
-            inner = under[push]
-            found = 1 + max(stage(p) if p in pushes else 0 for p in inner) if inner else 0
-            stage_of[push] = found
+            found = 0
+            if operator == "$push":
+                inner = [(o, p) for o, p in writes if p.startswith(path + ".")]
+                if inner:
+                    found = 1 + max(stage(o, p) for o, p in inner)
+            elif operator == "$currentDate":
+                above = [(o, p) for o, p in writes if path == p or path.startswith(p + ".")]
+                if above:
+                    found = 1 + max(stage(o, p) for o, p in above)
+            stage_of[(operator, path)] = found
         return found
 
-    stages: list[UpdateSpec] = [{} for _ in range(1 + max(map(stage, pushes)))]
-    for operator, written in update.items():
-        for path, value in written.items():
-            index = stage(path) if operator == "$push" else 0
-            stages[index].setdefault(operator, {})[path] = value
+    placed = [
+        (stage(operator, path), operator, path, value)
+        for operator, written in update.items()
+        for path, value in written.items()
+    ]
+    if all(index == 0 for index, *_ in placed):
+        return [update]
+    stages: list[UpdateSpec] = [{} for _ in range(1 + max(index for index, *_ in placed))]
+    for index, operator, path, value in placed:
+        stages[index].setdefault(operator, {})[path] = value
     return stages
 
 

@@ -164,8 +164,8 @@ def _update_op(tracker: Tracker, obj: Document, *, changed: bool = False) -> Wri
     # (every statement is conditional on the version loaded, so after one that
     # lost a race none lands: a bumped value in a later filter could match
     # another writer's bump).
-    stamped = _add_server_dates(meta, old, update)
-    stages = in_stages(update) if "$push" in update else [update]
+    stamped = _add_server_dates(meta, new, update)
+    stages = in_stages(update) if "$push" in update or stamped else [update]
     version_before: Any = None
     if version is not None:
         version_before = getattr(obj, version.name)
@@ -227,15 +227,16 @@ def _changes(
 
 
 def _add_server_dates(
-    meta: ModelMeta, old: Mapping[str, Any], update: UpdateSpec
+    meta: ModelMeta, new: Mapping[str, Any], update: UpdateSpec
 ) -> list[str] | None:
-    """Add the ``$currentDate`` of every field the server sets to ``update``; returns
-    those below the top level (read back after the flush, see _stamps)."""
+    """Add the ``$currentDate`` of every field the server sets to ``update``, whose
+    new snapshot is ``new``; returns those below the top level (read back after
+    the flush, see _stamps)."""
     for key in meta.current_date_keys:
         update.setdefault("$currentDate", {})[key] = True
     if not has_stamps_below(meta):
         return None
-    stamped = paths_to_stamp(meta, old, update)
+    stamped = paths_to_stamp(meta, new)
     if not stamped:
         return None
     update.setdefault("$currentDate", {}).update(dict.fromkeys(stamped, True))

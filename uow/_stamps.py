@@ -3,15 +3,13 @@
 SPEC: ``$currentDate`` means "the server sets it on every update of the
 document". A top-level field is the flush's to add (``_flush``) and is emptied
 until read (``_state.expire``). Below the top level the same rule holds, at
-every place an embedded document of such a class is held: a single embedded
-document, each element of a list, each value of a dict, at any depth. So every
-update of a document also carries ``$currentDate`` for each of those paths in
-the stored document, except where the update writes the value whole or above
-it (a ``$set`` of the list, a new embedded document): there the value goes as
-memory holds it, as an insert sends it, and MongoDB would refuse two operators
-on one path anyway. Elements a ``$push`` appends go as memory holds them too;
-the stamps of the elements already stored are sent in a statement before the
-push (``_diff.in_stages``).
+every place an embedded document of such a class is held once the update
+landed: a single embedded document, each element of a list, each value of a
+dict, at any depth, elements the update appends and values it writes whole
+included (an insert, like at the top, stores what memory holds). MongoDB
+refuses ``$currentDate lines.2.at`` beside the ``$push lines`` that creates
+that element, so ``_diff.in_stages`` sends each stamp in a statement after
+the writes above it.
 
 Memory then differs from what is stored at those paths until the server's
 values are read. Emptying the enclosing field (as ``expire`` does at the top)
@@ -32,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ._meta import REGISTRY
 from ._stored import Absent
 from ._types import DictSpec, EmbeddedSpec, ListSpec, OptionalSpec, SetSpec, TypeSpec
-from .operators import MISSING, UpdateSpec
+from .operators import MISSING
 
 if TYPE_CHECKING:
     from ._meta import ModelMeta
@@ -84,37 +82,17 @@ def _metas(spec: EmbeddedSpec) -> Iterator[ModelMeta]:
             yield sub._uow_meta
 
 
-def paths_to_stamp(meta: ModelMeta, stored: Mapping[str, Any], update: UpdateSpec) -> list[str]:
-    """The paths below the top where ``update`` must carry ``$currentDate``.
-
-    Every stamp field of every embedded document in ``stored`` (the snapshot of
-    what is stored), except those at or under a path ``update`` writes whole, or
-    above one (MongoDB refuses an update whose paths overlap).
-    """
+def paths_to_stamp(meta: ModelMeta, new: Mapping[str, Any]) -> list[str]:
+    """The paths below the top where an update must carry ``$currentDate``: every
+    stamp field of every embedded document in ``new``, the snapshot the update
+    leaves (elements it appends and values it writes whole included; their
+    stamps go in a statement after those writes, see ``_diff.in_stages``)."""
     found: list[str] = []
     for field in meta.fields:
-        value = stored.get(field.key, MISSING)
+        value = new.get(field.key, MISSING)
         if value is not MISSING and type(value) is not Absent:
             _collect(found, field.key, value, field.spec)
-    if not found:
-        return found
-    # A $push is no obstacle: ``_diff.in_stages`` sends it after the stamps of the
-    # elements already stored.
-    written: set[str] = set()
-    for operator, paths in update.items():
-        if operator != "$push":
-            written.update(paths)
-    above: set[str] = set()
-    for path in written:
-        parts = path.split(".")
-        above.update(".".join(parts[:depth]) for depth in range(1, len(parts)))
-    return [path for path in found if path not in above and not _under(path, written)]
-
-
-def _under(path: str, written: set[str]) -> bool:
-    """Whether ``path`` is one of ``written`` or lies under one."""
-    parts = path.split(".")
-    return any(".".join(parts[:depth]) in written for depth in range(1, len(parts) + 1))
+    return found
 
 
 def _collect(found: list[str], path: str, value: Any, spec: TypeSpec) -> None:

@@ -262,29 +262,37 @@ def test_current_date_below_the_top_is_set_on_every_update(db: Any) -> None:
     s.close()
 
 
-def test_current_date_is_not_sent_where_the_update_writes_the_value_whole(db: Any) -> None:
+def test_current_date_is_set_in_values_the_update_appends_or_writes_whole(db: Any) -> None:
+    """Every place the document holds a stamped embedded document once the update
+    landed is stamped: elements appended, dict values added, lists set whole
+    (each stamp in a statement after the write that creates its place)."""
     doc = DwStamped(many=[DwStamp(label="a")], by={"x": DwStamp(label="x"), "y": DwStamp()})
     _saved(db, doc)
     s = uow.Session(db)
     mine = s.get(DwStamped, doc.id)
     assert mine is not None
-    mine.many.append(DwStamp(label="new"))  # pushed as memory holds it
-    del mine.by["y"]  # $unset of by.y; by.x still stamped
+    mine.many.append(DwStamp(label="new"))  # pushed
+    del mine.by["y"]  # $unset by.y
+    mine.by["z"] = DwStamp(label="z")  # a new value, $set whole
     mine.one = DwStamp(label="other")  # an embedded document is diffed key by key
+    assert s.flush().round_trips == 2  # the update, and the read-back of the stamps
     s.commit()
     stored = _stored(db, "dw_stamped", doc.id)
-    assert _recent(stored["many"][0]["at"])  # stored already: stamped before the push
-    assert stored["many"][1] == {"label": "new", "at": None}
-    assert list(stored["by"]) == ["x"] and _recent(stored["by"]["x"]["at"])
+    assert [e["label"] for e in stored["many"]] == ["a", "new"]
+    assert all(_recent(e["at"]) for e in stored["many"])
+    assert sorted(stored["by"]) == ["x", "z"] and all(
+        _recent(v["at"]) for v in stored["by"].values()
+    )
     assert stored["one"]["label"] == "other" and _recent(stored["one"]["at"])
     assert [e.to_bson() for e in mine.many] == stored["many"]
+    assert {k: v.to_bson() for k, v in mine.by.items()} == stored["by"]
     assert mine.one.to_bson() == stored["one"]
-    # A list reordered is set whole: its elements go as memory holds them.
+    # A list reordered is set whole, and stamped after.
     mine.many.reverse()
     s.commit()
     stored = _stored(db, "dw_stamped", doc.id)
     assert [e["label"] for e in stored["many"]] == ["new", "a"]
-    assert stored["many"][0]["at"] is None
+    assert all(_recent(e["at"]) for e in stored["many"])
     assert [e.to_bson() for e in mine.many] == stored["many"]
     s.close()
 
