@@ -148,12 +148,12 @@ class Doubts:
                 checkable.setdefault(op.collection, []).append(op)
         verdicts: dict[int, bool] = {}
         for name, group in checkable.items():
-            query = {"_id": {"$in": [op.doc._uow_state.id for op in group]}}
+            query = {"_id": {"$in": [op.doc_id for op in group]}}
             found = self._channel.find_all(name, query, write=False)
             self._channel.queries += 1
             stored = {raw["_id"]: raw for raw in found}
             for op in group:
-                now = stored.get(op.doc._uow_state.id)
+                now = stored.get(op.doc_id)
                 if op.kind == INSERT:
                     verdicts[id(op)] = now is not None
                 elif op.kind == DELETE:

@@ -373,7 +373,7 @@ class Flush:
             if op.stamped:
                 by_collection.setdefault(op.collection, []).append(op)
         for name, ops in by_collection.items():
-            ids = [op.doc._uow_state.id for op in ops]
+            ids = [op.doc_id for op in ops]
             try:
                 found = self._channel.find_all(name, {"_id": {"$in": ids}})
             except PyMongoError as exc:
@@ -386,7 +386,7 @@ class Flush:
                 continue
             stored = {raw["_id"]: raw for raw in found}
             for op in ops:
-                raw = stored.get(op.doc._uow_state.id)
+                raw = stored.get(op.doc_id)
                 if raw is not None and op.stamped:
                     self._tracker.adopt_stamps(op.doc, raw, op.stamped)
         return len(by_collection)
@@ -462,7 +462,7 @@ class Flush:
             return [], []
         if batch.kind == UPDATE and missed == statements:
             return checked, []  # none matched: nothing to read back
-        ids = [op.doc._uow_state.id for op in checked]
+        ids = [op.doc_id for op in checked]
         query = {"_id": {"$in": ids}}
         found = self._channel.find_all(batch.collection, query)
         stored = {raw["_id"]: raw for raw in found}
@@ -470,7 +470,7 @@ class Flush:
         unsure: list[WriteOp] = []
         for op in checked:
             meta: ModelMeta = type(op.doc)._uow_meta
-            now = stored.get(op.doc._uow_state.id)
+            now = stored.get(op.doc_id)
             if op.kind == DELETE:
                 if now is not None:
                     definite.append(op)

@@ -10,7 +10,10 @@ server's ``maxWriteBatchSize`` demands. ``_persistence`` executes batches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .document import Document
 
 __all__: list[str] = []
 
@@ -42,7 +45,7 @@ class WriteOp:
         self,
         kind: str,
         collection: str,
-        doc: Any,
+        doc: Document,
         request: Any,
         snapshot: dict[str, Any] | None = None,
         statement: Any = None,
@@ -73,6 +76,13 @@ class WriteOp:
         return f"<WriteOp {self.kind} {self.collection} {self.statement!r}>"
 
     @property
+    def doc_id(self) -> Any:
+        """The stored ``_id`` of the tracked document this write is for."""
+        state = self.doc._uow_state
+        assert state is not None  # writes checked or read back are tracked documents'
+        return state.id
+
+    @property
     def statements(self) -> int:
         """How many statements of the command this write is."""
         return 1 if self.stages is None else len(self.stages)
@@ -85,7 +95,7 @@ class ExplicitUpdate:
 
     def __init__(
         self,
-        doc: Any,
+        doc: Document,
         operators: dict[str, str],
         filter: dict[str, Any] | None,
         upsert: bool,

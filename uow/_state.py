@@ -19,7 +19,7 @@ import contextlib
 import enum
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._diff import stored_form
 from ._identity import Key, id_of
@@ -52,6 +52,17 @@ NO_KEYS: frozenset[str] = frozenset()
 NO_EXPIRED: Mapping[str, Any] = MappingProxyType({})
 
 
+class StateOwner(Protocol):
+    """What a document's state reports to: the session's tracker (``_tracker``),
+    which this module cannot import (it sits above)."""
+
+    def on_modified(self, obj: Any, state: DocState) -> None: ...
+
+    def on_dropped(self, obj: Any, state: DocState) -> None: ...
+
+    def on_expired_read(self, obj: Any, state: DocState) -> None: ...
+
+
 class DocState:
     """What a session knows of one tracked document."""
 
@@ -70,14 +81,14 @@ class DocState:
 
     def __init__(
         self,
-        owner: Any,
+        owner: StateOwner | None,
         key: Key,
         status: ObjectState,
         snapshot: dict[str, Any] | None = None,
         stored_id: Any = MISSING,
     ) -> None:
         #: the session's tracker (None for the shared detached marker)
-        self.owner = owner
+        self.owner: StateOwner | None = owner
         #: the identity map's key (see ``_identity.key_for``)
         self.key = key
         #: the document's ``_id`` as stored

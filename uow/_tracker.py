@@ -332,7 +332,7 @@ class Tracker:
         self._undelete_queued()
         for key, explicit in self.updates.items():
             state = explicit.doc._uow_state
-            if explicit.tracked and not state.modified and not state.pinned:
+            if explicit.tracked and state is not None and not state.modified and not state.pinned:
                 self._map.release(key, explicit.doc)
         self.updates.clear()
 
@@ -638,6 +638,7 @@ class Tracker:
                 replaced = self.deletes.pop(key, None) if self.deletes else None
                 if replaced is not None and replaced is not obj:
                     old = replaced._uow_state
+                    assert old is not None  # a queued delete is tracked
                     unexpire(replaced, old)
                     if in_transaction:
                         # Replaced inside the transaction: an abort brings it back
