@@ -807,6 +807,49 @@ def changed_paths(
     return changes
 
 
+def as_attribute_values(
+    meta: ModelMeta, changes: dict[str, tuple[Any, Any]], ctx: Any
+) -> dict[str, tuple[Any, Any]]:
+    """``changes`` (from ``changed_paths``) with each stored value as its attribute
+    reads it (a ``Decimal`` for a ``Decimal128``, a set, an embedded document, a
+    ``Ref``), as ``original_value`` gives it. A value of another type than
+    declared (legacy data) stays as stored."""
+    result: dict[str, tuple[Any, Any]] = {}
+    for path, (old, new) in changes.items():
+        spec = _spec_at(meta, path.split("."))
+        result[path] = (_as_attribute(spec, old, ctx), _as_attribute(spec, new, ctx))
+    return result
+
+
+def _as_attribute(spec: TypeSpec | None, value: Any, ctx: Any) -> Any:
+    if spec is None or value is None or not spec.needs_load:
+        return value
+    try:
+        return spec.load(value, ctx)
+    except (TypeError, ValueError, AttributeError):
+        return value
+
+
+def _spec_at(meta: ModelMeta | None, parts: list[str]) -> TypeSpec | None:
+    """The declared type at a path of attribute names (dict keys and list
+    positions included), or None where nothing is declared."""
+    spec: TypeSpec | None = None
+    for part in parts:
+        if meta is not None:
+            field = meta.by_name.get(part)
+            if field is None:
+                return None
+            spec, meta = field.spec, None
+        elif spec is None:
+            return None
+        else:
+            spec = _element_spec(spec)
+        inner = _unwrap(spec)
+        if isinstance(inner, EmbeddedSpec):
+            meta = inner.cls._uow_meta
+    return spec
+
+
 def _unwrapped(field: FieldMeta) -> TypeSpec:
     spec = field.spec
     return spec.inner if isinstance(spec, OptionalSpec) else spec

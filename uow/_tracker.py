@@ -29,6 +29,7 @@ from bson import ObjectId
 from pymongo import ReplaceOne
 
 from ._diff import (
+    as_attribute_values,
     before_stages,
     changed_paths,
     loaded_snapshot,
@@ -937,7 +938,8 @@ class Tracker:
             paths = self.changed_paths(obj)
             if paths:
                 state = obj._uow_state
-                changes[(state.key[0], state.id)] = paths
+                values = as_attribute_values(type(obj)._uow_meta, paths, self.ctx)
+                changes[(state.key[0], state.id)] = values
         return changes
 
     def unsaved_changes(self) -> int:

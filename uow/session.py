@@ -106,7 +106,9 @@ class Session:
         transaction_retry_s: time limit of ``run_in_transaction`` retries.
         read_preference: a pymongo ``ReadPreference`` for the session's reads.
         read_concern: a pymongo ``ReadConcern`` for its reads and transactions.
-        write_concern: a pymongo ``WriteConcern`` for its writes and commits.
+        write_concern: a pymongo ``WriteConcern`` for its writes and commits (on
+            mongomock, accepted and unused: a write in process is applied when the
+            call returns).
 
     Raises:
         TransactionError: ``transactional=True`` on a server without transactions.
@@ -143,6 +145,10 @@ class Session:
             )
             if value is not None
         }
+        if "write_concern" in options and _backend.is_mongomock(database):
+            # mongomock refuses one (NotImplementedError) and needs none: a write
+            # in process is applied, and as durable as it gets, when the call returns.
+            del options["write_concern"]
         if options:
             database = database.with_options(**options)
         info = _backend.server_info(database)
