@@ -38,6 +38,7 @@ def collection_name(class_name: str) -> str:
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name)
     return snake.lower()
 
+
 #: Field masks whose key tuples a class keeps (the assignment patterns are few).
 _MASKS_CACHED = 4096
 
@@ -167,6 +168,10 @@ class ModelMeta:
         #: a dump may hold an embedded document's kept dump (copied for the user)
         self.shares_dumps = False
         self.own_names = frozenset(inspect.get_annotations(cls))
+        #: whether documents can hold a $currentDate field below the top level;
+        #: None until a flush asks, and again whenever a class is defined (see
+        #: _stamps.has_stamps_below)
+        self.stamps_below: bool | None = None
         #: the fields whose containers can hold datetimes put there in place,
         #: kept to the millisecond by a flush; None until the first flush asks
         self.datetime_containers: tuple[FieldMeta, ...] | None = None
@@ -239,6 +244,11 @@ class Registry:
         self.by_name: dict[str, dict[str, type[_BaseModel]]] = {}
 
     def add(self, cls: type[_BaseModel]) -> None:
+        for known in self.by_full_name.values():
+            # What was derived from the classes known so far is derived again.
+            meta = getattr(known, "_uow_meta", None)
+            if meta is not None:
+                meta.stamps_below = None
         full = full_name(cls)
         self.by_full_name[full] = cls
         self.by_name.setdefault(cls.__name__, {})[full] = cls

@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._meta import REGISTRY
 from ._stored import Absent
 from ._types import DictSpec, EmbeddedSpec, ListSpec, OptionalSpec, SetSpec, TypeSpec
 from .operators import MISSING
@@ -37,22 +36,16 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-#: meta -> (number of classes defined when computed, whether it holds stamps below)
-_BELOW: dict[int, tuple[int, bool]] = {}
-
 
 def has_stamps_below(meta: ModelMeta) -> bool:
     """Whether documents of ``meta`` can hold a ``$currentDate`` field below the top.
 
-    Cached, and computed again once another class is defined (a subclass of an
-    embedded class may add such a field).
+    Kept on the class's metadata until another class is defined (a subclass of
+    an embedded class may add such a field: ``Registry.add`` forgets it).
     """
-    defined = len(REGISTRY.by_full_name)
-    cached = _BELOW.get(id(meta))
-    if cached is not None and cached[0] == defined:
-        return cached[1]
-    found = any(_reaches(f.spec, set()) for f in meta.fields)
-    _BELOW[id(meta)] = (defined, found)
+    found = meta.stamps_below
+    if found is None:
+        found = meta.stamps_below = any(_reaches(f.spec, set()) for f in meta.fields)
     return found
 
 

@@ -148,7 +148,11 @@ def _time_batch(
 def measure(n: int, repeat: int) -> list[dict[str, Any]]:
     """Every row: ``{"path", "label", "us_per_doc"}``."""
     import uow
-    from uow._diff import update_for
+
+    try:
+        from uow._diff import update_for
+    except ImportError:  # a uow from before the diff had its own module (a "before" run)
+        from uow._state import update_for  # type: ignore[attr-defined,no-redef]
 
     User = uow_user_class()
     meta = User._uow_meta
