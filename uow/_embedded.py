@@ -42,7 +42,7 @@ mongomock is never imported here: the collection's own methods are used.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pymongo.errors import WriteError
@@ -70,8 +70,26 @@ def bulk_write(collection: Any, requests: Iterable[Any]) -> BulkWriteResult:
     # of the batch with the writes before it applied: nothing would tell which.
     executors = getattr(builder, "executors", None)
     if isinstance(executors, list):
-        executors[:] = [_reported(execute) for execute in executors]
+        builder.executors = _Reporting(executors)
     return BulkWriteResult(builder.execute(), True)
+
+
+class _Reporting:
+    """The builder's writes, each handed out wrapped by ``_reported`` as the builder
+    runs it: one wrapper alive at a time (one per write, all alive at once, was
+    garbage every collection of the batch walked)."""
+
+    __slots__ = ("_executors",)
+
+    def __init__(self, executors: list[Callable[[], Any]]) -> None:
+        self._executors = executors
+
+    def __len__(self) -> int:
+        return len(self._executors)
+
+    def __iter__(self) -> Iterator[Callable[[], Any]]:
+        for execute in self._executors:
+            yield _reported(execute)
 
 
 def _reported(execute: Callable[[], Any]) -> Callable[[], Any]:
