@@ -173,7 +173,8 @@ class ModelMeta:
         #: _stamps.has_stamps_below)
         self.stamps_below: bool | None = None
         #: the fields whose containers can hold datetimes put there in place,
-        #: kept to the millisecond by a flush; None until the first flush asks
+        #: kept to the millisecond by a flush; None until a flush asks, and again
+        #: whenever a class is defined
         self.datetime_containers: tuple[FieldMeta, ...] | None = None
 
     def keys_to_compare(self, assigned: int, in_place: bool = True) -> tuple[str, ...]:
@@ -249,6 +250,7 @@ class Registry:
             meta = getattr(known, "_uow_meta", None)
             if meta is not None:
                 meta.stamps_below = None
+                meta.datetime_containers = None
         full = full_name(cls)
         self.by_full_name[full] = cls
         self.by_name.setdefault(cls.__name__, {})[full] = cls

@@ -376,3 +376,32 @@ def test_the_log_shows_every_statement_of_a_staged_update(
     assert "'$inc': {'lines.0.qty': 1}" in updates[0] and "'$push': {'lines'" in updates[0]
     s.rollback()
     s.close()
+
+
+def test_a_stamp_field_of_a_subclass_defined_after_a_flush_is_set(db: Any) -> None:
+    class DwPart(Embedded):
+        label: str = ""
+
+    class DwHolder(Document):
+        __collection__ = "dw_holder"
+        name: str = ""
+        parts: list[DwPart] = field(factory=list)
+
+    doc = DwHolder(parts=[DwPart(label="a")])
+    _saved(db, doc)
+    s = uow.Session(db)
+    mine = s.get(DwHolder, doc.id)
+    assert mine is not None
+    mine.name = "first"
+    s.commit()  # the class had no stamp below the top then
+
+    class DwStampedPart(DwPart):
+        at: datetime.datetime | None = field(default=None, on_update="$currentDate")
+
+    mine.parts.append(DwStampedPart(label="b"))
+    s.commit()
+    stored = _stored(db, "dw_holder", doc.id)
+    assert stored["parts"][0] == {"label": "a"}
+    assert stored["parts"][1]["_cls"] == "DwStampedPart" and _recent(stored["parts"][1]["at"])
+    assert [part.to_bson() for part in mine.parts] == stored["parts"]
+    s.close()
