@@ -6,31 +6,17 @@ import datetime
 from typing import Any
 
 import uow
+from tests.scenarios._nl import ids, insert_raw, reload, stored, stored_or_none
 
-
-def stored(db: Any, collection: str, doc_id: Any) -> dict[str, Any]:
-    found = db[collection].find_one({"_id": doc_id})
-    assert found is not None, f"{collection}/{doc_id} is not stored"
-    return dict(found)
-
-
-def stored_or_none(db: Any, collection: str, doc_id: Any) -> dict[str, Any] | None:
-    found = db[collection].find_one({"_id": doc_id})
-    return None if found is None else dict(found)
-
-
-def insert_raw(db: Any, collection: str, doc: dict[str, Any]) -> Any:
-    return db[collection].insert_one(dict(doc)).inserted_id
-
-
-def reload(db: Any, cls: type, doc_id: Any) -> Any:
-    s = uow.Session(db)
-    try:
-        obj = s.get(cls, doc_id)
-        assert obj is not None, f"{cls.__name__} {doc_id} not found by a fresh session"
-        return obj
-    finally:
-        s.close()
+__all__ = [
+    "assert_recent",
+    "emb",
+    "ids",
+    "insert_raw",
+    "reload",
+    "stored",
+    "stored_or_none",
+]
 
 
 def assert_recent(value: Any) -> None:
@@ -38,10 +24,6 @@ def assert_recent(value: Any) -> None:
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     assert isinstance(value, datetime.datetime), f"not a date: {value!r}"
     assert abs((now - value).total_seconds()) < 60, f"{value} is not the server's now ({now})"
-
-
-def ids(objs: Any) -> set[int]:
-    return {id(o) for o in objs}
 
 
 def emb(value: Any) -> Any:

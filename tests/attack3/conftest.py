@@ -1,46 +1,21 @@
-"""Close every session a test opened before its database is dropped, and offer
-fail points scoped to this directory's own SecantusDB client (``fdb``)."""
+"""Fail points scoped to this directory's own SecantusDB client (``fdb``); sessions
+are closed by ``tests._blackbox._close_sessions``."""
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pymongo
 import pytest
 
-import uow
+from tests._blackbox import _close_sessions
+
+__all__ = ["_close_sessions"]
 
 APP_NAME = "uow-attack3-faults"
-
-
-@pytest.fixture(autouse=True)
-def _close_sessions(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
-    # Set the databases up first so that their drop runs after the sessions close.
-    for name in ("db", "fdb"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name)
-    opened: list[Any] = []
-    original = uow.Session.__init__
-
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        opened.append(weakref.ref(self))
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(uow.Session, "__init__", init)
-    yield
-    for ref in opened:
-        s = ref()
-        if s is not None:
-            with contextlib.suppress(Exception):
-                s.rollback()
-            with contextlib.suppress(Exception):
-                s.close()
 
 
 @pytest.fixture(scope="module")
