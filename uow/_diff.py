@@ -376,7 +376,7 @@ def diff_document(
     """
     if keys is not None:
         for key in keys:
-            if key not in new and key not in skip and _stored(old.get(key, MISSING)):
+            if key not in new and key not in skip and is_stored(old.get(key, MISSING)):
                 put(update, "$unset", prefix + key, "")
         items: Any = [(key, new[key]) for key in keys if key in new]
     else:
@@ -394,11 +394,11 @@ def diff_document(
             _diff_key(update, prefix + key, before, value, field.operator, field.spec)
     if keys is None:
         for key, before in old.items():
-            if key not in new and key not in skip and _stored(before):
+            if key not in new and key not in skip and is_stored(before):
                 put(update, "$unset", prefix + key, "")
 
 
-def _stored(value: Any) -> bool:
+def is_stored(value: Any) -> bool:
     """Whether a snapshot value stands for a stored value (not a marker)."""
     return value is not MISSING and type(value) is not Absent
 
@@ -427,9 +427,7 @@ def _diff_key(
         diff_value(update, path, before, value, spec)
 
 
-def diff_value(
-    update: UpdateSpec, path: str, old: Any, new: Any, spec: TypeSpec | None
-) -> None:
+def diff_value(update: UpdateSpec, path: str, old: Any, new: Any, spec: TypeSpec | None) -> None:
     """The default operator: the smallest faithful change from ``old`` to ``new``.
 
     ``spec`` is the declared type of the value (None where nothing is declared).
@@ -457,9 +455,7 @@ def diff_value(
         elif len(old) == len(new):
             if not _diff_elements(update, path, old, new, element):
                 set_(update, path, old, new)
-        elif len(old) < len(new) and _diff_elements(
-            update, path, old, new[: len(old)], element
-        ):
+        elif len(old) < len(new) and _diff_elements(update, path, old, new[: len(old)], element):
             # Changed inside its elements and appended to: both, as with either
             # alone. MongoDB refuses the two paths in one update; ``in_stages``
             # sends the append in a second statement.
@@ -468,87 +464,6 @@ def diff_value(
             set_(update, path, old, new)
     else:
         set_(update, path, old, new)
-
-
-def in_stages(update: UpdateSpec) -> list[UpdateSpec]:
-    """``update`` as the statements MongoDB accepts, in the order to send them.
-
-    One update may not write two paths where one lies under the other. The diff
-    gives such pairs in two cases: a ``$push`` to a list whose elements also
-    changed inside (``$inc lines.0.qty`` with ``$push lines``), and a
-    ``$currentDate`` inside a value another operator writes (``lines.2.at`` in
-    an element pushed, see _stamps). Each such push goes in a statement after
-    everything else written under its list, and each such date in one after
-    the writes above it; everything else goes in the first. Mostly, the one
-    statement ``[update]``.
-    """
-    dates = update.get("$currentDate")
-    if "$push" not in update and not (dates and any("." in path for path in dates)):
-        return [update]
-    writes = [
-        (operator, path)
-        for operator, written in update.items()
-        if operator != "$currentDate"
-        for path in written
-    ]
-    stage_of: dict[tuple[str, str], int] = {}
-
-    def stage(operator: str, path: str) -> int:
-        found = stage_of.get((operator, path))
-        if found is None:
-            found = 0
-            if operator == "$push":
-                inner = [(o, p) for o, p in writes if p.startswith(path + ".")]
-                if inner:
-                    found = 1 + max(stage(o, p) for o, p in inner)
-            elif operator == "$currentDate":
-                above = [(o, p) for o, p in writes if path == p or path.startswith(p + ".")]
-                if above:
-                    found = 1 + max(stage(o, p) for o, p in above)
-            stage_of[(operator, path)] = found
-        return found
-
-    placed = [
-        (stage(operator, path), operator, path, value)
-        for operator, written in update.items()
-        for path, value in written.items()
-    ]
-    if all(index == 0 for index, *_ in placed):
-        return [update]
-    stages: list[UpdateSpec] = [{} for _ in range(1 + max(index for index, *_ in placed))]
-    for index, operator, path, value in placed:
-        stages[index].setdefault(operator, {})[path] = value
-    return stages
-
-
-def before_stages(
-    snapshot: dict[str, Any], stages: list[UpdateSpec], landed: int
-) -> dict[str, Any]:
-    """``snapshot``, what the statements ``stages`` leave, as the first ``landed``
-    of them leave it: the items later ones append are not there.
-
-    Copy on write (a dict of a snapshot may be an embedded document's kept dump).
-    """
-    for stage in stages[landed:]:
-        for path, pushed in stage.get("$push", {}).items():
-            snapshot = _without_last(snapshot, path.split("."), len(pushed["$each"]))
-    return snapshot
-
-
-def _without_last(container: Any, parts: list[str], count: int) -> Any:
-    step, rest = parts[0], parts[1:]
-    if type(container) is dict and step in container:
-        value = container[step]
-    elif type(container) is list and _is_index(step) and int(step) < len(container):
-        value = container[int(step)]
-    else:
-        return container
-    value = _without_last(value, rest, count) if rest else value[: len(value) - count]
-    if type(container) is dict:
-        return {**container, step: value}
-    items = list(container)
-    items[int(step)] = value
-    return items
 
 
 def _diff_data(
@@ -564,7 +479,7 @@ def _diff_data(
         if before is not value:
             _diff_key(update, prefix + key, before, value, None, inner)
     for key, before in old.items():
-        if key not in new and _stored(before):
+        if key not in new and is_stored(before):
             put(update, "$unset", prefix + key, "")
 
 
@@ -581,9 +496,7 @@ def _diff_elements(
     changed = [index for index, (a, b) in enumerate(zip(old, new, strict=True)) if not same(a, b)]
     for index in changed:
         a, b = old[index], new[index]
-        if not (
-            (type(a) is dict and type(b) is dict) or (type(a) is list and type(b) is list)
-        ):
+        if not ((type(a) is dict and type(b) is dict) or (type(a) is list and type(b) is list)):
             return False
         if len(changed) > 1 and any(same(item, b) for item in old):
             return False  # an element moved here from elsewhere: reordered
@@ -627,7 +540,7 @@ def _addressable(update: UpdateSpec, new: Mapping[str, Any]) -> UpdateSpec:
         if kept:
             result[operator] = kept
     for top in sorted(whole):
-        if _stored(new.get(top, MISSING)):
+        if is_stored(new.get(top, MISSING)):
             result.setdefault("$set", {})[top] = stored_form(new[top])
         else:
             result.setdefault("$unset", {})[top] = ""
@@ -702,11 +615,11 @@ def _check_path(owner: str, obj: Any, parts: list[str], operator: str, sent: Any
             names.append(field.name)
             current, spec = getattr(current, field.name), field.spec
             continue
-        element = _element_spec(spec)
+        element = element_spec(spec)
         if type(current) is list and _is_index(part) and int(part) < len(current):
             current = current[int(part)]
         elif type(current) is dict and part in current:
-            if isinstance(_unwrap(spec), DictSpec):
+            if isinstance(unwrap(spec), DictSpec):
                 check_key(owner, ".".join(names), part)  # a key is data: never an operator
             current = current[part]
         else:
@@ -721,7 +634,7 @@ def _check_path(owner: str, obj: Any, parts: list[str], operator: str, sent: Any
         return
     where = ".".join(names)
     if operator in ("$push", "$addToSet") and isinstance(sent, dict) and "$each" in sent:
-        element = _element_spec(spec)
+        element = element_spec(spec)
         if element is None:
             return
         added = list(current)[-len(sent["$each"]) :] if operator == "$push" else list(current)
@@ -741,135 +654,14 @@ def _is_index(part: str) -> bool:
     return part.isascii() and part.isdigit()
 
 
-def _unwrap(spec: TypeSpec | None) -> TypeSpec | None:
+def unwrap(spec: TypeSpec | None) -> TypeSpec | None:
     return spec.inner if isinstance(spec, OptionalSpec) else spec
 
 
-def _element_spec(spec: TypeSpec | None) -> TypeSpec | None:
+def element_spec(spec: TypeSpec | None) -> TypeSpec | None:
     """The declared type of the items of a list or set, or of a dict's values."""
     if isinstance(spec, OptionalSpec):
         spec = spec.inner
     if isinstance(spec, (ListSpec, DictSpec)):
         return spec.inner
     return None
-
-
-# ------------------------------------------------------------------ inspection
-
-
-def changed_paths(
-    meta: ModelMeta | None,
-    old: Mapping[str, Any],
-    new: Mapping[str, Any],
-    prefix: str = "",
-) -> dict[str, tuple[Any, Any]]:
-    """Changed leaf paths, as dotted attribute names, with (old, new) stored values.
-
-    A key the stored document lacks reads as ``None`` on the old side.
-    """
-    changes: dict[str, tuple[Any, Any]] = {}
-    keys = list(new) + [key for key in old if key not in new]
-    for key in keys:
-        before, after = old.get(key, MISSING), new.get(key, MISSING)
-        if same(before, after):
-            continue
-        field = meta.by_key.get(key) if meta is not None else None
-        name = prefix + (field.name if field is not None else key)
-        nested = _meta_of(field) if field is not None else None
-        if (
-            type(before) is dict
-            and type(after) is dict
-            and (field is None or nested or meta is None or _is_dict_field(field))
-        ):
-            changes.update(changed_paths(nested, before, after, name + "."))
-        elif (
-            type(before) is list
-            and type(after) is list
-            and len(before) == len(after)
-            and field is not None
-            and (element := _element_meta(field)) is not None
-        ):
-            # Elements changed inside, on their positional paths, as the flush
-            # writes them (a list that changed length is one change, whole).
-            for index, (was, now) in enumerate(zip(before, after, strict=True)):
-                if same(was, now):
-                    continue
-                if type(was) is dict and type(now) is dict:
-                    changes.update(changed_paths(element, was, now, f"{name}.{index}."))
-                else:
-                    changes[f"{name}.{index}"] = (stored_form(was), copy_stored(now))
-        else:
-            # Copies: a stored value may be an embedded document's kept dump.
-            changes[name] = (
-                None if not _stored(before) else stored_form(before),
-                None if after is MISSING else copy_stored(after),
-            )
-    return changes
-
-
-def as_attribute_values(
-    meta: ModelMeta, changes: dict[str, tuple[Any, Any]], ctx: Any
-) -> dict[str, tuple[Any, Any]]:
-    """``changes`` (from ``changed_paths``) with each stored value as its attribute
-    reads it (a ``Decimal`` for a ``Decimal128``, a set, an embedded document, a
-    ``Ref``), as ``original_value`` gives it. A value of another type than
-    declared (legacy data) stays as stored."""
-    result: dict[str, tuple[Any, Any]] = {}
-    for path, (old, new) in changes.items():
-        spec = _spec_at(meta, path.split("."))
-        result[path] = (_as_attribute(spec, old, ctx), _as_attribute(spec, new, ctx))
-    return result
-
-
-def _as_attribute(spec: TypeSpec | None, value: Any, ctx: Any) -> Any:
-    if spec is None or value is None or not spec.needs_load:
-        return value
-    try:
-        return spec.load(value, ctx)
-    except (TypeError, ValueError, AttributeError):
-        return value
-
-
-def _spec_at(meta: ModelMeta | None, parts: list[str]) -> TypeSpec | None:
-    """The declared type at a path of attribute names (dict keys and list
-    positions included), or None where nothing is declared."""
-    spec: TypeSpec | None = None
-    for part in parts:
-        if meta is not None:
-            field = meta.by_name.get(part)
-            if field is None:
-                return None
-            spec, meta = field.spec, None
-        elif spec is None:
-            return None
-        else:
-            spec = _element_spec(spec)
-        inner = _unwrap(spec)
-        if isinstance(inner, EmbeddedSpec):
-            meta = inner.cls._uow_meta
-    return spec
-
-
-def _unwrapped(field: FieldMeta) -> TypeSpec:
-    spec = field.spec
-    return spec.inner if isinstance(spec, OptionalSpec) else spec
-
-
-def _meta_of(field: FieldMeta) -> ModelMeta | None:
-    spec = _unwrapped(field)
-    return spec.cls._uow_meta if isinstance(spec, EmbeddedSpec) else None
-
-
-def _element_meta(field: FieldMeta) -> ModelMeta | None:
-    """The class of a list field's elements, where they are embedded documents."""
-    spec = _unwrapped(field)
-    if isinstance(spec, ListSpec) and not isinstance(spec, SetSpec):
-        inner = spec.inner.inner if isinstance(spec.inner, OptionalSpec) else spec.inner
-        if isinstance(inner, EmbeddedSpec):
-            meta: ModelMeta = inner.cls._uow_meta
-            return meta
-    return None
-
-
-def _is_dict_field(field: FieldMeta) -> bool:
-    return isinstance(_unwrapped(field), DictSpec)

@@ -18,9 +18,10 @@ from typing import Any
 
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
-from ._diff import check_update, full_update, in_stages, snapshot_and_update, whole_update
+from ._diff import check_update, full_update, snapshot_and_update, whole_update
 from ._identity import Key
 from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, WriteOp
+from ._stages import in_stages
 from ._stamps import has_stamps_below, paths_to_stamp
 from ._state import DocState, ObjectState, mutated
 from ._stored import Absent

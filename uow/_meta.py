@@ -176,6 +176,8 @@ class ModelMeta:
         #: kept to the millisecond by a flush; None until a flush asks, and again
         #: whenever a class is defined
         self.datetime_containers: tuple[FieldMeta, ...] | None = None
+        #: an embedded class's fields that can hold a datetime (as the above)
+        self.datetime_fields: tuple[FieldMeta, ...] | None = None
 
     def keys_to_compare(self, assigned: int, in_place: bool = True) -> tuple[str, ...]:
         """The stored keys of the fields in mask ``assigned`` and (``in_place``) of those
@@ -251,6 +253,7 @@ class Registry:
             if meta is not None:
                 meta.stamps_below = None
                 meta.datetime_containers = None
+                meta.datetime_fields = None
         full = full_name(cls)
         self.by_full_name[full] = cls
         self.by_name.setdefault(cls.__name__, {})[full] = cls

@@ -85,7 +85,7 @@ class BatchFailed(Exception):
         #: another session's identical write may hide); the rest of it is known
         self.doubtful_ops = doubtful_ops or []
         #: the write the failed statement belongs to, when its first statements
-        #: landed (see _diff.in_stages), and how many did
+        #: landed (see _stages.in_stages), and how many did
         self.partly = partly
 
 

@@ -66,7 +66,7 @@ class WriteOp:
         self.version_before: Any = None
         #: an update's filter
         self.target: Any = None
-        #: an update of several statements (see ``_diff.in_stages``): each one's
+        #: an update of several statements (see ``_stages.in_stages``): each one's
         #: update document, the first being ``request``'s; None for one statement
         self.stages: list[Any] | None = None
         #: paths below the top this update sets with ``$currentDate`` (see _stamps)

@@ -8,7 +8,7 @@ landed: a single embedded document, each element of a list, each value of a
 dict, at any depth, elements the update appends and values it writes whole
 included (an insert, like at the top, stores what memory holds). MongoDB
 refuses ``$currentDate lines.2.at`` beside the ``$push lines`` that creates
-that element, so ``_diff.in_stages`` sends each stamp in a statement after
+that element, so ``_stages.in_stages`` sends each stamp in a statement after
 the writes above it.
 
 Memory then differs from what is stored at those paths until the server's
@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._stages import put_at, value_at
 from ._stored import Absent
 from ._types import DictSpec, EmbeddedSpec, ListSpec, OptionalSpec, SetSpec, TypeSpec
 from .operators import MISSING
@@ -79,7 +80,7 @@ def paths_to_stamp(meta: ModelMeta, new: Mapping[str, Any]) -> list[str]:
     """The paths below the top where an update must carry ``$currentDate``: every
     stamp field of every embedded document in ``new``, the snapshot the update
     leaves (elements it appends and values it writes whole included; their
-    stamps go in a statement after those writes, see ``_diff.in_stages``)."""
+    stamps go in a statement after those writes, see ``_stages.in_stages``)."""
     found: list[str] = []
     for field in meta.fields:
         value = new.get(field.key, MISSING)
@@ -142,7 +143,7 @@ def adopt(
     """
     for path in paths:
         parts = path.split(".")
-        value = _at(raw, parts)
+        value = value_at(raw, parts)
         if value is MISSING:
             continue
         holder = _holder(obj, parts[:-1])
@@ -158,7 +159,7 @@ def adopt(
         object.__setattr__(holder, field.name, loaded)
         if type(holder)._uow_meta.keeps_dump:
             object.__setattr__(holder, "_uow_dumped", None)
-        snapshot = _put(snapshot, parts, value)
+        snapshot = put_at(snapshot, parts, value)
     return snapshot
 
 
@@ -169,21 +170,10 @@ def as_snapshot_stamps(
     ``snapshot``: to tell whether a write landed, the server's stamps aside."""
     for path in paths:
         parts = path.split(".")
-        value = _at(snapshot, parts)
-        if value is not MISSING and _at(stored, parts) is not MISSING:
-            stored = _put(stored, parts, value)
+        value = value_at(snapshot, parts)
+        if value is not MISSING and value_at(stored, parts) is not MISSING:
+            stored = put_at(stored, parts, value)
     return stored
-
-
-def _at(container: Any, parts: list[str]) -> Any:
-    for part in parts:
-        if type(container) is dict:
-            container = container.get(part, MISSING)
-        elif type(container) is list and part.isdigit() and int(part) < len(container):
-            container = container[int(part)]
-        else:
-            return MISSING
-    return container
 
 
 def _holder(obj: Any, parts: list[str]) -> Any:
@@ -203,20 +193,3 @@ def _holder(obj: Any, parts: list[str]) -> Any:
         else:
             return None
     return current if getattr(type(current), "_uow_embedded", False) else None
-
-
-def _put(container: Any, parts: list[str], value: Any) -> Any:
-    """``container`` with ``value`` at ``parts``, copied along the path."""
-    step = parts[0]
-    if type(container) is dict:
-        if len(parts) > 1 and step not in container:
-            return container
-        copy = dict(container)
-        copy[step] = value if len(parts) == 1 else _put(container[step], parts[1:], value)
-        return copy
-    if type(container) is list and step.isdigit() and int(step) < len(container):
-        items = list(container)
-        index = int(step)
-        items[index] = value if len(parts) == 1 else _put(items[index], parts[1:], value)
-        return items
-    return container

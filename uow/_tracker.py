@@ -28,10 +28,8 @@ from typing import Any, TypeVar
 from bson import ObjectId
 from pymongo import ReplaceOne
 
+from ._changes import as_attribute_values, changed_paths
 from ._diff import (
-    as_attribute_values,
-    before_stages,
-    changed_paths,
     loaded_snapshot,
     merged_snapshot,
     snapshot_of,
@@ -39,6 +37,7 @@ from ._diff import (
 )
 from ._identity import IdentityMap, Key, key_for, meta_of, stored_id
 from ._plan import INSERT, UPDATE, ExplicitUpdate, WriteOp, unique_docs
+from ._stages import before_stages
 from ._stamps import adopt
 from ._state import (
     DETACHED,
@@ -700,7 +699,7 @@ class Tracker:
 
     def settle_part(self, op: WriteOp, landed: int) -> None:
         """Only the first ``landed`` statements of update ``op`` landed (see
-        ``_diff.in_stages``): the document's snapshot becomes what they wrote (its
+        ``_stages.in_stages``): the document's snapshot becomes what they wrote (its
         version as loaded: the last statement bumps it), and the rest of its
         change stays queued."""
         state = op.doc._uow_state

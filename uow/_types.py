@@ -795,10 +795,16 @@ def _items_in_place(inner: TypeSpec, value: Any) -> None:
 def _fields_in_place(value: Any) -> None:
     """An embedded document's fields kept to the millisecond."""
     meta = type(value)._uow_meta
-    for field in meta.fields:
+    fields = meta.datetime_fields
+    if fields is None:
+        fields = meta.datetime_fields = tuple(
+            field
+            for field in meta.fields
+            if isinstance(_unwrap_optional(field.spec), DatetimeSpec)
+            or holds_datetimes(field.spec)
+        )
+    for field in fields:
         inner = _unwrap_optional(field.spec)
-        if not (isinstance(inner, DatetimeSpec) or holds_datetimes(inner)):
-            continue
         item = getattr(value, field.name, None)
         new = datetimes_to_millisecond(inner, item)
         if new is not item:

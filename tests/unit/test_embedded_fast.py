@@ -16,7 +16,8 @@ from bson.int64 import Int64
 
 import uow
 from uow import Document, Embedded, field
-from uow._diff import changed_paths, snapshot_of, update_for
+from uow._changes import changed_paths
+from uow._diff import snapshot_of, update_for
 from uow._state import mutated
 from uow.operators import same
 

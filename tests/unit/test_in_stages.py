@@ -1,4 +1,4 @@
-"""``_diff.in_stages``: an update cut into statements MongoDB accepts (no two paths
+"""``_stages.in_stages``: an update cut into statements MongoDB accepts (no two paths
 of one statement where one lies under the other), nothing lost or added."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from uow._diff import in_stages
+from uow._stages import in_stages
 
 
 def _paths(statement: dict[str, Any]) -> list[str]:
