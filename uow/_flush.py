@@ -20,7 +20,7 @@ from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
 from ._diff import check_update, full_update, snapshot_and_update, whole_update
 from ._identity import Key
-from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, WriteOp
+from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, UpdateWrite, Write, WriteOp
 from ._stages import in_stages
 from ._stamps import has_stamps_below, paths_to_stamp
 from ._state import DocState, ObjectState, mutated
@@ -37,13 +37,13 @@ __all__: list[str] = []
 _PERSISTENT = ObjectState.PERSISTENT
 
 
-def organize(tracker: Tracker) -> list[WriteOp]:
+def organize(tracker: Tracker) -> list[Write]:
     """The queue and the tracked documents' changes as write operations.
 
     Building an update bumps a versioned document's version in memory; if a
     later document is refused (``ValidationError``), those are put back.
     """
-    ops: list[WriteOp] = []
+    ops: list[Write] = []
     try:
         _collect_ops(tracker, ops)
     except BaseException:
@@ -52,7 +52,7 @@ def organize(tracker: Tracker) -> list[WriteOp]:
     return ops
 
 
-def put_back_versions(ops: Iterable[WriteOp]) -> None:
+def put_back_versions(ops: Iterable[Write]) -> None:
     """Writes that did not land: their documents keep the version they loaded."""
     for op in ops:
         version = type(op.doc)._uow_meta.version_field
@@ -73,7 +73,7 @@ def keep_milliseconds(meta: ModelMeta, obj: Document) -> None:
             datetimes_to_millisecond(field.spec, getattr(obj, field.name))
 
 
-def _collect_ops(tracker: Tracker, ops: list[WriteOp]) -> None:
+def _collect_ops(tracker: Tracker, ops: list[Write]) -> None:
     replaced: set[Key] = set()
     deletes = tracker.deletes
     for key, obj in tracker.inserts.items():
@@ -105,7 +105,7 @@ def _collect_ops(tracker: Tracker, ops: list[WriteOp]) -> None:
         ops.append(op)
 
 
-def _collect_updates(tracker: Tracker, ops: list[WriteOp]) -> None:
+def _collect_updates(tracker: Tracker, ops: list[Write]) -> None:
     """The updates of documents assigned to, explicitly updated, or changed in place.
 
     In that order: assignments and explicit updates as queued, then the rest
@@ -114,17 +114,20 @@ def _collect_updates(tracker: Tracker, ops: list[WriteOp]) -> None:
     """
     seen: set[int] = set()
     queued = [*tracker.modified.values()]
-    queued += [u.doc for u in tracker.updates.values() if u.tracked]
+    if tracker.updates:
+        queued += [u.doc for u in tracker.updates.values() if u.tracked]
+    persistent = _PERSISTENT
     for obj in queued:
         if id(obj) not in seen:
             seen.add(id(obj))
             state = obj._uow_state
             assert state is not None
-            if state.status is _PERSISTENT:
+            if state.status is persistent:
                 op = _update_op(tracker, obj)
                 if op is not None:
                     ops.append(op)
-    persistent = _PERSISTENT
+    if len(seen) >= tracker.tracked_at_most():
+        return  # every document in the map was looked at above
     for obj in tracker.objects():
         if not type(obj)._uow_meta.mutable:
             continue
@@ -143,12 +146,12 @@ def _collect_updates(tracker: Tracker, ops: list[WriteOp]) -> None:
 # more costs that document about 70 ns.
 def _update_op(  # noqa: PLR0915
     tracker: Tracker, obj: Document, *, changed: bool = False
-) -> WriteOp | None:
+) -> UpdateWrite | None:
     """The update that persists ``obj``'s change, or None (``changed``: known to be)."""
     state = obj._uow_state
     assert state is not None and state.snapshot is not None  # a tracked, stored document
     meta: ModelMeta = type(obj)._uow_meta
-    explicit = tracker.updates.get(state.key)
+    explicit = tracker.updates.get(state.key) if tracker.updates else None
     old = state.snapshot
     if not (changed or explicit is not None or state.modified or mutated(obj, old)):
         return None
@@ -173,6 +176,15 @@ def _update_op(  # noqa: PLR0915
     else:
         keys = meta.keys_to_compare(assigned, in_place)
         new, update = snapshot_and_update(meta, obj, old, keys)
+        plain = meta.plain_updates
+        if plain is None:
+            plain = _plain_updates(meta)
+        if plain and update and not in_place and explicit is None and "$push" not in update:
+            # Fields assigned to, of a class with no version, shard key or field the
+            # server sets: one statement, targeting _id (what follows, in short).
+            op = UpdateWrite(state.key[0], obj, {"_id": state.id}, update, new, update)
+            op.checked = True
+            return op
     if explicit is not None and explicit.operators:
         update = _with_operators(meta, update, old, new, explicit.operators)
     if in_place and update:
@@ -209,14 +221,23 @@ def _update_op(  # noqa: PLR0915
     own_target = explicit is None or explicit.filter is None
     if explicit is not None and explicit.filter is not None:
         filter_ = explicit.filter
-    op = WriteOp(UPDATE, state.key[0], obj, UpdateOne(filter_, stages[0]), new, update)
+    op = UpdateWrite(state.key[0], obj, filter_, stages[0], new, update)
     op.checked = own_target
     op.version_before = version_before
     op.stamped = stamped
-    op.target = filter_
     if len(stages) > 1:
         op.stages = stages
     return op
+
+
+def _plain_updates(meta: ModelMeta) -> bool:
+    """Whether an update of ``meta``'s documents is only its diff, targeting ``_id``:
+    no version, no shard key, no field the server sets (see ``_update_op``)."""
+    plain = not (
+        meta.current_date_keys or meta.version_field or meta.shard_key or has_stamps_below(meta)
+    )
+    meta.plain_updates = plain
+    return plain
 
 
 def _add_server_dates(
@@ -249,7 +270,7 @@ def _bump_version(obj: Document, version: Any, old: Mapping[str, Any], new: dict
     return bumped
 
 
-def _untracked_update_op(explicit: ExplicitUpdate) -> WriteOp:
+def _untracked_update_op(explicit: ExplicitUpdate) -> Write:
     obj = explicit.doc
     meta: ModelMeta = type(obj)._uow_meta
     obj._uow_check_deep(meta.name, "")

@@ -275,6 +275,10 @@ class IdentityMap:
             found += [obj for obj in (ref() for ref in refs) if obj is not None]
         return found
 
+    def size_bound(self) -> int:
+        """At least the number of objects alive in the map (dead weak entries count)."""
+        return len(self.held) + len(self.weak)
+
     def __len__(self) -> int:
         return len(self.objects())
 

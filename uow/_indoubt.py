@@ -9,7 +9,7 @@ from __future__ import annotations
 from pymongo import ReplaceOne
 
 from ._channel import Channel
-from ._plan import DELETE, INSERT, NAMED_IN_ERRORS, UPDATE, WriteOp, unique_docs
+from ._plan import DELETE, INSERT, NAMED_IN_ERRORS, UPDATE, Write, unique_docs
 from ._state import DocState, ObjectState
 from ._tracker import Tracker
 from .document import Document, ModelMeta
@@ -31,7 +31,7 @@ class InDoubt:
 
     __slots__ = ("atomic", "ops")
 
-    def __init__(self, atomic: bool, ops: list[WriteOp]) -> None:
+    def __init__(self, atomic: bool, ops: list[Write]) -> None:
         self.atomic = atomic
         self.ops = ops
 
@@ -44,7 +44,7 @@ class Doubts:
         self._channel = channel
         self.groups: list[InDoubt] = []
 
-    def add(self, atomic: bool, ops: list[WriteOp]) -> None:
+    def add(self, atomic: bool, ops: list[Write]) -> None:
         self.groups.append(InDoubt(atomic, ops))
 
     def clear(self) -> None:
@@ -58,7 +58,7 @@ class Doubts:
             group.ops = [op for op in group.ops if op.doc is not obj]
         self.groups = [group for group in self.groups if group.ops]
 
-    def _still_queued(self, op: WriteOp) -> bool:
+    def _still_queued(self, op: Write) -> bool:
         """Whether ``op``'s work is still waiting in the queue, as it was."""
         tracker = self._tracker
         obj = op.doc
@@ -95,7 +95,7 @@ class Doubts:
         for group in groups:
             # A document's later writes in the group (an insert, then updates, in one
             # transaction) go with its first: queued as it was, or not at all.
-            first: dict[int, WriteOp] = {}
+            first: dict[int, Write] = {}
             for op in group.ops:
                 first.setdefault(id(op.doc), op)
             queued = {key for key, op in first.items() if self._still_queued(op)}
@@ -130,9 +130,9 @@ class Doubts:
                 not_applied=docs,
             )
 
-    def _read_back(self, ops: list[WriteOp]) -> dict[int, bool]:
+    def _read_back(self, ops: list[Write]) -> dict[int, bool]:
         """For the writes that can be checked: did each land? (by ``id(op)``)"""
-        checkable: dict[str, list[WriteOp]] = {}
+        checkable: dict[str, list[Write]] = {}
         for op in ops:
             meta: ModelMeta = type(op.doc)._uow_meta
             state = op.doc._uow_state
@@ -167,7 +167,7 @@ class Doubts:
                     )
         return verdicts
 
-    def _adopt(self, ops: list[WriteOp], in_transaction: bool) -> None:
+    def _adopt(self, ops: list[Write], in_transaction: bool) -> None:
         """Writes found to have landed: mark them as a flush would have."""
         for op in ops:
             version = type(op.doc)._uow_meta.version_field
@@ -180,7 +180,7 @@ class Doubts:
             self._tracker.requeue_changed(op.doc)
 
 
-def _idempotent(op: WriteOp) -> bool:
+def _idempotent(op: Write) -> bool:
     """Whether sending ``op`` a second time leaves the same document."""
     if op.kind == DELETE or isinstance(op.request, ReplaceOne):
         return True

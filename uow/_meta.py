@@ -176,6 +176,10 @@ class ModelMeta:
         #: kept to the millisecond by a flush; None until a flush asks, and again
         #: whenever a class is defined
         self.datetime_containers: tuple[FieldMeta, ...] | None = None
+        #: an update is only its diff, targeting ``_id`` (no version, shard key, or
+        #: field the server sets); None until a flush asks, and again whenever a
+        #: class is defined (see _flush._plain_updates)
+        self.plain_updates: bool | None = None
         #: an embedded class's fields that can hold a datetime (as the above)
         self.datetime_fields: tuple[FieldMeta, ...] | None = None
 
@@ -254,6 +258,7 @@ class Registry:
                 meta.stamps_below = None
                 meta.datetime_containers = None
                 meta.datetime_fields = None
+                meta.plain_updates = None
         full = full_name(cls)
         self.by_full_name[full] = cls
         self.by_name.setdefault(cls.__name__, {})[full] = cls

@@ -38,7 +38,7 @@ from . import _embedded
 from ._backend import is_mongomock
 from ._channel import Channel
 from ._flush import put_back_versions
-from ._plan import DELETE, INSERT, NAMED_IN_ERRORS, UPDATE, Batch, WriteOp, unique_docs
+from ._plan import DELETE, INSERT, NAMED_IN_ERRORS, UPDATE, Batch, Write, unique_docs
 from ._stamps import as_snapshot_stamps
 from ._stored import Absent
 from ._tracker import Tracker
@@ -65,11 +65,11 @@ class BatchFailed(Exception):
         batch: Batch,
         applied: int,
         error: FlushError,
-        landed_ops: list[WriteOp] | None = None,
+        landed_ops: list[Write] | None = None,
         *,
         in_doubt: bool = False,
-        doubtful_ops: list[WriteOp] | None = None,
-        partly: tuple[WriteOp, int] | None = None,
+        doubtful_ops: list[Write] | None = None,
+        partly: tuple[Write, int] | None = None,
     ) -> None:
         super().__init__(str(error))
         self.batch = batch
@@ -114,7 +114,7 @@ def outcome_unknown(exc: BaseException) -> bool:
     return not (isinstance(exc, OperationFailure) and not isinstance(exc, WriteConcernError))
 
 
-def _logged(op: WriteOp) -> Any:
+def _logged(op: Write) -> Any:
     """What the log shows of a write: an update says which document it targets."""
     if op.kind != UPDATE:
         return op.statement
@@ -187,7 +187,7 @@ def run_batch(
         raise BatchFailed(batch, 0, error, in_doubt=True) from exc
 
 
-def _requests(op: WriteOp) -> list[Any]:
+def _requests(op: Write) -> list[Any]:
     """The statements of one write, in the order sent."""
     if op.stages is None:
         return [op.request]
@@ -196,7 +196,7 @@ def _requests(op: WriteOp) -> list[Any]:
 
 def _from_bulk_error(
     batch: Batch, exc: BulkWriteError
-) -> tuple[int, FlushError, tuple[WriteOp, int] | None]:
+) -> tuple[int, FlushError, tuple[Write, int] | None]:
     """How many of the batch's writes landed, the error, and the write that landed
     in part with how many of its statements did, if one did."""
     details = exc.details or {}
@@ -217,7 +217,7 @@ def _from_bulk_error(
         return len(ops), error, None
     first = write_errors[0]
     index, partly = _op_at(ops, int(first.get("index", 0)))
-    failed: WriteOp = ops[index]
+    failed: Write = ops[index]
     # An ordered write stops at the first failing statement, so the ones before it
     # landed. For inserts the server also says how many it stored; where that is
     # fewer (a server that refused the whole batch), what it says it did wins.
@@ -261,7 +261,7 @@ def _from_bulk_error(
     return landed, error, (failed, partly) if partly else None
 
 
-def _op_at(ops: list[WriteOp], statement: int) -> tuple[int, int]:
+def _op_at(ops: list[Write], statement: int) -> tuple[int, int]:
     """The write that statement number ``statement`` of a command belongs to, and
     how many of that write's statements came before it (and landed)."""
     if all(op.stages is None for op in ops):
@@ -275,7 +275,7 @@ def _op_at(ops: list[WriteOp], statement: int) -> tuple[int, int]:
     return len(ops) - 1, 0
 
 
-def _unique_values(op: WriteOp) -> dict[str, Any] | None:
+def _unique_values(op: Write) -> dict[str, Any] | None:
     """The document's values under its unique indexes, as stored paths.
 
     For a duplicate-key error that does not say which value collided (mongomock
@@ -305,7 +305,7 @@ class Flush:
 
     def __init__(
         self,
-        ops: list[WriteOp],
+        ops: list[Write],
         plan: list[Batch],
         tracker: Tracker,
         channel: Channel,
@@ -319,7 +319,7 @@ class Flush:
         self._transaction = transaction
         self._doubts = doubts
 
-    def execute(self) -> tuple[list[WriteOp], int]:
+    def execute(self) -> tuple[list[Write], int]:
         """Send every batch, in order; returns the writes that landed and the round trips.
 
         Documents are settled (clean, persistent, or gone) only once their writes
@@ -332,7 +332,7 @@ class Flush:
         channel = self._channel
         tracker = self._tracker
         plan = self.plan
-        done: list[WriteOp] = []
+        done: list[Write] = []
         round_trips = 0
         for position, batch in enumerate(plan):
             try:
@@ -361,14 +361,14 @@ class Flush:
         round_trips += self._read_stamps(done)
         return done, round_trips
 
-    def _read_stamps(self, done: list[WriteOp]) -> int:
+    def _read_stamps(self, done: list[Write]) -> int:
         """Read back what the server set below the top level ($currentDate in embedded
         documents, see _stamps): one find per collection; returns the round trips.
 
         The writes landed already: a read that fails leaves those values as memory
         had them (logged), never the flush failed.
         """
-        by_collection: dict[str, list[WriteOp]] = {}
+        by_collection: dict[str, list[Write]] = {}
         for op in done:
             if op.stamped:
                 by_collection.setdefault(op.collection, []).append(op)
@@ -391,7 +391,7 @@ class Flush:
                     self._tracker.adopt_stamps(op.doc, raw, op.stamped)
         return len(by_collection)
 
-    def _batch_failed(self, failed: BatchFailed, done: list[WriteOp], later: list[Batch]) -> None:
+    def _batch_failed(self, failed: BatchFailed, done: list[Write], later: list[Batch]) -> None:
         """Bring the tracker in line with a failed batch and complete its error."""
         error = failed.error
         ops = self.ops
@@ -435,7 +435,7 @@ class Flush:
 
     # -- lost races -----------------------------------------------------------------
 
-    def _stale_ops(self, batch: Batch, result: Any) -> tuple[list[WriteOp], list[WriteOp]]:
+    def _stale_ops(self, batch: Batch, result: Any) -> tuple[list[Write], list[Write]]:
         """Checked writes of a landed batch that matched nothing: lost races.
 
         Returns the writes known to have missed, and those whose outcome cannot
@@ -466,8 +466,8 @@ class Flush:
         query = {"_id": {"$in": ids}}
         found = self._channel.find_all(batch.collection, query)
         stored = {raw["_id"]: raw for raw in found}
-        definite: list[WriteOp] = []
-        unsure: list[WriteOp] = []
+        definite: list[Write] = []
+        unsure: list[Write] = []
         for op in checked:
             meta: ModelMeta = type(op.doc)._uow_meta
             now = stored.get(op.doc_id)
@@ -496,9 +496,9 @@ class Flush:
     def _stale_failure(
         self,
         batch: Batch,
-        stale: list[WriteOp],
+        stale: list[Write],
         later: list[Batch],
-        doubtful: list[WriteOp] | None = None,
+        doubtful: list[Write] | None = None,
     ) -> BatchFailed:
         """The error for a batch some of whose writes lost a race."""
         doubtful = doubtful or []
@@ -537,7 +537,7 @@ def _path_value(doc: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def _stored_as(stored: Mapping[str, Any], op: WriteOp, meta: ModelMeta) -> bool:
+def _stored_as(stored: Mapping[str, Any], op: Write, meta: ModelMeta) -> bool:
     """Whether the stored document is what ``op`` leaves: every key of its new
     snapshot as stored (keys the server sets aside)."""
     snapshot = op.snapshot
@@ -556,7 +556,7 @@ def _stored_as(stored: Mapping[str, Any], op: WriteOp, meta: ModelMeta) -> bool:
     return True
 
 
-def _landed_as(stored: Mapping[str, Any], op: WriteOp) -> bool:
+def _landed_as(stored: Mapping[str, Any], op: Write) -> bool:
     """Whether the stored document shows this update's ``$set``/``$unset`` writes."""
     update: Mapping[str, Any] = op.statement or {}
     for path, value in update.get("$set", {}).items():

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pymongo import UpdateOne
+
 if TYPE_CHECKING:
     from .document import Document
 
@@ -24,7 +26,28 @@ NAMED_IN_ERRORS = 10
 KINDS = (INSERT, UPDATE, DELETE)
 
 
-class WriteOp:
+class _WriteRecord:
+    """What every write record answers, whatever carries the request."""
+
+    __slots__ = ()
+
+    doc: Document
+    stages: list[Any] | None
+
+    @property
+    def doc_id(self) -> Any:
+        """The stored ``_id`` of the tracked document this write is for."""
+        state = self.doc._uow_state
+        assert state is not None  # writes checked or read back are tracked documents'
+        return state.id
+
+    @property
+    def statements(self) -> int:
+        """How many statements of the command this write is."""
+        return 1 if self.stages is None else len(self.stages)
+
+
+class WriteOp(_WriteRecord):
     """One document's write: the pymongo request and what to adopt once it landed."""
 
     __slots__ = (
@@ -75,17 +98,63 @@ class WriteOp:
     def __repr__(self) -> str:
         return f"<WriteOp {self.kind} {self.collection} {self.statement!r}>"
 
-    @property
-    def doc_id(self) -> Any:
-        """The stored ``_id`` of the tracked document this write is for."""
-        state = self.doc._uow_state
-        assert state is not None  # writes checked or read back are tracked documents'
-        return state.id
+
+class UpdateWrite(UpdateOne, _WriteRecord):
+    """A tracked document's update: the pymongo ``UpdateOne`` itself, carrying
+    what ``WriteOp`` carries (same attributes, ``request`` is itself).
+
+    The flush of a changed document keeps its records alive until the batch has
+    landed; one object instead of two (a ``WriteOp`` and its request) is what
+    keeps a flush of ten thousand loaded and changed documents from setting off
+    a full garbage collection (benchmarks/: load + change + flush, 11.8 µs per
+    document with two, 8.5 with one).
+    """
+
+    __slots__ = (
+        "checked",
+        "collection",
+        "doc",
+        "snapshot",
+        "stages",
+        "stamped",
+        "statement",
+        "target",
+        "version_before",
+    )
+
+    kind = UPDATE
+
+    def __init__(
+        self,
+        collection: str,
+        doc: Document,
+        target: dict[str, Any],
+        first: dict[str, Any],
+        snapshot: dict[str, Any],
+        statement: Any,
+    ) -> None:
+        super().__init__(target, first)
+        self.collection = collection
+        self.doc = doc
+        self.target = target
+        self.snapshot: dict[str, Any] | None = snapshot
+        self.statement = statement
+        self.checked = False
+        self.version_before: Any = None
+        self.stages: list[Any] | None = None
+        self.stamped: list[str] | None = None
 
     @property
-    def statements(self) -> int:
-        """How many statements of the command this write is."""
-        return 1 if self.stages is None else len(self.stages)
+    def request(self) -> UpdateWrite:
+        """The pymongo request: this object."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"<UpdateWrite {self.collection} {self.statement!r}>"
+
+
+#: A write of the flush, whichever record carries it.
+Write = WriteOp | UpdateWrite
 
 
 class ExplicitUpdate:
@@ -118,7 +187,7 @@ class Batch:
 
     __slots__ = ("collection", "kind", "ops")
 
-    def __init__(self, collection: str, kind: str, ops: list[WriteOp]) -> None:
+    def __init__(self, collection: str, kind: str, ops: list[Write]) -> None:
         self.collection = collection
         self.kind = kind
         self.ops = ops
@@ -128,12 +197,12 @@ class Batch:
 
 
 def build_plan(
-    ops: Iterable[WriteOp], collection_order: Sequence[str], max_batch_size: int
+    ops: Iterable[Write], collection_order: Sequence[str], max_batch_size: int
 ) -> list[Batch]:
     """Order ``ops`` into batches; see the module docstring."""
     if max_batch_size < 1:
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-    grouped: dict[tuple[str, str], list[WriteOp]] = {}
+    grouped: dict[tuple[str, str], list[Write]] = {}
     seen: dict[str, None] = dict.fromkeys(collection_order)
     for op in ops:
         seen.setdefault(op.collection, None)

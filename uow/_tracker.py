@@ -36,7 +36,7 @@ from ._diff import (
     stored_form,
 )
 from ._identity import IdentityMap, Key, key_for, meta_of, stored_id
-from ._plan import INSERT, UPDATE, ExplicitUpdate, WriteOp, unique_docs
+from ._plan import INSERT, UPDATE, ExplicitUpdate, UpdateWrite, Write, WriteOp, unique_docs
 from ._stages import before_stages
 from ._stamps import adopt
 from ._state import (
@@ -150,7 +150,7 @@ class Tracker:
         # Every write of the open transaction, in order (their documents are held
         # until it ends, so an abort can queue each of them again), and the
         # explicit update() calls it sent.
-        self.tx_ops: list[WriteOp] = []
+        self.tx_ops: list[Write] = []
         self.tx_explicit: dict[Any, ExplicitUpdate] = {}
 
     def check_open(self) -> None:
@@ -620,7 +620,7 @@ class Tracker:
         if not state.pinned:
             self._map.release(state.key, obj)
 
-    def settle(self, ops: list[WriteOp], in_transaction: bool) -> None:
+    def settle(self, ops: list[Write], in_transaction: bool) -> None:
         """Mark the documents whose writes landed: clean, persistent, or gone.
 
         Inside a transaction they are held (never evicted) until it ends, so that
@@ -634,7 +634,11 @@ class Tracker:
             if state is None or state.owner is not self:
                 continue  # an untracked explicit update
             key = state.key
-            if op.kind == INSERT or isinstance(op.request, ReplaceOne):
+            kind = op.kind
+            # (an UpdateWrite is never a replace: tested first, as the common case)
+            if kind == INSERT or (
+                type(op) is not UpdateWrite and isinstance(op.request, ReplaceOne)
+            ):
                 replaced = self.deletes.pop(key, None) if self.deletes else None
                 if replaced is not None and replaced is not obj:
                     old = replaced._uow_state
@@ -661,11 +665,11 @@ class Tracker:
                 else:
                     state.committed = op.snapshot
                     self._map.add_clean(key, obj)
-            elif op.kind == UPDATE:
+            elif kind == UPDATE:
                 state.snapshot = op.snapshot
                 state.modified = False
                 self.modified.pop(key, None)
-                explicit = self.updates.pop(key, None)
+                explicit = self.updates.pop(key, None) if self.updates else None
                 meta: ModelMeta = type(obj)._uow_meta
                 if meta.current_date_keys:
                     expire(meta, obj, state)
@@ -689,6 +693,8 @@ class Tracker:
                     object.__setattr__(obj, "_uow_state", _detached_copy(state))
                 else:
                     object.__setattr__(obj, "_uow_state", DETACHED)
+        if not self.updates:
+            return
         untracked = {id(op.doc) for op in ops}
         for key in [k for k, u in self.updates.items() if not u.tracked]:
             explicit = self.updates[key]
@@ -697,7 +703,7 @@ class Tracker:
                     self.tx_explicit.setdefault(key, explicit)
                 del self.updates[key]
 
-    def settle_part(self, op: WriteOp, landed: int) -> None:
+    def settle_part(self, op: Write, landed: int) -> None:
         """Only the first ``landed`` statements of update ``op`` landed (see
         ``_stages.in_stages``): the document's snapshot becomes what they wrote (its
         version as loaded: the last statement bumps it), and the rest of its
@@ -877,6 +883,10 @@ class Tracker:
     def objects(self) -> list[Any]:
         """Every document in the identity map alive now."""
         return self._map.objects()
+
+    def tracked_at_most(self) -> int:
+        """At least as many as the documents in the identity map (no list made)."""
+        return self._map.size_bound()
 
     def status_of(self, obj: Document) -> ObjectState:
         """Where ``obj`` stands with this tracker."""

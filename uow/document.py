@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 import bson
 
+from ._ids import new_object_id
+
 # ``X as X``: re-exported (for mypy's strict mode) to the modules importing them here.
 from ._meta import FieldMeta as FieldMeta  # noqa: PLC0414
 from ._meta import ModelMeta as ModelMeta  # noqa: PLC0414
@@ -316,7 +318,7 @@ class Document(_DocumentBase):
     """
 
     __abstract__ = True
-    id: bson.ObjectId = field(factory=bson.ObjectId)
+    id: bson.ObjectId = field(factory=new_object_id)
 
     def to_bson(self) -> dict[str, Any]:
         """The stored form of this document (what pymongo is given), ``_id`` first."""

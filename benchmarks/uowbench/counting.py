@@ -74,7 +74,7 @@ class CommandLog:
             for kind, size in _runs(requests, ordered):
                 self.counts[kind] += -(-size // MAX_WRITE_BATCH)
             for request in requests:
-                if _KIND_OF_REQUEST.get(type(request).__name__) == "update":
+                if _kind_of(request) == "update":
                     self._pairs.append(
                         (getattr(request, "_filter", None), getattr(request, "_doc", None))
                     )
@@ -205,6 +205,18 @@ _KIND_OF_REQUEST = {
     "DeleteOne": "delete",
     "DeleteMany": "delete",
 }
+
+
+
+def _kind_of(request: Any) -> str:
+    """A pymongo request's kind, subclasses included (uow's ``UpdateWrite`` is an
+    ``UpdateOne``)."""
+    for cls in type(request).__mro__:
+        kind = _KIND_OF_REQUEST.get(cls.__name__)
+        if kind is not None:
+            return kind
+    return "unknown"
+
 
 _MARKER = "_uowbench_counting"
 _depth = threading.local()
@@ -337,7 +349,7 @@ def _note(
 
 def _runs(requests: list[Any], ordered: bool) -> list[tuple[str, int]]:
     """(kind, size) of the commands pymongo would send for a bulk write."""
-    return _runs_of([_KIND_OF_REQUEST.get(type(r).__name__, "unknown") for r in requests], ordered)
+    return _runs_of([_kind_of(r) for r in requests], ordered)
 
 
 def _runs_of(kinds: list[str], ordered: bool) -> list[tuple[str, int]]:
