@@ -250,31 +250,29 @@ def stored_form(snapshot: Any) -> Any:
     return copy_stored(snapshot)
 
 
-def snapshot_with(
-    meta: ModelMeta,
-    obj: Document,
-    old: dict[str, Any],
-    keys: tuple[str, ...],
-    differing: list[str] | None = None,
-    sets: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The snapshot ``obj`` has now, when only the fields stored under ``keys`` can
-    differ from snapshot ``old`` (those assigned to and those that change in place).
+def snapshot_and_update(
+    meta: ModelMeta, obj: Document, old: dict[str, Any], keys: tuple[str, ...]
+) -> tuple[dict[str, Any] | None, UpdateSpec]:
+    """The snapshot ``obj`` has now and the update from snapshot ``old`` to it, when
+    only the fields stored under ``keys`` can differ (those assigned to and those
+    that change in place).
 
-    Equal to ``snapshot_of(meta, obj._uow_to_bson())`` then (markers aside), for
-    less: only those fields are dumped, and one that did not change keeps
-    ``old``'s value (never changed in place: see the module docstring), so a
-    document whose one field was assigned costs a dict copy and that field's
-    dump, not a whole dump and a copy of every list in it. The keys whose values
-    differ are added to ``differing``: the only ones an update needs to look at
-    (``update_for``'s ``keys``). With ``sets``, those among ``meta.set_keys``
-    whose old value is a stored one go there instead, with their new value: the
-    ``$set`` an update would give them, without diffing them again.
+    The same as ``snapshot_of(meta, obj._uow_to_bson())`` (markers aside) and
+    ``update_for(meta, old, new)``, for less: only those fields are dumped, and
+    one that did not change keeps ``old``'s value (never changed in place: see
+    the module docstring). A changed field of ``meta.set_keys`` goes straight
+    into ``$set``; only the other keys found to differ are diffed.
+
+    The snapshot is None when the update is only that ``$set`` (or empty): it
+    is then ``old`` with the ``$set`` values (``updated_snapshot``), and no copy of
+    ``old`` is made until one is needed (see ``_plan.UpdateWrite``).
     """
-    new = dict(old)
     absent = obj._uow_absent
     by_key = meta.by_key
-    set_keys = meta.set_keys if sets is not None else NO_KEYS
+    set_keys = meta.set_keys
+    new: dict[str, Any] | None = None
+    differing: list[str] = []
+    sets: dict[str, Any] | None = None
     for key in keys:
         field = by_key[key]
         if absent and field.name in absent:
@@ -283,39 +281,38 @@ def snapshot_with(
         value = getattr(obj, field.name)
         if spec.needs_dump:
             value = spec.dump(value)
-        before = new.get(key, MISSING)
+        before = old.get(key, MISSING)
         if before is value or same(before, value):
             continue
-        new[key] = value = spec.snapshot(value) if spec.mutable else value
-        if key in set_keys:
-            sets[key] = value  # type: ignore[index]  # set_keys is empty without sets
-        elif differing is not None:
+        if key in set_keys:  # never changed in place: the value needs no copy
+            if sets is None:
+                sets = {key: value}
+            else:
+                sets[key] = value
+        else:
+            if new is None:
+                new = dict(old)
+            new[key] = spec.snapshot(value) if spec.mutable else value
             differing.append(key)
-    return new
-
-
-def snapshot_and_update(
-    meta: ModelMeta, obj: Document, old: dict[str, Any], keys: tuple[str, ...]
-) -> tuple[dict[str, Any], UpdateSpec]:
-    """``snapshot_with`` and the update from ``old`` to it, in one pass over ``keys``.
-
-    The same as ``update_for(meta, old, new)``, for less: only the keys found to
-    differ are diffed, each compared once, and a changed field of ``meta.set_keys``
-    goes straight into ``$set`` without a diff.
-    """
-    differing: list[str] = []
-    sets: dict[str, Any] = {}
-    new = snapshot_with(meta, obj, old, keys, differing, sets)
-    update = update_for(meta, old, new, keys=differing) if differing else {}
-    if differing:
-        new = reapply_absent(old, new, update, differing)
-    if sets:
+    if new is None:
+        return None, ({"$set": sets} if sets is not None else {})
+    if sets is not None:
+        new.update(sets)
+    update = update_for(meta, old, new, keys=differing)
+    new = reapply_absent(old, new, update, differing)
+    if sets is not None:
         set_part = update.get("$set")
         if set_part is None:
             update["$set"] = sets
         else:
             set_part.update(sets)
     return new, update
+
+
+def updated_snapshot(old: Mapping[str, Any], update: UpdateSpec) -> dict[str, Any]:
+    """Snapshot ``old`` once an update of ``$set`` values at the top level (or none)
+    landed: what ``snapshot_and_update`` leaves as None."""
+    return {**old, **update.get("$set", {})}
 
 
 def whole_update(

@@ -18,7 +18,13 @@ from typing import Any
 
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
-from ._diff import check_update, full_update, snapshot_and_update, whole_update
+from ._diff import (
+    check_update,
+    full_update,
+    snapshot_and_update,
+    updated_snapshot,
+    whole_update,
+)
 from ._identity import Key
 from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, UpdateWrite, Write, WriteOp
 from ._stages import in_stages
@@ -175,16 +181,18 @@ def _update_op(  # noqa: PLR0915
         new, update = whole_update(meta, obj, old)
     else:
         keys = meta.keys_to_compare(assigned, in_place)
-        new, update = snapshot_and_update(meta, obj, old, keys)
+        found, update = snapshot_and_update(meta, obj, old, keys)
         plain = meta.plain_updates
         if plain is None:
             plain = _plain_updates(meta)
         if plain and update and not in_place and explicit is None and "$push" not in update:
             # Fields assigned to, of a class with no version, shard key or field the
             # server sets: one statement, targeting _id (what follows, in short).
-            op = UpdateWrite(state.key[0], obj, {"_id": state.id}, update, new, update)
+            # Its new snapshot may be left to be made when the write landed.
+            op = UpdateWrite(state.key[0], obj, {"_id": state.id}, update, found, update, old)
             op.checked = True
             return op
+        new = updated_snapshot(old, update) if found is None else found
     if explicit is not None and explicit.operators:
         update = _with_operators(meta, update, old, new, explicit.operators)
     if in_place and update:
@@ -221,7 +229,7 @@ def _update_op(  # noqa: PLR0915
     own_target = explicit is None or explicit.filter is None
     if explicit is not None and explicit.filter is not None:
         filter_ = explicit.filter
-    op = UpdateWrite(state.key[0], obj, filter_, stages[0], new, update)
+    op = UpdateWrite(state.key[0], obj, filter_, stages[0], new, update, old)
     op.checked = own_target
     op.version_before = version_before
     op.stamped = stamped

@@ -10,6 +10,7 @@ The registry knows every model class by module and qualified name
 
 from __future__ import annotations
 
+import datetime as _dt
 import inspect
 import re
 from collections.abc import Callable, Mapping
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._types import EmbeddedSpec, OptionalSpec, ScalarSpec, SetSpec, TypeSpec
+from ._types import DatetimeSpec, EmbeddedSpec, OptionalSpec, ScalarSpec, SetSpec, TypeSpec
 from .exceptions import DefinitionError
 from .fields import FieldOptions
 from .operators import OPERATORS, Operator, add_to_set_unordered
@@ -210,6 +211,8 @@ def _fast_type(spec: TypeSpec) -> tuple[type | None, bool, bool]:
     if isinstance(inner, ScalarSpec):
         fast = inner.accepted[0]
         return fast, optional, inner.int_range and fast is int
+    if isinstance(inner, DatetimeSpec):
+        return _dt.datetime, optional, False  # (its check is an isinstance test)
     if isinstance(inner, EmbeddedSpec) and not inner.cls._uow_meta.mutable:
         # An instance of exactly this class was checked field by field when it was
         # built or assigned to, and has nothing that changes in place.

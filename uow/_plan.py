@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import UpdateOne
 
+from ._diff import updated_snapshot
+
 if TYPE_CHECKING:
     from .document import Document
 
@@ -104,17 +106,21 @@ class UpdateWrite(UpdateOne, _WriteRecord):
     what ``WriteOp`` carries (same attributes, ``request`` is itself).
 
     The flush of a changed document keeps its records alive until the batch has
-    landed; one object instead of two (a ``WriteOp`` and its request) is what
+    landed, and each object it keeps is more work for the garbage collector and
+    more memory to walk: one object instead of two (a ``WriteOp`` and its
+    request), and no new snapshot dict where the update is only ``$set`` values
+    (``snapshot`` is then made if asked for; the tracker writes the values into
+    the old snapshot when the write landed, see ``Tracker.settle``), is what
     keeps a flush of ten thousand loaded and changed documents from setting off
-    a full garbage collection (benchmarks/: load + change + flush, 11.8 µs per
-    document with two, 8.5 with one).
+    a full collection (benchmarks/, CPU section: load + change + flush).
     """
 
     __slots__ = (
+        "_snapshot",
+        "base",
         "checked",
         "collection",
         "doc",
-        "snapshot",
         "stages",
         "stamped",
         "statement",
@@ -130,14 +136,19 @@ class UpdateWrite(UpdateOne, _WriteRecord):
         doc: Document,
         target: dict[str, Any],
         first: dict[str, Any],
-        snapshot: dict[str, Any],
+        snapshot: dict[str, Any] | None,
         statement: Any,
+        base: dict[str, Any],
     ) -> None:
-        super().__init__(target, first)
+        _update_one(self, target, first)
         self.collection = collection
         self.doc = doc
         self.target = target
-        self.snapshot: dict[str, Any] | None = snapshot
+        #: the document's snapshot once this write landed; None: ``base`` with the
+        #: statement's ``$set`` values (see ``deferred``)
+        self._snapshot = snapshot
+        #: the snapshot the update was diffed from
+        self.base = base
         self.statement = statement
         self.checked = False
         self.version_before: Any = None
@@ -149,9 +160,28 @@ class UpdateWrite(UpdateOne, _WriteRecord):
         """The pymongo request: this object."""
         return self
 
+    @property
+    def deferred(self) -> dict[str, Any] | None:
+        """The ``$set`` values that make ``base`` the new snapshot, when no new
+        snapshot was made (None when one was)."""
+        if self._snapshot is not None:
+            return None
+        sets: dict[str, Any] = self.statement.get("$set", {})
+        return sets
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        """The document's snapshot once this write landed (see ``_state``)."""
+        new = self._snapshot
+        if new is None:
+            new = self._snapshot = updated_snapshot(self.base, self.statement)
+        return new
+
     def __repr__(self) -> str:
         return f"<UpdateWrite {self.collection} {self.statement!r}>"
 
+
+_update_one = UpdateOne.__init__  # (no super() lookup per changed document)
 
 #: A write of the flush, whichever record carries it.
 Write = WriteOp | UpdateWrite

@@ -22,7 +22,7 @@ of in-doubt writes, queries) only reads the queues and calls these.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from bson import ObjectId
@@ -116,6 +116,29 @@ def _detached_copy(state: DocState) -> DocState:
     return copy
 
 
+def _landed_snapshot(op: Write, state: DocState, in_transaction: bool) -> dict[str, Any]:
+    """The snapshot of ``op``'s document once the update landed.
+
+    An update of ``$set`` values only carries them, not a new snapshot (see
+    ``UpdateWrite``). Outside a transaction the committed snapshot is the same
+    dict as the snapshot and becomes the new one too, and nothing else holds
+    it: the values are written into it. Elsewhere a new dict is made.
+    """
+    if type(op) is UpdateWrite:
+        changes = op.deferred
+        if (
+            changes is not None
+            and not in_transaction
+            and state.snapshot is op.base
+            and state.committed is op.base
+        ):
+            op.base.update(changes)
+            return op.base
+    snapshot = op.snapshot
+    assert snapshot is not None  # an update's
+    return snapshot
+
+
 class Tracker:
     """The identity map and the queues of one session; see the module docstring.
 
@@ -204,6 +227,43 @@ class Tracker:
             self.reattach(obj, key, sid)
         else:
             self.register_new(obj, key, sid)
+
+    def add_all(self, objs: Iterable[Document]) -> None:
+        """``add`` each of ``objs``.
+
+        A new document of the class of the one before it, with an ObjectId not in
+        the map, is registered here directly (``register_new``'s work, without
+        the class's checks and four calls per document: 0.97 -> 0.55 µs per
+        document, benchmarks/ CPU section); anything else goes through ``add``.
+        """
+        identity = self._map
+        held = identity.held
+        weak = identity.weak
+        inserts = self.inserts
+        last: type | None = None
+        collection = ""
+        for obj in objs:
+            if self.closed:
+                self.check_open()
+            cls = type(obj)
+            if cls is not last or obj._uow_state is not None:
+                self.add(obj)
+                meta = obj._uow_meta
+                # The next of this class may take the short way (its id is stored as is).
+                last = cls if meta.plain_id_type is ObjectId else None
+                collection = meta.collection or ""
+                continue
+            sid = obj.id
+            if type(sid) is not ObjectId:
+                self.add(obj)
+                continue
+            key: Key = (collection, sid.binary, "oid")
+            if key in held or (weak and key in weak):
+                self.add(obj)
+                continue
+            set_state(obj, DocState(self, key, _PENDING, None, sid))
+            inserts[key] = obj
+            identity.hold(key, obj)
 
     def reattach(self, obj: Document, key: Key, sid: Any) -> None:
         """Stored already, with no snapshot kept (loaded by a ``no_tracking``
@@ -666,7 +726,8 @@ class Tracker:
                     state.committed = op.snapshot
                     self._map.add_clean(key, obj)
             elif kind == UPDATE:
-                state.snapshot = op.snapshot
+                new = _landed_snapshot(op, state, in_transaction)
+                state.snapshot = new
                 state.modified = False
                 self.modified.pop(key, None)
                 explicit = self.updates.pop(key, None) if self.updates else None
@@ -679,7 +740,7 @@ class Tracker:
                         self.tx_explicit.setdefault(key, explicit)
                     self._map.hold(key, obj)
                 else:
-                    state.committed = op.snapshot
+                    state.committed = new
                     if state.pinned:
                         self._map.hold(key, obj)
                     else:

@@ -345,13 +345,7 @@ class Session:
 
     def add_all(self, objs: Iterable[Document]) -> None:
         """``add()`` each document."""
-        # add() without its frame per document (~70 ns of a ~0.9 µs add)
-        tracker = self._tracker
-        add = tracker.add
-        for obj in objs:
-            if tracker.closed:
-                tracker.check_open()
-            add(obj)
+        self._tracker.add_all(objs)
 
     def save(self, obj: Document) -> FlushResult:
         """``add(obj)`` then ``flush()``."""

@@ -5,9 +5,11 @@
   with immutable values; otherwise it takes each field on its own. Loading with
   an empty ``absent`` takes the per-field path, so both can be compared on any
   stored document.
-* A flush builds the new snapshot of a document whose assigned fields are
-  known with ``snapshot_with`` (only the fields that can differ dumped), which
-  must equal the whole dump ``snapshot_of(meta, obj._uow_to_bson())`` would give.
+* A flush builds the new snapshot and the update of a document whose assigned
+  fields are known with ``snapshot_and_update`` (only the fields that can differ
+  dumped), which must equal the whole dump ``snapshot_of(meta, obj._uow_to_bson())``
+  and its diff; where it leaves the snapshot to be made (an update of ``$set``
+  values only), ``updated_snapshot`` makes the same.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uow import Document, Embedded, FieldNotLoaded, ValidationError, field
-from uow._diff import snapshot_and_update, snapshot_of, snapshot_with, update_for
+from uow._diff import snapshot_and_update, snapshot_of, update_for, updated_snapshot
 from uow._types import DEFAULT_LOAD_CONTEXT
 from uow.document import _mutated_partial
 from uow.operators import same
@@ -149,7 +151,7 @@ def test_any_stored_document_loads_the_same_on_both_paths(
             assert all(value is not stored for stored in raw.values()), name
 
 
-# ------------------------------------------------------------- snapshot_with
+# ------------------------------------------------------- snapshot_and_update
 
 _CHANGES = st.lists(
     st.sampled_from(
@@ -189,7 +191,9 @@ def _apply(obj: Flat, changes: list[tuple[str, str, Any]]) -> int:
 
 @settings(max_examples=300, deadline=None)
 @given(changes=_CHANGES)
-def test_snapshot_with_equals_a_whole_dump(changes: list[tuple[str, str, Any]]) -> None:
+def test_snapshot_and_update_equal_a_whole_dump_and_its_diff(
+    changes: list[tuple[str, str, Any]],
+) -> None:
     meta = Flat._uow_meta
     old = dict(STORED)
     obj = Flat.from_bson(old)
@@ -197,19 +201,14 @@ def test_snapshot_with_equals_a_whole_dump(changes: list[tuple[str, str, Any]]) 
     assigned = _apply(obj, changes)
     obj._uow_check_deep(meta.name, "")
     keys = meta.keys_to_compare(assigned)
-    differing: list[str] = []
-    new = snapshot_with(meta, obj, old, keys, differing)
+    found, update = snapshot_and_update(meta, obj, old, keys)
     whole = snapshot_of(meta, obj._uow_to_bson())
+    assert update == update_for(meta, old, whole)
+    new = updated_snapshot(old, update) if found is None else found
     assert same(new, whole)
-    assert update_for(meta, old, new, assigned) == update_for(meta, old, whole, assigned)
-    # The keys it reports as differing are exactly those an update must look at:
-    # diffing only them gives the update diffing every key gives.
-    assert differing == [k for k in keys if not same(old.get(k), whole.get(k))]
-    assert update_for(meta, old, new, keys=differing) == update_for(meta, old, whole)
-    # In one pass, plain fields going straight to $set: the same snapshot and update.
-    fused_new, fused_update = snapshot_and_update(meta, obj, old, keys)
-    assert same(fused_new, whole)
-    assert fused_update == update_for(meta, old, whole)
+    if found is None:  # left to be made: the update is $set values of top-level keys
+        assert set(update) <= {"$set"}
+        assert all("." not in path for path in update.get("$set", {}))
     # The old snapshot is never changed; an unchanged list is shared with it, a
     # changed one shares nothing with the live document.
     assert old == STORED and old["tags"] is before_tags
@@ -219,12 +218,15 @@ def test_snapshot_with_equals_a_whole_dump(changes: list[tuple[str, str, Any]]) 
         assert new["tags"] is not obj.tags
 
 
-def test_snapshot_with_leaves_out_a_field_a_partial_load_left_out() -> None:
+def test_snapshot_and_update_leave_out_a_field_a_partial_load_left_out() -> None:
     meta = Flat._uow_meta
     raw = {k: v for k, v in STORED.items() if k in ("_id", "name", "tags")}
     obj = Flat._uow_load(raw, DEFAULT_LOAD_CONTEXT, frozenset({"email", "age", "address"}))
     obj.name = "grace"
-    new = snapshot_with(meta, obj, raw, meta.keys_to_compare(meta.by_name["name"].bit))
+    keys = meta.keys_to_compare(meta.by_name["name"].bit)
+    found, update = snapshot_and_update(meta, obj, raw, keys)
+    assert found is None and update == {"$set": {"name": "grace"}}
+    new = updated_snapshot(raw, update)
     assert new == {**raw, "name": "grace"}
     assert "address" not in new
 
