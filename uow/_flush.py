@@ -29,7 +29,7 @@ from ._identity import Key
 from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, UpdateWrite, Write, WriteOp
 from ._stages import in_stages
 from ._stamps import has_stamps_below, paths_to_stamp
-from ._state import DocState, ObjectState, mutated
+from ._state import DocState, ObjectState
 from ._stored import Absent
 from ._tracker import Tracker
 from ._types import datetimes_to_millisecond, holds_datetimes
@@ -159,7 +159,7 @@ def _update_op(  # noqa: PLR0915
     meta: ModelMeta = type(obj)._uow_meta
     explicit = tracker.updates.get(state.key) if tracker.updates else None
     old = state.snapshot
-    if not (changed or explicit is not None or state.modified or mutated(obj, old)):
+    if not (changed or explicit is not None or state.modified or obj._uow_mutated(old)):
         return None
     # Only what can differ is compared: the fields assigned to (when that is all
     # that marked the document) and those that change in place.
@@ -172,7 +172,7 @@ def _update_op(  # noqa: PLR0915
     # A document assigned to may also have changed in place. When it did not (one
     # comparison tells), its in-place fields are the snapshot's: valid as they
     # are (nothing of them is written), and not compared again.
-    in_place = not (assigned and meta.mutable) or changed or mutated(obj, old)
+    in_place = not (assigned and meta.mutable) or changed or obj._uow_mutated(old)
     if in_place and (meta.datetime_containers is None or meta.datetime_containers):
         keep_milliseconds(meta, obj)
     # The new snapshot, diffed: the update's values share nothing with the live

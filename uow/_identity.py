@@ -193,16 +193,22 @@ class IdentityMap:
 
     def add_clean(self, key: Key, obj: Any) -> None:
         """Track a clean document (loaded or just flushed)."""
-        pinned = self.pinned
         lru = self.lru
-        if key in pinned:
-            pinned.discard(key)
-            if (
-                lru is not None
-                and (key in self._staged_keys or (self._replayed and key in lru))
-                and self.held.get(key) is obj
-            ):
-                return  # still cached from before it changed
+        if self.pinned:
+            try:
+                self.pinned.remove(key)  # (one lookup, not a test and a discard)
+                was_pinned = True
+            except KeyError:
+                was_pinned = False
+        else:
+            was_pinned = False
+        if (
+            was_pinned
+            and lru is not None
+            and (key in self._staged_keys or (self._replayed and key in lru))
+            and self.held.get(key) is obj
+        ):
+            return  # still cached from before it changed
         if self.weak:
             self.weak.pop(key, None)
         if lru is not None and self._room > 0:

@@ -38,7 +38,7 @@ from . import _embedded
 from ._backend import is_mongomock
 from ._channel import Channel
 from ._flush import put_back_versions
-from ._plan import DELETE, INSERT, NAMED_IN_ERRORS, UPDATE, Batch, Write, unique_docs
+from ._plan import DELETE, INSERT, NAMED_IN_ERRORS, UPDATE, Batch, UpdateWrite, Write, unique_docs
 from ._stamps import as_snapshot_stamps
 from ._stored import Absent
 from ._tracker import Tracker
@@ -135,9 +135,12 @@ def run_batch(
     kwargs: dict[str, Any] = {"ordered": True}
     if driver_session is not None:
         kwargs["session"] = driver_session
-    requests = [op.request for op in batch.ops]
-    if batch.kind == UPDATE and any(op.stages for op in batch.ops):
-        requests = [request for op in batch.ops for request in _requests(op)]
+    if batch.kind != UPDATE:
+        requests = [op.request for op in batch.ops]
+    else:  # a tracked document's update is its own request (UpdateWrite)
+        requests = [op if type(op) is UpdateWrite else op.request for op in batch.ops]
+        if any(op.stages for op in batch.ops):
+            requests = [request for op in batch.ops for request in _requests(op)]
     if batch.kind == INSERT:
         command = "insert"
 

@@ -97,6 +97,16 @@ class WriteOp(_WriteRecord):
         #: paths below the top this update sets with ``$currentDate`` (see _stamps)
         self.stamped: list[str] | None = None
 
+    def snapshot_landed(
+        self,
+        snapshot: dict[str, Any] | None,
+        committed: dict[str, Any] | None,
+        in_transaction: bool,
+    ) -> dict[str, Any]:
+        """The document's snapshot once this write landed (see ``UpdateWrite``)."""
+        assert self.snapshot is not None  # an insert's or an update's
+        return self.snapshot
+
     def __repr__(self) -> str:
         return f"<WriteOp {self.kind} {self.collection} {self.statement!r}>"
 
@@ -145,7 +155,7 @@ class UpdateWrite(UpdateOne, _WriteRecord):
         self.doc = doc
         self.target = target
         #: the document's snapshot once this write landed; None: ``base`` with the
-        #: statement's ``$set`` values (see ``deferred``)
+        #: statement's ``$set`` values (see ``snapshot_landed``)
         self._snapshot = snapshot
         #: the snapshot the update was diffed from
         self.base = base
@@ -160,14 +170,25 @@ class UpdateWrite(UpdateOne, _WriteRecord):
         """The pymongo request: this object."""
         return self
 
-    @property
-    def deferred(self) -> dict[str, Any] | None:
-        """The ``$set`` values that make ``base`` the new snapshot, when no new
-        snapshot was made (None when one was)."""
-        if self._snapshot is not None:
-            return None
-        sets: dict[str, Any] = self.statement.get("$set", {})
-        return sets
+    def snapshot_landed(
+        self,
+        snapshot: dict[str, Any] | None,
+        committed: dict[str, Any] | None,
+        in_transaction: bool,
+    ) -> dict[str, Any]:
+        """The document's snapshot once this write landed, given its snapshot and
+        committed snapshot now.
+
+        Where no new snapshot was made (an update of ``$set`` values only), and
+        outside a transaction, where the committed snapshot is the same dict as
+        the snapshot and becomes the new one too (and nothing else holds it), the
+        values are written into it. Elsewhere a new dict is made.
+        """
+        base = self.base
+        if self._snapshot is None and not in_transaction and snapshot is base and committed is base:
+            base.update(self.statement.get("$set", ()))
+            return base
+        return self.snapshot
 
     @property
     def snapshot(self) -> dict[str, Any]:

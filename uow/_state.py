@@ -56,7 +56,7 @@ class StateOwner(Protocol):
     """What a document's state reports to: the session's tracker (``_tracker``),
     which this module cannot import (it sits above)."""
 
-    def on_modified(self, obj: Any, state: DocState) -> None: ...
+    def on_modified(self, obj: Any, state: DocState, bit: int) -> None: ...
 
     def on_dropped(self, obj: Any, state: DocState) -> None: ...
 
@@ -111,16 +111,6 @@ class DocState:
         #: a read loads them (``expire``), and the value comes back if the document
         #: is let go of first (``unexpire``)
         self.expired: Mapping[str, Any] = NO_EXPIRED
-
-    def touched(self, obj: _DocumentBase, bit: int) -> None:
-        """A field (``FieldMeta.bit``) was assigned: hold the document until it is flushed."""
-        if self.modified:
-            if self.assigned is not None:
-                self.assigned |= bit
-        elif self.owner is not None:
-            self.modified = True
-            self.assigned = bit
-            self.owner.on_modified(obj, self)
 
     def dropped(self, obj: _DocumentBase) -> None:
         """The last reference is going: keep the document if it holds a change."""

@@ -116,29 +116,6 @@ def _detached_copy(state: DocState) -> DocState:
     return copy
 
 
-def _landed_snapshot(op: Write, state: DocState, in_transaction: bool) -> dict[str, Any]:
-    """The snapshot of ``op``'s document once the update landed.
-
-    An update of ``$set`` values only carries them, not a new snapshot (see
-    ``UpdateWrite``). Outside a transaction the committed snapshot is the same
-    dict as the snapshot and becomes the new one too, and nothing else holds
-    it: the values are written into it. Elsewhere a new dict is made.
-    """
-    if type(op) is UpdateWrite:
-        changes = op.deferred
-        if (
-            changes is not None
-            and not in_transaction
-            and state.snapshot is op.base
-            and state.committed is op.base
-        ):
-            op.base.update(changes)
-            return op.base
-    snapshot = op.snapshot
-    assert snapshot is not None  # an update's
-    return snapshot
-
-
 class Tracker:
     """The identity map and the queues of one session; see the module docstring.
 
@@ -615,12 +592,16 @@ class Tracker:
 
     # -- the document's hooks (DocState.owner is the tracker) ------------------------
 
-    def on_modified(self, obj: Document, state: DocState) -> None:
-        """A tracked document was assigned to: hold it until flushed."""
+    def on_modified(self, obj: Document, state: DocState, bit: int) -> None:
+        """A field (``FieldMeta.bit``) of a document not marked modified yet was
+        assigned to: mark it, and hold it until flushed."""
+        state.modified = True
+        state.assigned = bit
         if state.status is _PERSISTENT:
-            self._map.hold(state.key, obj)
-            self.modified[state.key] = obj
-            self.collections.setdefault(state.key[0], None)
+            key = state.key
+            self._map.hold(key, obj)
+            self.modified[key] = obj
+            self.collections.setdefault(key[0], None)
 
     def on_expired_read(self, obj: Document, state: DocState) -> None:
         """A field the server set at the last flush ($currentDate) is read: load
@@ -726,7 +707,7 @@ class Tracker:
                     state.committed = op.snapshot
                     self._map.add_clean(key, obj)
             elif kind == UPDATE:
-                new = _landed_snapshot(op, state, in_transaction)
+                new = op.snapshot_landed(state.snapshot, state.committed, in_transaction)
                 state.snapshot = new
                 state.modified = False
                 self.modified.pop(key, None)

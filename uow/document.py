@@ -278,8 +278,13 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
         field = _assign(self, name, value)
         if field is not None:
             state = self._uow_state
+            # The state's fields, read here: a call less per assignment.
             if state is not None:
-                state.touched(self, field.bit)
+                if state.modified:
+                    if state.assigned is not None:  # (None: compared whole anyway)
+                        state.assigned |= field.bit
+                elif state.owner is not None:
+                    state.owner.on_modified(self, state, field.bit)
 
     def __del__(self) -> None:
         # A document the user dropped may hold a change found by no one yet (an
