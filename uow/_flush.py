@@ -26,7 +26,7 @@ from ._diff import (
     whole_update,
 )
 from ._identity import Key
-from ._plan import DELETE, INSERT, UPDATE, ExplicitUpdate, UpdateWrite, Write, WriteOp
+from ._plan import DELETE, UPDATE, ExplicitUpdate, InsertWrite, UpdateWrite, Write, WriteOp
 from ._stages import in_stages
 from ._stamps import has_stamps_below, paths_to_stamp
 from ._state import DocState, ObjectState
@@ -87,15 +87,15 @@ def _collect_ops(tracker: Tracker, ops: list[Write]) -> None:
         obj._uow_check_deep(meta.name, "")
         if meta.datetime_containers is None or meta.datetime_containers:
             keep_milliseconds(meta, obj)
-        # The insert sends the snapshot itself: neither is changed once made.
+        # The insert sends the snapshot itself (the driver keeps nothing of it).
         doc = data = obj._uow_snapshot()
-        if key in deletes:
+        if deletes and key in deletes:
             # Deleted and re-added with the same id: one replace, not a colliding insert.
             replaced.add(key)
             request: Any = ReplaceOne({"_id": doc["_id"]}, doc)
             ops.append(WriteOp(UPDATE, key[0], obj, request, data, data))
         else:
-            ops.append(WriteOp(INSERT, key[0], obj, doc, data, data))
+            ops.append(InsertWrite(key[0], obj, doc))
     _collect_updates(tracker, ops)
     for explicit in tracker.updates.values():
         if not explicit.tracked:

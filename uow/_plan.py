@@ -111,6 +111,48 @@ class WriteOp(_WriteRecord):
         return f"<WriteOp {self.kind} {self.collection} {self.statement!r}>"
 
 
+class InsertWrite(_WriteRecord):
+    """A new document's insert: its stored form is the request, and the snapshot
+    once it landed (neither is changed once made). ``WriteOp``'s other attributes
+    are the class's: an insert is never checked, versioned back, or staged."""
+
+    __slots__ = ("collection", "doc", "request")
+
+    kind = INSERT
+    checked = False
+    version_before: Any = None
+    target: Any = None
+    stages: list[Any] | None = None
+    stamped: list[str] | None = None
+
+    def __init__(self, collection: str, doc: Document, request: dict[str, Any]) -> None:
+        self.collection = collection
+        self.doc = doc
+        self.request = request
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        """The document's snapshot once this write landed: what it sends."""
+        return self.request
+
+    @property
+    def statement(self) -> dict[str, Any]:
+        """What it sends, for logs and error messages."""
+        return self.request
+
+    def snapshot_landed(
+        self,
+        snapshot: dict[str, Any] | None,
+        committed: dict[str, Any] | None,
+        in_transaction: bool,
+    ) -> dict[str, Any]:
+        """The document's snapshot once this write landed: what it sends."""
+        return self.request
+
+    def __repr__(self) -> str:
+        return f"<InsertWrite {self.collection} {self.request!r}>"
+
+
 class UpdateWrite(UpdateOne, _WriteRecord):
     """A tracked document's update: the pymongo ``UpdateOne`` itself, carrying
     what ``WriteOp`` carries (same attributes, ``request`` is itself).
@@ -205,7 +247,7 @@ class UpdateWrite(UpdateOne, _WriteRecord):
 _update_one = UpdateOne.__init__  # (no super() lookup per changed document)
 
 #: A write of the flush, whichever record carries it.
-Write = WriteOp | UpdateWrite
+Write = WriteOp | InsertWrite | UpdateWrite
 
 
 class ExplicitUpdate:

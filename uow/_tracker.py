@@ -694,7 +694,8 @@ class Tracker:
                         object.__setattr__(replaced, "_uow_state", DETACHED)
                 self.inserts.pop(key, None)
                 state.status = _PERSISTENT
-                state.snapshot = op.snapshot
+                new = op.snapshot_landed(None, None, in_transaction)
+                state.snapshot = new
                 # Assigned to while pending: that is in the insert. Left set, the
                 # flag would keep the next assignment from queueing the document.
                 state.modified = False
@@ -704,7 +705,7 @@ class Tracker:
                     self.tx_inserted[key] = obj
                     self._map.hold(key, obj)
                 else:
-                    state.committed = op.snapshot
+                    state.committed = new
                     self._map.add_clean(key, obj)
             elif kind == UPDATE:
                 new = op.snapshot_landed(state.snapshot, state.committed, in_transaction)
