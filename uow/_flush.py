@@ -25,7 +25,7 @@ from ._diff import (
     updated_snapshot,
     whole_update,
 )
-from ._identity import Key
+from ._identity import Key, collection_of
 from ._plan import DELETE, UPDATE, ExplicitUpdate, InsertWrite, UpdateWrite, Write, WriteOp
 from ._stages import in_stages
 from ._stamps import has_stamps_below, paths_to_stamp
@@ -93,9 +93,9 @@ def _collect_ops(tracker: Tracker, ops: list[Write]) -> None:
             # Deleted and re-added with the same id: one replace, not a colliding insert.
             replaced.add(key)
             request: Any = ReplaceOne({"_id": doc["_id"]}, doc)
-            ops.append(WriteOp(UPDATE, key[0], obj, request, data, data))
+            ops.append(WriteOp(UPDATE, meta.collection or "", obj, request, data, data))
         else:
-            ops.append(InsertWrite(key[0], obj, doc))
+            ops.append(InsertWrite(meta.collection or "", obj, doc))  # (a tracked class)
     _collect_updates(tracker, ops)
     for explicit in tracker.updates.values():
         if not explicit.tracked:
@@ -106,7 +106,7 @@ def _collect_ops(tracker: Tracker, ops: list[Write]) -> None:
         state = obj._uow_state
         assert state is not None  # a queued document is tracked
         filter_ = target_filter(obj, state)
-        op = WriteOp(DELETE, key[0], obj, DeleteOne(filter_), None, filter_)
+        op = WriteOp(DELETE, collection_of(key), obj, DeleteOne(filter_), None, filter_)
         op.checked = True
         ops.append(op)
 
@@ -189,7 +189,9 @@ def _update_op(  # noqa: PLR0915
             # Fields assigned to, of a class with no version, shard key or field the
             # server sets: one statement, targeting _id (what follows, in short).
             # Its new snapshot may be left to be made when the write landed.
-            op = UpdateWrite(state.key[0], obj, {"_id": state.id}, update, found, update, old)
+            op = UpdateWrite(
+                meta.collection or "", obj, {"_id": state.id}, update, found, update, old
+            )
             op.checked = True
             return op
         new = updated_snapshot(old, update) if found is None else found
@@ -229,7 +231,7 @@ def _update_op(  # noqa: PLR0915
     own_target = explicit is None or explicit.filter is None
     if explicit is not None and explicit.filter is not None:
         filter_ = explicit.filter
-    op = UpdateWrite(state.key[0], obj, filter_, stages[0], new, update, old)
+    op = UpdateWrite(meta.collection or "", obj, filter_, stages[0], new, update, old)
     op.checked = own_target
     op.version_before = version_before
     op.stamped = stamped

@@ -44,22 +44,43 @@ from .exceptions import UowError, ValidationError
 
 __all__: list[str] = []
 
-#: (collection, id), or (collection, an ObjectId's 12 bytes, "oid"): see key_for
-Key = tuple[Any, ...]
+#: A document's key in the identity map and the queues: see key_for.
+Key = bytes | tuple[Any, ...]
+
+#: The prefix of each collection's ObjectId keys (its name, encoded, and a NUL).
+_PREFIXES: dict[str, bytes] = {}
+
+
+def key_prefix(collection: str) -> bytes:
+    """What the keys of ``collection``'s ObjectId documents start with."""
+    prefix = _PREFIXES.get(collection)
+    if prefix is None:
+        # A collection name holds no NUL (MongoDB refuses one): the NUL ends it.
+        prefix = _PREFIXES[collection] = collection.encode() + b"\0"
+    return prefix
 
 
 def key_for(collection: str, stored_id: Any) -> Key:
     """The key of the stored document ``stored_id`` of ``collection``.
 
-    An ObjectId hashes in Python code (``ObjectId.__hash__``), which every dict
-    operation on a key holding one would run; its bytes hash in C, once.
-    (``Session._load`` builds the same keys inline.)
+    For an ObjectId (nearly every document), bytes: the collection's prefix and
+    the id's 12 bytes. A bytes object keeps its hash once computed, where a
+    tuple computes it again at every dict or set operation (a flushed document
+    meets about nine), and it is no object for the garbage collector to track;
+    an ObjectId itself would hash in Python code. For any other id,
+    ``(collection, id)``, which no bytes key equals. (The tracker builds the
+    ObjectId keys inline on its hot paths.)
     """
     if type(stored_id) is ObjectId:
-        # "oid" marks it (any 3-tuple is one); not the class itself, which would
-        # keep the garbage collector tracking every key.
-        return (collection, stored_id.binary, "oid")
+        return key_prefix(collection) + stored_id.binary
     return (collection, stored_id)
+
+
+def collection_of(key: Key) -> str:
+    """The collection a key belongs to."""
+    if type(key) is bytes:
+        return key[:-_OID_SIZE - 1].decode()
+    return str(key[0])
 
 
 def meta_of(obj: Any) -> ModelMeta:
@@ -87,11 +108,11 @@ def stored_id(meta: ModelMeta, value: Any) -> Any:
 
 def id_of(key: Key) -> Any:
     """The stored id a key stands for."""
-    return ObjectId(key[1]) if len(key) == _OID_KEY_LENGTH else key[1]
+    return ObjectId(key[-_OID_SIZE:]) if type(key) is bytes else key[1]
 
 
-#: The length of a key holding an ObjectId's bytes (see key_for).
-_OID_KEY_LENGTH = 3
+#: The bytes of an ObjectId.
+_OID_SIZE = 12
 
 
 class _EvictingLRU(LRUCache[Key, None]):

@@ -35,7 +35,16 @@ from ._diff import (
     snapshot_of,
     stored_form,
 )
-from ._identity import IdentityMap, Key, key_for, meta_of, stored_id
+from ._identity import (
+    _PREFIXES,
+    IdentityMap,
+    Key,
+    collection_of,
+    key_for,
+    key_prefix,
+    meta_of,
+    stored_id,
+)
 from ._plan import INSERT, UPDATE, ExplicitUpdate, UpdateWrite, Write, WriteOp, unique_docs
 from ._stages import before_stages
 from ._stamps import adopt
@@ -180,11 +189,7 @@ class Tracker:
         if meta.mutable:
             self._mutable_in.add(collection)
         sid = stored_id(meta, obj.id)
-        # key_for, inline (a call less per document added)
-        if type(sid) is ObjectId:
-            key: Key = (collection, sid.binary, "oid")
-        else:
-            key = (collection, sid)
+        key = key_for(collection, sid)
         current = self._map.get(key)
         if current is not None and current is not obj and current._uow_state.status is not _DELETED:
             raise UowError(
@@ -218,7 +223,7 @@ class Tracker:
         weak = identity.weak
         inserts = self.inserts
         last: type | None = None
-        collection = ""
+        prefix = b""
         for obj in objs:
             if self.closed:
                 self.check_open()
@@ -228,13 +233,13 @@ class Tracker:
                 meta = obj._uow_meta
                 # The next of this class may take the short way (its id is stored as is).
                 last = cls if meta.plain_id_type is ObjectId else None
-                collection = meta.collection or ""
+                prefix = key_prefix(meta.collection or "")
                 continue
             sid = obj.id
             if type(sid) is not ObjectId:
                 self.add(obj)
                 continue
-            key: Key = (collection, sid.binary, "oid")
+            key: Key = prefix + sid.binary  # key_for's
             if key in held or (weak and key in weak):
                 self.add(obj)
                 continue
@@ -444,7 +449,7 @@ class Tracker:
     def forget_class(self, meta: ModelMeta, cls: type[Document], in_transaction: bool) -> None:
         """Every stored ``cls`` document was deleted (clear_collection)."""
         for obj in self._map.objects():
-            if obj._uow_state.key[0] == meta.collection and isinstance(obj, cls):
+            if type(obj)._uow_meta.collection == meta.collection and isinstance(obj, cls):
                 self.forget_deleted(obj, in_transaction)
 
     def detach_all(self) -> None:
@@ -497,7 +502,8 @@ class Tracker:
         sid = raw["_id"]
         # key_for, inline (a call less per document loaded)
         if type(sid) is ObjectId:
-            key: Key = (collection, sid.binary, "oid")
+            prefix = _PREFIXES.get(collection)
+            key: Key = (prefix or key_prefix(collection)) + sid.binary
         else:
             key = (collection, sid)
         identity = self._map
@@ -601,7 +607,7 @@ class Tracker:
             key = state.key
             self._map.hold(key, obj)
             self.modified[key] = obj
-            self.collections.setdefault(key[0], None)
+            self.collections.setdefault(type(obj)._uow_meta.collection or "", None)
 
     def on_expired_read(self, obj: Document, state: DocState) -> None:
         """A field the server set at the last flush ($currentDate) is read: load
@@ -991,7 +997,7 @@ class Tracker:
             if paths:
                 state = obj._uow_state
                 values = as_attribute_values(type(obj)._uow_meta, paths, self.ctx)
-                changes[(state.key[0], state.id)] = values
+                changes[(collection_of(state.key), state.id)] = values
         return changes
 
     def unsaved_changes(self) -> int:
@@ -1030,7 +1036,7 @@ class Tracker:
         for obj in self._map.objects():
             state = obj._uow_state
             if (
-                state.key[0] == collection
+                collection_of(state.key) == collection
                 and state.status is _PERSISTENT
                 and self.has_change(obj, state)
             ):

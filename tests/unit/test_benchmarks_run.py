@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -64,13 +65,32 @@ WORKLOAD_IDS = ("W1", "W2", "W3", "W4", "W5")
 
 
 @pytest.fixture(scope="module")
-def run_results() -> dict:
-    """One small run of the harness: mongomock, N = 200, one run, raw and uow."""
+def run_results() -> Iterator[dict]:
+    """One small run of the harness: mongomock, N = 200, one run, raw and uow.
+
+    The harness counts commands by wrapping mongomock's methods for its process
+    (benchmarks/uowbench/counting.py); run here, inside the test process, they are
+    put back afterwards, so that later tests meet mongomock as it ships.
+    """
+    from mongomock.collection import BulkOperationBuilder, Collection
+
+    from uow import _embedded
+
+    saved = [(cls, dict(vars(cls))) for cls in (Collection, BulkOperationBuilder)]
+    embedded_bulk_write = _embedded.bulk_write
     module = _load_script(RUN_SCRIPT)
-    results: dict = module.main(
-        ["--backend", "mongomock", "--n", "200", "--runs", "1", "--libs", "raw,uow"]
-    )
-    return results
+    try:
+        yield module.main(
+            ["--backend", "mongomock", "--n", "200", "--runs", "1", "--libs", "raw,uow"]
+        )
+    finally:
+        for cls, before in saved:
+            for name in [n for n in vars(cls) if n not in before]:
+                delattr(cls, name)
+            for name, value in before.items():
+                if vars(cls).get(name) is not value:
+                    setattr(cls, name, value)
+        _embedded.bulk_write = embedded_bulk_write
 
 
 def test_run_measures_every_workload_for_raw_and_uow(run_results: dict) -> None:
