@@ -90,6 +90,7 @@ def class_script(cls: type, meta: ModelMeta, twin: type | None) -> Script:
         to_bson_script(cls, meta),
         snapshot_script(meta),
         check_deep_script(meta),
+        insert_form_script(meta),
         mutated_script(meta),
         load_script(cls, meta, twin),
     ]
@@ -632,18 +633,9 @@ def to_bson_script(cls: Any, meta: ModelMeta) -> Script:
     return "\n".join(lines) + "\n", env
 
 
-def snapshot_script(meta: ModelMeta) -> Script:
-    """``_uow_snapshot``: ``_diff.snapshot_of(meta, self._uow_to_bson())`` in one dict
-    display, each field that changes in place copied where it is read (a flush's
-    snapshot of every document it inserts). A list of immutable items is copied
-    inline; other values go through their spec's ``snapshot``."""
-    env: dict[str, Any] = {
-        "_FieldNotLoaded": FieldNotLoaded,
-        "_partial_snapshot": snapshot_of,
-        "_meta": meta,
-        "_list": list,
-        "_IMMUTABLE": IMMUTABLE,
-    }
+def _snapshot_value(env: dict[str, Any]) -> Callable[[FieldMeta], str]:
+    """The expression of a field's value in a snapshot (its stored value, a field
+    that changes in place copied); ``env`` receives what it names."""
 
     def value_of(f: FieldMeta) -> str:
         value = _dump_expression(f, env)  # the stored value, as _uow_to_bson has it
@@ -658,9 +650,89 @@ def snapshot_script(meta: ModelMeta) -> Script:
             )
         return f"_snapshot_{f.name}({value})"
 
-    body = _stored_form_display(meta, value_of)
+    return value_of
+
+
+def snapshot_script(meta: ModelMeta) -> Script:
+    """``_uow_snapshot``: ``_diff.snapshot_of(meta, self._uow_to_bson())`` in one dict
+    display, each field that changes in place copied where it is read (a flush's
+    snapshot of every document it inserts). A list of immutable items is copied
+    inline; other values go through their spec's ``snapshot``."""
+    env: dict[str, Any] = {
+        "_FieldNotLoaded": FieldNotLoaded,
+        "_partial_snapshot": snapshot_of,
+        "_meta": meta,
+        "_list": list,
+        "_IMMUTABLE": IMMUTABLE,
+    }
+
+    body = _stored_form_display(meta, _snapshot_value(env))
     lines = [
         "def _uow_snapshot(self):",
+        "    try:",
+        f"        doc = {{{body}}}",
+        "    except _FieldNotLoaded:",
+        "        return _partial_snapshot(_meta, self._uow_to_bson())",
+        "    extra = self._uow_extra",
+        "    if extra:",
+        "        doc.update(extra)  # unknown stored keys, never changed here: shared",
+        "    return doc",
+    ]
+    return "\n".join(lines) + "\n", env
+
+
+def insert_form_script(meta: ModelMeta) -> Script:
+    """``_uow_insert_form``: ``_uow_check_deep(name, "")`` then ``_uow_snapshot()``, in
+    one call (a flush's, per inserted document). A list of exact immutable items
+    that passed its one-test check is copied as it is, not tested again."""
+    env: dict[str, Any] = {
+        "_FieldNotLoaded": FieldNotLoaded,
+        "_partial_snapshot": snapshot_of,
+        "_meta": meta,
+        "_name": meta.name,
+        "_list": list,
+        "_IMMUTABLE": IMMUTABLE,
+    }
+    lines = [
+        "def _uow_insert_form(self):",
+        "    if self._uow_absent:",
+        "        self._uow_check_deep(_name, '')",
+        "        return self._uow_snapshot()",
+    ]
+    copied: set[str] = set()  # the fields whose snapshot is the local _c_<name>
+    for f in meta.mutable_fields:
+        env[f"_check_{f.name}"] = f.spec.check
+        value = f"_m_{f.name}"
+        full = f"_check_{f.name}(_name, {f.name!r}, {value})"
+        lines.append(f"    {value} = self.{f.name}")
+        exact = _exact_items(f.spec)
+        if f.fast_type is not None:
+            env[f"_type_{f.name}"] = f.fast_type
+            test = f"type({value}) is not _type_{f.name}"
+            if f.fast_optional:
+                test = f"{value} is not None and {test}"
+            lines += [f"    if {test}:", f"        {full}"]
+        elif exact is not None and IMMUTABLE.issuperset(exact) and not f.spec.needs_dump:
+            env[f"_snapshot_{f.name}"] = f.spec.snapshot
+            lines += [
+                f"    if {_exact_list_test(f, value, env)}:",
+                f"        {full}",
+                f"        _c_{f.name} = _snapshot_{f.name}({value})",
+                "    else:",
+                f"        _c_{f.name} = {value}.copy()",
+            ]
+            copied.add(f.name)
+        elif (listed := _exact_list_test(f, value, env)) is not None:
+            lines += [f"    if {listed}:", f"        {full}"]
+        else:
+            lines.append(f"    {full}")
+    snapshot_value = _snapshot_value(env)
+
+    def value_of(f: FieldMeta) -> str:
+        return f"_c_{f.name}" if f.name in copied else snapshot_value(f)
+
+    body = _stored_form_display(meta, value_of)
+    lines += [
         "    try:",
         f"        doc = {{{body}}}",
         "    except _FieldNotLoaded:",

@@ -84,11 +84,13 @@ def _collect_ops(tracker: Tracker, ops: list[Write]) -> None:
     deletes = tracker.deletes
     for key, obj in tracker.inserts.items():
         meta = type(obj)._uow_meta
-        obj._uow_check_deep(meta.name, "")
-        if meta.datetime_containers is None or meta.datetime_containers:
-            keep_milliseconds(meta, obj)
         # The insert sends the snapshot itself (the driver keeps nothing of it).
-        doc = data = obj._uow_snapshot()
+        if meta.datetime_containers is None or meta.datetime_containers:
+            obj._uow_check_deep(meta.name, "")
+            keep_milliseconds(meta, obj)  # (in values just checked)
+            doc = data = obj._uow_snapshot()
+        else:
+            doc = data = obj._uow_insert_form()
         if deletes and key in deletes:
             # Deleted and re-added with the same id: one replace, not a colliding insert.
             replaced.add(key)

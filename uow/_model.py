@@ -446,6 +446,7 @@ def _finish_class(
     cls._uow_to_bson = methods["_uow_to_bson"]
     cls._uow_snapshot = methods["_uow_snapshot"]
     cls._uow_check_deep = methods["_uow_check_deep"]
+    cls._uow_insert_form = methods["_uow_insert_form"]
     cls._uow_mutated = methods["_uow_mutated"]
     cls._uow_load = classmethod(methods["_uow_load"])
     REGISTRY.add(cls)

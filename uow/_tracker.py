@@ -700,7 +700,8 @@ class Tracker:
                         object.__setattr__(replaced, "_uow_state", DETACHED)
                 self.inserts.pop(key, None)
                 state.status = _PERSISTENT
-                new = op.snapshot_landed(None, None, in_transaction)
+                new = op.snapshot
+                assert new is not None  # an insert's or a replace's
                 state.snapshot = new
                 # Assigned to while pending: that is in the insert. Left set, the
                 # flag would keep the next assignment from queueing the document.

@@ -189,6 +189,14 @@ class _BaseModel:
         """
         _check_deep_partial(self, owner, path)
 
+    def _uow_insert_form(self) -> dict[str, Any]:
+        """``_uow_check_deep(name, "")`` then ``_uow_snapshot()``: what an insert sends.
+
+        Replaced per class by generated code (see _codegen.insert_form_script).
+        """
+        self._uow_check_deep(type(self)._uow_meta.name, "")
+        return self._uow_snapshot()
+
     def _uow_mutated(self, snapshot: Mapping[str, Any]) -> bool:
         """Whether a field that can change in place differs from ``snapshot``.
 

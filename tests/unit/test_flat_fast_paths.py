@@ -314,6 +314,33 @@ def test_the_generated_snapshot_of_a_partly_loaded_document_leaves_out_what_it_d
     assert "email" not in taken and taken["tags"] is not obj.tags
 
 
+@settings(max_examples=300, deadline=None)
+@given(changes=_CHANGES)
+def test_the_generated_insert_form_is_the_check_then_the_snapshot(
+    changes: list[tuple[str, str, Any]],
+) -> None:
+    obj = Flat.from_bson({**STORED, "legacy": [1]})
+    _apply(obj, changes)
+    formed = obj._uow_insert_form()
+    assert formed == obj._uow_snapshot() and list(formed) == list(obj._uow_snapshot())
+    assert formed["tags"] is not obj.tags
+
+
+@pytest.mark.parametrize(
+    ("tags", "valid"),
+    [(["a"], True), (["a", 1], False), (("a",), False), (["a", type("S", (str,), {})("b")], True)],
+)
+def test_the_generated_insert_form_checks_as_the_flush_check_does(tags: Any, valid: bool) -> None:
+    obj = Flat(name="a", email="e", age=1)
+    object.__setattr__(obj, "tags", tags)  # changed in place behind the check
+    if valid:
+        formed = obj._uow_insert_form()
+        assert formed == obj._uow_snapshot() and formed["tags"] is not tags
+    else:
+        with pytest.raises(ValidationError, match="tags"):
+            obj._uow_insert_form()
+
+
 # ------------------------------------------- a list of scalars, checked in one pass
 
 
