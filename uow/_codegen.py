@@ -61,6 +61,7 @@ from ._types import (
     OptionalSpec,
     ScalarSpec,
     TypeSpec,
+    to_millisecond,
 )
 from .exceptions import FieldNotLoaded
 from .operators import MISSING, same
@@ -220,7 +221,15 @@ def _constructor_body(
         else:
             env[f"_default_{f.name}"] = default
             params.append(f"{arg}=_default_{f.name}")
-        if f.convert is not None:
+        if f.convert is to_millisecond:
+            # Its common case, a datetime to the millisecond already, without a call.
+            env[f"_convert_{f.name}"] = f.convert
+            env["_datetime"] = datetime.datetime
+            body += [
+                f"if type({arg}) is not _datetime or {arg}.microsecond % 1000:",
+                f"    {arg} = _convert_{f.name}({arg})",
+            ]
+        elif f.convert is not None:
             env[f"_convert_{f.name}"] = f.convert
             body.append(f"{arg} = _convert_{f.name}({arg})")
         fast, optional, ranged = _fast_type(f.spec)

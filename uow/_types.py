@@ -251,7 +251,7 @@ class DatetimeSpec(TypeSpec):
     __slots__ = ()
 
     def converter(self) -> Callable[[Any], Any] | None:
-        return _to_millisecond
+        return to_millisecond
 
     def check(self, owner: str, path: str, value: Any) -> None:
         if not isinstance(value, _dt.datetime):
@@ -275,7 +275,7 @@ class DatetimeSpec(TypeSpec):
 _BELOW_MILLISECOND = tuple(_dt.timedelta(microseconds=n) for n in range(1000))
 
 
-def _to_millisecond(value: Any) -> Any:
+def to_millisecond(value: Any) -> Any:
     """``value`` to BSON's precision, if it is a datetime with microseconds below that."""
     if isinstance(value, _dt.datetime):
         below = value.microsecond % 1000
@@ -764,10 +764,10 @@ def datetimes_to_millisecond(spec: TypeSpec, value: Any) -> Any:
     """
     spec = _unwrap_optional(spec)
     if isinstance(spec, DatetimeSpec):
-        return _to_millisecond(value)
+        return to_millisecond(value)
     if isinstance(spec, SetSpec):
         if isinstance(value, set) and isinstance(_unwrap_optional(spec.inner), DatetimeSpec):
-            kept = {_to_millisecond(item) for item in value}
+            kept = {to_millisecond(item) for item in value}
             if kept != value:
                 value.clear()
                 value.update(kept)
