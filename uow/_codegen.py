@@ -93,6 +93,7 @@ def class_script(cls: type, meta: ModelMeta, twin: type | None) -> Script:
         check_deep_script(meta),
         insert_form_script(meta),
         mutated_script(meta),
+        plain_sets_script(meta),
         load_script(cls, meta, twin),
     ]
     globs: dict[str, Any] = {}
@@ -513,19 +514,23 @@ def mutated_script(meta: ModelMeta) -> Script:
     snapshot, without a call where it can be told at C speed (the kept dump of an
     unchanged embedded document is the snapshot's own; a list of strings, ObjectIds
     or datetimes equal to the snapshot's is the same BSON)."""
-    env: dict[str, Any] = {
-        "_partial_mutated": _mutated_partial,
-        "_MISSING": MISSING,
-        "_same": same,
-        "_list": list,
-        "_EXACT": EQ_EXACT,
-    }
+    env: dict[str, Any] = {"_partial_mutated": _mutated_partial}
     lines = [
         "def _uow_mutated(self, snapshot):",
         "    if self._uow_absent:",
         "        return _partial_mutated(self, snapshot)",
         "    get = snapshot.get",
+        *_in_place_tests(meta, env, "True"),
+        "    return False",
     ]
+    return "\n".join(lines) + "\n", env
+
+
+def _in_place_tests(meta: ModelMeta, env: dict[str, Any], changed: str) -> list[str]:
+    """Lines that return ``changed`` if a field that can change in place differs
+    from the snapshot (whose ``get`` is the local ``get``)."""
+    env.update({"_MISSING": MISSING, "_same": same, "_list": list, "_EXACT": EQ_EXACT})
+    lines: list[str] = []
     for f in meta.mutable_fields:
         lines.append(f"    value = self.{f.name}")
         if f.spec.needs_dump:
@@ -539,8 +544,39 @@ def mutated_script(meta: ModelMeta) -> Script:
                 " or (type(old) is _list and type(value) is _list and old == value"
                 " and _EXACT.issuperset(map(type, old)))"
             )
-        lines += [f"    if not ({equal}) and not _same(old, value):", "        return True"]
-    lines.append("    return False")
+        lines += [f"    if not ({equal}) and not _same(old, value):", f"        return {changed}"]
+    return lines
+
+
+def plain_sets_script(meta: ModelMeta) -> Script:
+    """``_uow_plain_sets(snapshot, assigned)``: the ``$set`` that persists a document
+    whose only changes are assignments (``assigned``, a mask of ``FieldMeta.bit``)
+    to fields of ``meta.set_keys``, as ``_diff.snapshot_and_update`` makes it, for
+    less (one call, each field's key and dump written in); None when the document
+    has another change (a field changed in place, one assigned whose change is not
+    a plain ``$set``) or was partly loaded: the general diff decides then."""
+    env: dict[str, Any] = {}
+    plain = [f for f in meta.fields if f.key in meta.set_keys]
+    mask = sum(f.bit for f in plain)
+    lines = [
+        "def _uow_plain_sets(self, snapshot, assigned):",
+        f"    if self._uow_absent or assigned & ~{mask}:",
+        "        return None",
+        "    get = snapshot.get",
+        *_in_place_tests(meta, env, "None"),
+        "    sets = {}",
+    ]
+    for f in plain:
+        lines += [f"    if assigned & {f.bit}:", f"        value = self.{f.name}"]
+        if f.spec.needs_dump:
+            env[f"_dump_{f.name}"] = f.spec.dump
+            lines.append(f"        value = _dump_{f.name}(value)")
+        lines += [
+            f"        old = get({f.key!r}, _MISSING)",
+            "        if old is not value and not _same(old, value):",
+            f"            sets[{f.key!r}] = value",
+        ]
+    lines.append("    return sets")
     return "\n".join(lines) + "\n", env
 
 

@@ -161,6 +161,24 @@ def _update_op(  # noqa: PLR0915
     meta: ModelMeta = type(obj)._uow_meta
     explicit = tracker.updates.get(state.key) if tracker.updates else None
     old = state.snapshot
+    if explicit is None and state.modified and state.assigned and not changed:
+        plain = meta.plain_updates
+        if plain is None:
+            plain = _plain_updates(meta)
+        sets = obj._uow_plain_sets(old, state.assigned) if plain else None
+        if sets is not None:
+            # Plain fields assigned to, of a class with no version, shard key or field
+            # the server sets: one $set statement, targeting _id (what follows, in
+            # short). Its new snapshot is left to be made when the write landed.
+            if not sets:
+                tracker.nothing_to_write(obj, state)
+                return None
+            update: UpdateSpec = {"$set": sets}
+            op = UpdateWrite(
+                meta.collection or "", obj, {"_id": state.id}, update, None, update, old
+            )
+            op.checked = True
+            return op
     if not (changed or explicit is not None or state.modified or obj._uow_mutated(old)):
         return None
     # Only what can differ is compared: the fields assigned to (when that is all
@@ -184,18 +202,6 @@ def _update_op(  # noqa: PLR0915
     else:
         keys = meta.keys_to_compare(assigned, in_place)
         found, update = snapshot_and_update(meta, obj, old, keys)
-        plain = meta.plain_updates
-        if plain is None:
-            plain = _plain_updates(meta)
-        if plain and update and not in_place and explicit is None and "$push" not in update:
-            # Fields assigned to, of a class with no version, shard key or field the
-            # server sets: one statement, targeting _id (what follows, in short).
-            # Its new snapshot may be left to be made when the write landed.
-            op = UpdateWrite(
-                meta.collection or "", obj, {"_id": state.id}, update, found, update, old
-            )
-            op.checked = True
-            return op
         new = updated_snapshot(old, update) if found is None else found
     if explicit is not None and explicit.operators:
         update = _with_operators(meta, update, old, new, explicit.operators)

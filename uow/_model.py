@@ -448,6 +448,7 @@ def _finish_class(
     cls._uow_check_deep = methods["_uow_check_deep"]
     cls._uow_insert_form = methods["_uow_insert_form"]
     cls._uow_mutated = methods["_uow_mutated"]
+    cls._uow_plain_sets = methods["_uow_plain_sets"]
     cls._uow_load = classmethod(methods["_uow_load"])
     REGISTRY.add(cls)
     # Query fields on the class, C-speed slots on instances: a metaclass per class.

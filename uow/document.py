@@ -197,6 +197,14 @@ class _BaseModel:
         self._uow_check_deep(type(self)._uow_meta.name, "")
         return self._uow_snapshot()
 
+    def _uow_plain_sets(self, snapshot: Mapping[str, Any], assigned: int) -> dict[str, Any] | None:
+        """The ``$set`` of a document changed only by assignments of plain fields, or
+        None (see _codegen.plain_sets_script).
+
+        Replaced per class by generated code.
+        """
+        return None
+
     def _uow_mutated(self, snapshot: Mapping[str, Any]) -> bool:
         """Whether a field that can change in place differs from ``snapshot``.
 

@@ -218,6 +218,36 @@ def test_snapshot_and_update_equal_a_whole_dump_and_its_diff(
         assert new["tags"] is not obj.tags
 
 
+@settings(max_examples=300, deadline=None)
+@given(changes=_CHANGES)
+def test_the_generated_plain_sets_are_the_diff_of_plain_assignments(
+    changes: list[tuple[str, str, Any]],
+) -> None:
+    meta = Flat._uow_meta
+    old = dict(STORED)
+    obj = Flat.from_bson(old)
+    before_tags, before_address = old["tags"], old.get("address")
+    assigned = _apply(obj, changes)
+    sets = obj._uow_plain_sets(old, assigned)
+    whole = snapshot_of(meta, obj._uow_to_bson())
+    plain_only = not assigned & ~sum(meta.by_key[k].bit for k in meta.set_keys)
+    in_place = obj._uow_mutated(old)
+    # It answers exactly when the only changes are assignments of plain fields ...
+    assert (sets is not None) == (plain_only and not in_place)
+    if sets is not None:
+        # ... and then gives the update the whole diff gives.
+        assert ({"$set": sets} if sets else {}) == update_for(meta, old, whole)
+        assert same(updated_snapshot(old, {"$set": sets}), whole)
+    assert old == STORED and old["tags"] is before_tags and old.get("address") is before_address
+
+
+def test_the_generated_plain_sets_leave_a_partly_loaded_document_to_the_diff() -> None:
+    raw = {k: v for k, v in STORED.items() if k in ("_id", "name", "tags")}
+    obj = Flat._uow_load(raw, DEFAULT_LOAD_CONTEXT, frozenset({"email", "age", "address"}))
+    obj.name = "grace"
+    assert obj._uow_plain_sets(raw, Flat._uow_meta.by_name["name"].bit) is None
+
+
 def test_snapshot_and_update_leave_out_a_field_a_partial_load_left_out() -> None:
     meta = Flat._uow_meta
     raw = {k: v for k, v in STORED.items() if k in ("_id", "name", "tags")}
