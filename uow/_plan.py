@@ -97,16 +97,6 @@ class WriteOp(_WriteRecord):
         #: paths below the top this update sets with ``$currentDate`` (see _stamps)
         self.stamped: list[str] | None = None
 
-    def snapshot_landed(
-        self,
-        snapshot: dict[str, Any] | None,
-        committed: dict[str, Any] | None,
-        in_transaction: bool,
-    ) -> dict[str, Any]:
-        """The document's snapshot once this write landed (see ``UpdateWrite``)."""
-        assert self.snapshot is not None  # an insert's or an update's
-        return self.snapshot
-
     def __repr__(self) -> str:
         return f"<WriteOp {self.kind} {self.collection} {self.statement!r}>"
 
@@ -140,15 +130,6 @@ class InsertWrite(_WriteRecord):
         """What it sends, for logs and error messages."""
         return self.request
 
-    def snapshot_landed(
-        self,
-        snapshot: dict[str, Any] | None,
-        committed: dict[str, Any] | None,
-        in_transaction: bool,
-    ) -> dict[str, Any]:
-        """The document's snapshot once this write landed: what it sends."""
-        return self.request
-
     def __repr__(self) -> str:
         return f"<InsertWrite {self.collection} {self.request!r}>"
 
@@ -161,18 +142,18 @@ class UpdateWrite(UpdateOne, _WriteRecord):
     landed, and each object it keeps is more work for the garbage collector and
     more memory to walk: one object instead of two (a ``WriteOp`` and its
     request), and no new snapshot dict where the update is only ``$set`` values
-    (``snapshot`` is then made if asked for; the tracker writes the values into
-    the old snapshot when the write landed, see ``Tracker.settle``), is what
+    (``snapshot`` is then made if asked for; the tracker may write the values
+    into the old snapshot when the write landed, see ``Tracker.settle``), is what
     keeps a flush of ten thousand loaded and changed documents from setting off
     a full collection (benchmarks/, CPU section: load + change + flush).
     """
 
     __slots__ = (
-        "_snapshot",
         "base",
         "checked",
         "collection",
         "doc",
+        "new_snapshot",
         "stages",
         "stamped",
         "statement",
@@ -196,9 +177,10 @@ class UpdateWrite(UpdateOne, _WriteRecord):
         self.collection = collection
         self.doc = doc
         self.target = target
-        #: the document's snapshot once this write landed; None: ``base`` with the
-        #: statement's ``$set`` values (see ``snapshot_landed``)
-        self._snapshot = snapshot
+        #: the document's snapshot once this write landed, if made; None: ``base``
+        #: with the statement's ``$set`` values (``snapshot`` makes it when asked,
+        #: ``Tracker.settle`` may write them into ``base``: see ``_state``)
+        self.new_snapshot = snapshot
         #: the snapshot the update was diffed from
         self.base = base
         self.statement = statement
@@ -212,32 +194,12 @@ class UpdateWrite(UpdateOne, _WriteRecord):
         """The pymongo request: this object."""
         return self
 
-    def snapshot_landed(
-        self,
-        snapshot: dict[str, Any] | None,
-        committed: dict[str, Any] | None,
-        in_transaction: bool,
-    ) -> dict[str, Any]:
-        """The document's snapshot once this write landed, given its snapshot and
-        committed snapshot now.
-
-        Where no new snapshot was made (an update of ``$set`` values only), and
-        outside a transaction, where the committed snapshot is the same dict as
-        the snapshot and becomes the new one too (and nothing else holds it), the
-        values are written into it. Elsewhere a new dict is made.
-        """
-        base = self.base
-        if self._snapshot is None and not in_transaction and snapshot is base and committed is base:
-            base.update(self.statement.get("$set", ()))
-            return base
-        return self.snapshot
-
     @property
     def snapshot(self) -> dict[str, Any]:
         """The document's snapshot once this write landed (see ``_state``)."""
-        new = self._snapshot
+        new = self.new_snapshot
         if new is None:
-            new = self._snapshot = updated_snapshot(self.base, self.statement)
+            new = self.new_snapshot = updated_snapshot(self.base, self.statement)
         return new
 
     def __repr__(self) -> str:

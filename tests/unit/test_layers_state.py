@@ -3,7 +3,9 @@
 1. A document's tracking state (its ``_uow_state``, status, snapshots, pins in the
    identity map) changes only in ``uow/_tracker.py``: every other module asks the
    tracker through a named transition. (``_state.py`` and ``_identity.py`` hold
-   the records themselves; ``document.py`` gives an unpickled copy no state.)
+   the records themselves; ``document.py`` gives an unpickled copy no state, and
+   adds a field's bit to the mask of a document already marked modified, a call
+   less per assignment: the first assignment is ``Tracker.on_modified``.)
 2. The session's modules import one way, down the layers, and never inside a
    function.
 """
@@ -25,7 +27,7 @@ STATE_CHANGES = {
     "sets _uow_state": re.compile(r"object\.__setattr__\(.*_uow_state|\bset_state\("),
     # ``x.snapshot = ...`` on anything but ``self`` (a WriteOp sets its own).
     "assigns a DocState field": re.compile(
-        r"(?<!\bself)\.(snapshot|committed|status|modified|assigned|pinned|expired) = "
+        r"(?<!\bself)\.(snapshot|committed|status|modified|assigned|pinned|expired) [|&+-]?=(?!=)"
     ),
     "changes the identity map": re.compile(
         r"\b_?map\.(hold|add_clean|add_loaded|release|discard|forget_dead|clear)\("
