@@ -26,7 +26,16 @@ from ._diff import (
     whole_update,
 )
 from ._identity import Key, collection_of
-from ._plan import DELETE, UPDATE, ExplicitUpdate, InsertWrite, UpdateWrite, Write, WriteOp
+from ._plan import (
+    DELETE,
+    UPDATE,
+    ExplicitUpdate,
+    InsertWrite,
+    UpdateWrite,
+    Write,
+    WriteOp,
+    unique_docs,
+)
 from ._stages import in_stages
 from ._stamps import has_stamps_below, paths_to_stamp
 from ._state import DocState, ObjectState
@@ -120,22 +129,22 @@ def _collect_updates(tracker: Tracker, ops: list[Write]) -> None:
     of the map. A document nobody assigned to, without fields that change in
     place, is not looked at.
     """
-    seen: set[int] = set()
-    queued = [*tracker.modified.values()]
+    # Each queued document once (modified is by key; an explicit update's document
+    # may be there too), in order.
+    queued = list(tracker.modified.values())
     if tracker.updates:
-        queued += [u.doc for u in tracker.updates.values() if u.tracked]
+        queued = unique_docs([*queued, *(u.doc for u in tracker.updates.values() if u.tracked)])
     persistent = _PERSISTENT
     for obj in queued:
-        if id(obj) not in seen:
-            seen.add(id(obj))
-            state = obj._uow_state
-            assert state is not None
-            if state.status is persistent:
-                op = _update_op(tracker, obj)
-                if op is not None:
-                    ops.append(op)
-    if len(seen) >= tracker.tracked_at_most():
+        state = obj._uow_state
+        assert state is not None
+        if state.status is persistent:
+            op = _update_op(tracker, obj)
+            if op is not None:
+                ops.append(op)
+    if len(queued) >= tracker.tracked_at_most():
         return  # every document in the map was looked at above
+    seen = {id(obj) for obj in queued}
     for obj in tracker.objects():
         if not type(obj)._uow_meta.mutable:
             continue
