@@ -597,19 +597,25 @@ def check_deep_script(meta: ModelMeta) -> Script:
         env[f"_check_{f.name}"] = f.spec.check
         full = f"_check_{f.name}(owner, path + {'.' + f.name!r} if path else {f.name!r}, value)"
         lines.append(f"    value = self.{f.name}")
-        if f.fast_type is not None:
-            env[f"_type_{f.name}"] = f.fast_type
-            test = f"type(value) is not _type_{f.name}"
-            if f.fast_optional:
-                test = f"value is not None and {test}"
-            lines += [f"    if {test}:", f"        {full}"]
-        elif (listed := _exact_list_test(f, "value", env)) is not None:
-            lines += [f"    if {listed}:", f"        {full}"]
-        else:
-            lines.append(f"    {full}")
+        lines += _deep_check(f, "value", full, env)
     if not lines[3:]:  # nothing to check after the three lines of the head
         lines.append("    return None")
     return "\n".join(lines) + "\n", env
+
+
+def _deep_check(f: FieldMeta, value: str, full: str, env: dict[str, Any]) -> list[str]:
+    """Lines checking ``value``, a field that can change in place: the statement
+    ``full`` (the spec's check) runs unless one test passes it (an exact type, or
+    a list of exact items); ``env`` receives what they name."""
+    if f.fast_type is not None:
+        env[f"_type_{f.name}"] = f.fast_type
+        test = f"type({value}) is not _type_{f.name}"
+        if f.fast_optional:
+            test = f"{value} is not None and {test}"
+        return [f"    if {test}:", f"        {full}"]
+    if (listed := _exact_list_test(f, value, env)) is not None:
+        return [f"    if {listed}:", f"        {full}"]
+    return [f"    {full}"]
 
 
 def _dump_expression(f: FieldMeta, env: dict[str, Any]) -> str:
@@ -711,9 +717,17 @@ def snapshot_script(meta: ModelMeta) -> Script:
         "_IMMUTABLE": IMMUTABLE,
     }
 
-    body = _stored_form_display(meta, _snapshot_value(env))
     lines = [
         "def _uow_snapshot(self):",
+        *_snapshot_tail(_stored_form_display(meta, _snapshot_value(env))),
+    ]
+    return "\n".join(lines) + "\n", env
+
+
+def _snapshot_tail(body: str) -> list[str]:
+    """The lines that build and return a snapshot whose dict display is ``body``
+    (``_partial_snapshot`` where a field was not loaded)."""
+    return [
         "    try:",
         f"        doc = {{{body}}}",
         "    except _FieldNotLoaded:",
@@ -723,7 +737,6 @@ def snapshot_script(meta: ModelMeta) -> Script:
         "        doc.update(extra)  # unknown stored keys, never changed here: shared",
         "    return doc",
     ]
-    return "\n".join(lines) + "\n", env
 
 
 def insert_form_script(meta: ModelMeta) -> Script:
@@ -751,13 +764,12 @@ def insert_form_script(meta: ModelMeta) -> Script:
         full = f"_check_{f.name}(_name, {f.name!r}, {value})"
         lines.append(f"    {value} = self.{f.name}")
         exact = _exact_items(f.spec)
-        if f.fast_type is not None:
-            env[f"_type_{f.name}"] = f.fast_type
-            test = f"type({value}) is not _type_{f.name}"
-            if f.fast_optional:
-                test = f"{value} is not None and {test}"
-            lines += [f"    if {test}:", f"        {full}"]
-        elif exact is not None and IMMUTABLE.issuperset(exact) and not f.spec.needs_dump:
+        if (
+            f.fast_type is None
+            and exact is not None
+            and IMMUTABLE.issuperset(exact)
+            and not f.spec.needs_dump
+        ):
             env[f"_snapshot_{f.name}"] = f.spec.snapshot
             lines += [
                 f"    if {_exact_list_test(f, value, env)}:",
@@ -767,26 +779,14 @@ def insert_form_script(meta: ModelMeta) -> Script:
                 f"        _c_{f.name} = {value}.copy()",
             ]
             copied.add(f.name)
-        elif (listed := _exact_list_test(f, value, env)) is not None:
-            lines += [f"    if {listed}:", f"        {full}"]
         else:
-            lines.append(f"    {full}")
+            lines += _deep_check(f, value, full, env)
     snapshot_value = _snapshot_value(env)
 
     def value_of(f: FieldMeta) -> str:
         return f"_c_{f.name}" if f.name in copied else snapshot_value(f)
 
-    body = _stored_form_display(meta, value_of)
-    lines += [
-        "    try:",
-        f"        doc = {{{body}}}",
-        "    except _FieldNotLoaded:",
-        "        return _partial_snapshot(_meta, self._uow_to_bson())",
-        "    extra = self._uow_extra",
-        "    if extra:",
-        "        doc.update(extra)  # unknown stored keys, never changed here: shared",
-        "    return doc",
-    ]
+    lines += _snapshot_tail(_stored_form_display(meta, value_of))
     return "\n".join(lines) + "\n", env
 
 
