@@ -142,8 +142,7 @@ class UpdateWrite(UpdateOne, _WriteRecord):
     landed, and each object it keeps is more work for the garbage collector and
     more memory to walk: one object instead of two (a ``WriteOp`` and its
     request), and no new snapshot dict where the update is only ``$set`` values
-    (``snapshot`` is then made if asked for; the tracker may write the values
-    into the old snapshot when the write landed, see ``Tracker.settle``), is what
+    (``snapshot`` makes it when the write landed, see ``Tracker.settle``), is what
     keeps a flush of ten thousand loaded and changed documents from setting off
     a full collection (benchmarks/, CPU section: load + change + flush).
     """
@@ -178,8 +177,7 @@ class UpdateWrite(UpdateOne, _WriteRecord):
         self.doc = doc
         self.target = target
         #: the document's snapshot once this write landed, if made; None: ``base``
-        #: with the statement's ``$set`` values (``snapshot`` makes it when asked,
-        #: ``Tracker.settle`` may write them into ``base``: see ``_state``)
+        #: with the statement's ``$set`` values (``snapshot`` makes it when asked)
         self.new_snapshot = snapshot
         #: the snapshot the update was diffed from
         self.base = base

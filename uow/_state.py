@@ -3,11 +3,10 @@
 Each tracked document holds a ``DocState`` in its ``_uow_state`` slot. The
 snapshot is the document's stored form (the dict pymongo is given), taken at
 load and after each flush, that shares no list or dict with the live document:
-so it can never change behind the session's back. Its values are never changed
-in place (a new snapshot may share them); the dict itself changes in one place
-only: where an update of ``$set`` values lands outside a transaction, the tracker
-writes them into it (``Tracker.settle``), the committed snapshot
-being the same dict then, and nothing else holding it.
+so it can never change behind the session's back, and it is never changed in
+place once made (the committed snapshot and the flushed one may be one dict; it
+may be the very dict the driver returned or was given, which its command
+listeners may hold too).
 
 "Did anything change?" is answered cheaply: a document nobody assigned to can
 only have changed in place, so only its containers and embedded documents are

@@ -715,21 +715,11 @@ class Tracker:
                     state.committed = new
                     self._map.add_clean(key, obj)
             elif kind == UPDATE:
-                new = state.snapshot
-                if (
-                    type(op) is UpdateWrite
-                    and op.new_snapshot is None
-                    and not in_transaction
-                    and new is op.base
-                    and state.committed is new
-                ):
-                    # $set values only, outside a transaction: the committed snapshot
-                    # is this dict and becomes the new one too, and nothing else
-                    # holds it. The one place a snapshot changes in place (_state).
-                    new.update(op.statement["$set"])
-                else:
-                    new = op.snapshot
-                    assert new is not None  # an update's
+                new = op.snapshot
+                if new is None:
+                    # An untracked document's explicit update (added here since):
+                    # not this state's write; its own change, if any, is another.
+                    continue
                 state.snapshot = new
                 state.modified = False
                 self.modified.pop(key, None)

@@ -1,10 +1,12 @@
-"""A flush of plain assignments writes its ``$set`` values into the document's
-snapshot (no new snapshot per changed document, see ``uow._state``), and only
-where that loses nothing: outside a transaction. Inside one, the snapshot a
-rollback goes back to stays as it was.
+"""A flushed update's new snapshot is made when its write landed, never by
+changing a snapshot in place: a snapshot may be the very dict the driver was
+given (an insert's document) or returned (a loaded one), which a command
+listener may hold; inside a transaction the committed snapshot must stay as it
+was for an abort. And a write that is not the tracked document's own (an
+untracked document's explicit update) never becomes its snapshot.
 
-Shown by what is stored (read with another client) and by what memory holds
-after each step.
+Shown by what is stored (read with another client), by what memory holds after
+each step, and by what a command listener recorded.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import pymongo
 import pytest
 
-from uow import Document, DuplicateKeyError, TransactionError
+from uow import Document, DuplicateKeyError, TransactionError, field
 from uow.session import Session
 
 from ._faults import FIXTURES, fail_point
@@ -23,6 +25,12 @@ from ._support import Sessions
 recorder_fixture, faulty_fixture, fdb_fixture, fsessions_fixture = FIXTURES
 
 WRITE_CONFLICT = 112
+
+
+class SipCounter(Document):
+    __collection__ = "sip_counter"
+    name: str
+    hits: int = field(default=0, on_update="$inc")
 
 
 class SipPlain(Document):
@@ -127,3 +135,36 @@ def test_a_failed_flush_changes_no_snapshot(db: Any) -> None:
         second.name = "c"
         s.flush()
         assert _stored(db, second) == {"_id": second.id, "name": "c", "n": 5}
+
+
+def test_a_recorded_insert_command_stays_what_was_sent(
+    secantus_listened_db: Any, command_log: Any
+) -> None:
+    with Session(secantus_listened_db, transactional=False) as s:
+        doc = SipPlain(name="sent")
+        s.add(doc)
+        s.flush()
+        (insert,) = command_log.of("insert")
+        sent = insert["documents"][0]
+        doc.name = "later"
+        s.flush()
+        assert sent["name"] == "sent"  # the document the listener saw is unchanged
+        assert _stored(secantus_listened_db, doc) == {"_id": doc.id, "name": "later", "n": 0}
+
+
+def test_an_untracked_update_of_a_document_added_back_settles_the_whole_flush(db: Any) -> None:
+    with Session(db, transactional=False) as s:
+        plain, counter = SipPlain(name="a"), SipCounter(name="c")
+        s.add_all([plain, counter])
+        s.commit()
+        s.expunge(plain)
+        s.update(plain)  # not tracked here: written whole
+        s.add(plain)  # ... and tracked again before the flush
+        plain.name = "b"
+        counter.hits += 1  # a $inc in another batch
+        s.flush()
+        s.flush()  # sends nothing again: every write of the first one was settled
+        assert s.what_changed() == {}
+        stored_counter = db[SipCounter.__collection__].find_one({"_id": counter.id})
+        assert stored_counter == {"_id": counter.id, "name": "c", "hits": 1}
+        assert _stored(db, plain) == {"_id": plain.id, "name": "b", "n": 0}
