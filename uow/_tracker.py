@@ -806,6 +806,10 @@ class Tracker:
             assert state is not None
             state.status = _PENDING
             state.snapshot = None
+            # Assigned to since its insert: the insert writes that too, and a
+            # pending document is no update (cancelling the insert forgets it).
+            state.modified = False
+            self.modified.pop(key, None)
             self.inserts[key] = obj
             self._map.hold(key, obj)
         for key, (obj, committed) in self.tx_deleted.items():
