@@ -241,6 +241,27 @@ class IdentityMap:
             return
         self._keep_clean(key, obj)
 
+    def add_inserted(self, key: Key, obj: Any) -> None:
+        """A document just inserted is clean: pinned until now, never in the LRU.
+
+        ``add_clean``'s common case with its tests in one: where the key has no
+        use staged (a document of the same id cached before, replaced or let go
+        of since), nothing was replayed yet and there is room, the same work."""
+        if (
+            self.lru is None
+            or self._room <= 0
+            or self.weak
+            or self._replayed
+            or key in self._staged_keys
+        ):
+            self.add_clean(key, obj)
+            return
+        self.pinned.discard(key)
+        self.held[key] = obj
+        self._staged.append(key)
+        self._staged_keys.add(key)
+        self._room -= 1
+
     def add_loaded(self, key: Key, obj: Any) -> None:
         """Track a document just loaded, under a key nothing holds."""
         if self.weak:

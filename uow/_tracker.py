@@ -45,7 +45,16 @@ from ._identity import (
     meta_of,
     stored_id,
 )
-from ._plan import INSERT, UPDATE, ExplicitUpdate, UpdateWrite, Write, WriteOp, unique_docs
+from ._plan import (
+    INSERT,
+    UPDATE,
+    ExplicitUpdate,
+    InsertWrite,
+    UpdateWrite,
+    Write,
+    WriteOp,
+    unique_docs,
+)
 from ._stages import before_stages
 from ._stamps import adopt
 from ._state import (
@@ -221,6 +230,7 @@ class Tracker:
         identity = self._map
         held = identity.held
         weak = identity.weak
+        pinned = identity.pinned
         inserts = self.inserts
         last: type | None = None
         prefix = b""
@@ -245,7 +255,8 @@ class Tracker:
                 continue
             set_state(obj, DocState(self, key, _PENDING, None, sid))
             inserts[key] = obj
-            identity.hold(key, obj)
+            held[key] = obj  # identity.hold's work: the key is in no weak entry
+            pinned.add(key)
 
     def reattach(self, obj: Document, key: Key, sid: Any) -> None:
         """Stored already, with no snapshot kept (loaded by a ``no_tracking``
@@ -700,7 +711,8 @@ class Tracker:
                         object.__setattr__(replaced, "_uow_state", DETACHED)
                 self.inserts.pop(key, None)
                 state.status = _PERSISTENT
-                new = op.snapshot
+                # (an insert's is what it sent: the slot, not a property call)
+                new = op.request if type(op) is InsertWrite else op.snapshot
                 assert new is not None  # an insert's or a replace's
                 state.snapshot = new
                 # Assigned to while pending: that is in the insert. Left set, the
@@ -713,7 +725,7 @@ class Tracker:
                     self._map.hold(key, obj)
                 else:
                     state.committed = new
-                    self._map.add_clean(key, obj)
+                    self._map.add_inserted(key, obj)
             elif kind == UPDATE:
                 new = op.snapshot
                 if new is None:

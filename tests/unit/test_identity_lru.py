@@ -76,7 +76,9 @@ class _Evicting(LRUCache[Any, None]):
 
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["load", "load", "get", "get", "hold", "release", "discard"]),
+        st.sampled_from(
+            ["load", "load", "get", "get", "hold", "release", "discard", "insert", "landed"]
+        ),
         st.integers(0, 4),
     ),
     max_size=60,
@@ -88,6 +90,10 @@ OPS = st.lists(
 @example(cache_size=2, ops=[("load", 0), ("load", 1), ("get", 0), ("load", 2)])
 @example(cache_size=2, ops=[("load", 0), ("hold", 0), ("load", 1), ("load", 2), ("release", 0)])
 @example(cache_size=1, ops=[("load", 0), ("discard", 0), ("load", 0), ("get", 0), ("load", 1)])
+@example(
+    cache_size=2,
+    ops=[("load", 0), ("discard", 0), ("insert", 0), ("landed", 0), ("load", 1), ("load", 2)],
+)
 def test_staged_uses_evict_what_an_immediate_lru_evicts(cache_size: int, ops: list[Any]) -> None:
     staged = IdentityMap(cache_size)
     reference = _ReferenceMap(cache_size)
@@ -113,6 +119,16 @@ def test_staged_uses_evict_what_an_immediate_lru_evicts(cache_size: int, ops: li
             obj = staged.get_quiet(key)
             if obj is not None:
                 staged.release(key, obj)
+                reference.release(key, obj)
+        elif op == "insert":  # a new document, pending: held until its insert lands
+            if staged.get_quiet(key) is None:
+                obj = alive[key] = _Obj(key)
+                staged.hold(key, obj)
+                reference.hold(key, obj)
+        elif op == "landed":  # its insert landed: clean (add_inserted is add_clean's case)
+            obj = staged.get_quiet(key)
+            if obj is not None and key in staged.pinned:
+                staged.add_inserted(key, obj)
                 reference.release(key, obj)
         else:
             staged.discard(key)

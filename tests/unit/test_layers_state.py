@@ -30,7 +30,7 @@ STATE_CHANGES = {
         r"(?<!\bself)\.(snapshot|committed|status|modified|assigned|pinned|expired) [|&+-]?=(?!=)"
     ),
     "changes the identity map": re.compile(
-        r"\b_?map\.(hold|add_clean|add_loaded|release|discard|forget_dead|clear)\("
+        r"\b_?map\.(hold|add_clean|add_inserted|add_loaded|release|discard|forget_dead|clear)\("
     ),
     "makes an identity map": re.compile(r"\bIdentityMap\("),
 }
