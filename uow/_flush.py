@@ -1,13 +1,15 @@
 """Organize and collect: a flush's write operations, from the tracker's queues. No I/O.
 
 ``organize`` reads the tracker's queues and its documents' changes and returns
-one ``WriteOp`` per document: inserts (a replace where a deleted document of
-the same id was added back), updates of documents assigned to, explicitly
-updated or changed in place, explicit updates of untracked documents, deletes.
+one write record per document (``_plan.Write``): inserts (a replace where a
+deleted document of the same id was added back), updates of documents assigned
+to, explicitly updated or changed in place, explicit updates of untracked
+documents, deletes.
 ``_plan.build_plan`` orders them into batches; ``_persistence`` sends them.
 
-What each update sends is decided by ``_state`` (snapshots and the diff); here
-are the version bump, ``$currentDate``, the operators an explicit ``update()``
+What each update sends is decided by ``_diff`` (snapshots and the diff; for a
+document changed only by assignments of plain fields, its class's generated
+``_uow_plain_sets``); here are the version bump, ``$currentDate``, the operators an explicit ``update()``
 overrides, and the target filter (``_id``, shard key, version as loaded).
 """
 

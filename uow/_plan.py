@@ -1,6 +1,8 @@
 """The flush plan: which writes, in which order, in which commands. No I/O.
 
-Organize, then emit: the session turns its queue into ``WriteOp`` records; this
+Organize, then emit: the session turns its queue into write records (``Write``:
+an ``InsertWrite`` per new document, an ``UpdateWrite`` per tracked document's
+update, which is its own pymongo request, a ``WriteOp`` for the rest); this
 module orders them (inserts, then updates, then deletes; collections in the
 order the session first queued work for them; documents in queue order) and
 cuts them into one ``Batch`` per (collection, kind), split only where the
