@@ -9,8 +9,9 @@ documents, deletes.
 
 What each update sends is decided by ``_diff`` (snapshots and the diff; for a
 document changed only by assignments of plain fields, its class's generated
-``_uow_plain_sets``); here are the version bump, ``$currentDate``, the operators an explicit ``update()``
-overrides, and the target filter (``_id``, shard key, version as loaded).
+``_uow_plain_sets``); here are the version bump, ``$currentDate``, the
+operators an explicit ``update()`` overrides, and the target filter (``_id``,
+shard key, version as loaded).
 """
 
 from __future__ import annotations
