@@ -3,20 +3,23 @@
 Each directory's conftest imports ``_close_sessions``: an autouse fixture that
 closes every session a test opened before its database is dropped (a failed
 assertion inside an open transaction would otherwise block ``drop_database``).
+Their ``_h`` modules re-export ``assert_recent``, ``emb`` and ``mem``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 
 import uow
 
-__all__ = ["_close_sessions"]
+__all__ = ["_close_sessions", "assert_recent", "emb", "mem"]
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +46,33 @@ def _close_sessions(
                 s.rollback()
             with contextlib.suppress(Exception):
                 s.close()
+
+
+def assert_recent(value: Any) -> None:
+    """A date the server set during this test (UTC, naive as pymongo reads it)."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    assert isinstance(value, datetime.datetime), f"not a date: {value!r}"
+    assert abs((now - value).total_seconds()) < 60, f"{value} is not the server's now ({now})"
+
+
+def emb(value: Any) -> Any:
+    """An Embedded / list / dict as plain Python, to compare with a stored value."""
+    if isinstance(value, uow.Embedded):
+        return {a.name: emb(getattr(value, a.name)) for a in attrs.fields(type(value))}
+    if isinstance(value, list):
+        return [emb(v) for v in value]
+    if isinstance(value, dict):
+        return {k: emb(v) for k, v in value.items()}
+    return value
+
+
+def mem(obj: Any, **extra: Any) -> dict[str, Any]:
+    """What the session holds for ``obj``, as the stored dict would read
+    (attribute names are the stored names in these tests), plus ``extra`` keys
+    (unknown keys the store keeps)."""
+    out: dict[str, Any] = {"_id": obj.id}
+    for a in attrs.fields(type(obj)):
+        if a.name != "id":
+            out[a.name] = emb(getattr(obj, a.name))
+    out.update(extra)
+    return out
