@@ -19,7 +19,7 @@ import pytest
 
 import uow
 
-__all__ = ["_close_sessions", "assert_recent", "emb", "mem"]
+__all__ = ["_close_sessions", "assert_recent", "assert_stored_is_memory", "emb", "mem"]
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +76,10 @@ def mem(obj: Any, **extra: Any) -> dict[str, Any]:
             out[a.name] = emb(getattr(obj, a.name))
     out.update(extra)
     return out
+
+
+def assert_stored_is_memory(db: Any, *docs: Any) -> None:
+    """Each document as stored (read back with pymongo) is what memory holds."""
+    for doc in docs:
+        found = db[type(doc)._uow_meta.collection].find_one({"_id": doc.id})
+        assert found == doc.to_bson(), f"stored {found!r}, memory {doc.to_bson()!r}"

@@ -11,6 +11,7 @@ import pytest
 from bson import ObjectId
 
 import uow
+from tests._blackbox import assert_stored_is_memory
 from uow import Document, Session
 
 from ._models import RvFlat
@@ -99,6 +100,7 @@ def test_bytes_id_equal_to_an_objectid_binary_is_its_own_document(db):
         assert changed[("rv_mixed_b", oid.binary)] == {"name": ("bytes", "bytes2")}
     assert db["rv_mixed"].find_one({"_id": oid})["name"] == "oid2"
     assert db["rv_mixed_b"].find_one({"_id": oid.binary})["name"] == "bytes2"
+    assert_stored_is_memory(db, a, b)
     with Session(db) as s:
         assert s.get(RvBytesMixed, oid.binary).name == "bytes2"
         assert s.get(RvOidMixed, oid).name == "oid2"

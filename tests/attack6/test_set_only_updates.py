@@ -8,12 +8,15 @@ from pymongo.errors import AutoReconnect
 
 import uow
 import uow._embedded as embedded
+from tests._blackbox import assert_stored_is_memory
 from uow import Session
 
 from ._models import RvTagged, RvUnique
 
 
 def stored(db, cls, doc):
+    """``doc`` as stored, checked to be what memory holds."""
+    assert_stored_is_memory(db, doc)
     return db[cls._uow_meta.collection].find_one({"_id": doc.id})
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests._blackbox import assert_stored_is_memory
+
 from ._models import RvCounter, RvFlat
 
 
@@ -28,6 +30,7 @@ def test_explicit_update_of_readded_document_does_not_break_settle(db, sessions)
     s.flush()                 # must not send the $inc again
     s.commit()
 
+    assert_stored_is_memory(db, counter, flat)
     stored = db["rv_counter"].find_one({"_id": counter.id})
     assert stored["hits"] == 1 == counter.hits
     s.close()
@@ -44,6 +47,7 @@ def test_explicit_update_of_readded_document_then_commit(db, sessions):
     flat.name = "b"
     s.commit()
     assert db["rv_flat"].find_one({"_id": flat.id})["name"] == "b"
+    assert_stored_is_memory(db, flat)
     s.close()
 
 
@@ -64,6 +68,7 @@ def test_interrupted_settle_does_not_resend_a_landed_inc(mongomock_db):
     counter.hits += 1
     s.flush()
     s.flush()  # nothing of the first flush is sent again
+    assert_stored_is_memory(mongomock_db, counter, flat)
     stored = mongomock_db["rv_counter"].find_one({"_id": counter.id})
     s.close()
     assert stored["hits"] == counter.hits == 1  # never sent twice
@@ -88,6 +93,7 @@ def test_update_of_no_tracking_load_then_add(db, sessions):
     loaded.n = 5
     s.commit()
     assert db["rv_flat"].find_one({"_id": loaded.id})["n"] == 5
+    assert_stored_is_memory(db, loaded)
 
 
 def test_update_of_no_tracking_load_then_add_then_change(db, sessions):
@@ -101,6 +107,7 @@ def test_update_of_no_tracking_load_then_add_then_change(db, sessions):
     loaded.name = "b"
     s.commit()
     assert db["rv_flat"].find_one({"_id": loaded.id})["name"] == "b"
+    assert_stored_is_memory(db, loaded)
 
 
 def test_upsert_of_transient_then_add(db, sessions):

@@ -41,9 +41,15 @@ class SipPlain(Document):
     n: int = 0
 
 
-def _stored(db: Any, obj: SipPlain) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = db[SipPlain.__collection__].find_one({"_id": obj.id})
+def _stored(db: Any, obj: Document) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = db[type(obj).__collection__].find_one({"_id": obj.id})
     return found
+
+
+def _stored_is_memory(db: Any, *objs: Document) -> None:
+    """Each document as stored (read back with pymongo) is what memory holds."""
+    for obj in objs:
+        assert _stored(db, obj) == obj.to_bson()
 
 
 def test_each_flush_of_plain_assignments_leaves_stored_equal_to_memory(db: Any) -> None:
@@ -51,15 +57,18 @@ def test_each_flush_of_plain_assignments_leaves_stored_equal_to_memory(db: Any) 
         doc = SipPlain(name="a", n=1)
         s.add(doc)
         s.flush()
+        _stored_is_memory(db, doc)
         for value in (2, 3, 1, 1):
             doc.n = value
             s.flush()
             assert _stored(db, doc) == {"_id": doc.id, "name": "a", "n": value}
+            _stored_is_memory(db, doc)
             assert s.what_changed() == {}
         # The snapshot took each value: assigning the one before is a change.
         doc.n = 3
         assert s.flush().updated == 1
         assert _stored(db, doc) == {"_id": doc.id, "name": "a", "n": 3}
+        _stored_is_memory(db, doc)
 
 
 def test_original_value_follows_the_flushes(db: Any) -> None:
@@ -67,9 +76,11 @@ def test_original_value_follows_the_flushes(db: Any) -> None:
         doc = SipPlain(name="a")
         s.add(doc)
         s.flush()
+        _stored_is_memory(db, doc)
         doc.name = "b"
         assert s.original_value(doc, "name") == "a"
         s.flush()
+        _stored_is_memory(db, doc)
         assert s.original_value(doc, "name") == "b"
         doc.name = "c"
         assert s.what_changed() == {("sip_plain", doc.id): {"name": ("b", "c")}}
@@ -96,9 +107,11 @@ def test_a_rollback_after_a_flush_in_a_transaction_goes_back_to_the_committed_va
         doc.n = 2
         s.commit()
         assert _stored(secantus_db, doc) == {"_id": doc.id, "name": "a", "n": 2}
+        _stored_is_memory(secantus_db, doc)
         doc.n = 1
         s.commit()
         assert _stored(secantus_db, doc) == {"_id": doc.id, "name": "a", "n": 1}
+        _stored_is_memory(secantus_db, doc)
 
 
 @pytest.mark.transactions
@@ -118,6 +131,7 @@ def test_a_change_whose_commit_failed_is_sent_again_by_the_next_commit(
     assert doc.n == 2
     s.commit()
     assert _stored(fsessions.db, doc) == {"_id": doc.id, "name": "a", "n": 2}
+    _stored_is_memory(fsessions.db, doc)
 
 
 def test_a_failed_flush_changes_no_snapshot(db: Any) -> None:
@@ -126,6 +140,7 @@ def test_a_failed_flush_changes_no_snapshot(db: Any) -> None:
         first, second = SipPlain(name="a"), SipPlain(name="b")
         s.add_all([first, second])
         s.flush()
+        _stored_is_memory(db, first, second)
         second.name = "a"  # refused by the unique index
         second.n = 5
         with pytest.raises(DuplicateKeyError):
@@ -135,6 +150,7 @@ def test_a_failed_flush_changes_no_snapshot(db: Any) -> None:
         second.name = "c"
         s.flush()
         assert _stored(db, second) == {"_id": second.id, "name": "c", "n": 5}
+        _stored_is_memory(db, first, second)
 
 
 def test_a_recorded_insert_command_stays_what_was_sent(
@@ -144,12 +160,14 @@ def test_a_recorded_insert_command_stays_what_was_sent(
         doc = SipPlain(name="sent")
         s.add(doc)
         s.flush()
+        _stored_is_memory(secantus_listened_db, doc)
         (insert,) = command_log.of("insert")
         sent = insert["documents"][0]
         doc.name = "later"
         s.flush()
         assert sent["name"] == "sent"  # the document the listener saw is unchanged
         assert _stored(secantus_listened_db, doc) == {"_id": doc.id, "name": "later", "n": 0}
+        _stored_is_memory(secantus_listened_db, doc)
 
 
 def test_an_untracked_update_of_a_document_added_back_settles_the_whole_flush(db: Any) -> None:
@@ -163,7 +181,9 @@ def test_an_untracked_update_of_a_document_added_back_settles_the_whole_flush(db
         plain.name = "b"
         counter.hits += 1  # a $inc in another batch
         s.flush()
+        _stored_is_memory(db, plain, counter)
         s.flush()  # sends nothing again: every write of the first one was settled
+        _stored_is_memory(db, plain, counter)
         assert s.what_changed() == {}
         stored_counter = db[SipCounter.__collection__].find_one({"_id": counter.id})
         assert stored_counter == {"_id": counter.id, "name": "c", "hits": 1}
