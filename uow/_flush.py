@@ -28,7 +28,7 @@ from ._diff import (
     updated_snapshot,
     whole_update,
 )
-from ._identity import Key, collection_of
+from ._identity import Key
 from ._plan import (
     DELETE,
     UPDATE,
@@ -120,7 +120,8 @@ def _collect_ops(tracker: Tracker, ops: list[Write]) -> None:
         state = obj._uow_state
         assert state is not None  # a queued document is tracked
         filter_ = target_filter(obj, state)
-        op = WriteOp(DELETE, collection_of(key), obj, DeleteOne(filter_), None, filter_)
+        collection = type(obj)._uow_meta.collection or ""  # (a tracked class's)
+        op = WriteOp(DELETE, collection, obj, DeleteOne(filter_), None, filter_)
         op.checked = True
         ops.append(op)
 

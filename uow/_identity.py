@@ -76,13 +76,6 @@ def key_for(collection: str, stored_id: Any) -> Key:
     return (collection, stored_id)
 
 
-def collection_of(key: Key) -> str:
-    """The collection a key belongs to."""
-    if type(key) is bytes:
-        return key[:-_OID_SIZE - 1].decode()
-    return str(key[0])
-
-
 def meta_of(obj: Any) -> ModelMeta:
     """``obj``'s class metadata; refuses what is not a stored document."""
     if not isinstance(obj, Document):
