@@ -50,6 +50,21 @@ def _prefix(old: list[Any], new: list[Any]) -> bool:
     return len(new) >= len(old) and new[: len(old)] == old
 
 
+def _in_place(old: list[Any], new: list[Any]) -> bool:
+    """Whether a list of embedded documents kept its old elements in place.
+
+    SPEC: a change inside an element is sent on its positional path "as long as
+    the list kept its length and order"; one that lost, gained other than by
+    appending, or reordered elements is set whole. Memory holds values, not a
+    history, so order is told from them: where more than one element changed
+    and one of them now equals an old element, elements moved (docs/flush.md).
+    """
+    if len(new) < len(old):
+        return False
+    changed = [i for i in range(len(old)) if new[i] != old[i]]
+    return len(changed) <= 1 or not any(new[i] in old for i in changed)
+
+
 def merge(kind: Any, stored: Any, snap: Any, held: Any) -> Any:
     """The stored value after a flush of one field (``MISSING``: stays absent)."""
     if snap is UNLOADED or snap is MISSING or stored is MISSING:
@@ -68,10 +83,13 @@ def merge(kind: Any, stored: Any, snap: Any, held: Any) -> Any:
                 )
             return out
         if tag == "list_emb":
-            if len(held) == len(snap) and len(stored) == len(snap):
-                return [merge(("emb", sub), stored[i], snap[i], held[i]) for i in range(len(held))]
             if _prefix(snap, held):
                 return list(stored) + copy.deepcopy(held[len(snap) :])
+            if _in_place(snap, held) and len(stored) == len(snap):
+                # Positional paths for the elements changed inside, and a
+                # $push of what was appended (docs/flush.md, rule 3).
+                kept = [merge(("emb", sub), stored[i], snap[i], held[i]) for i in range(len(snap))]
+                return kept + copy.deepcopy(held[len(snap) :])
             return copy.deepcopy(held)
         if tag == "dict_emb":
             out = dict(stored)

@@ -330,6 +330,51 @@ def test_a_max_field_of_an_embedded_document_at_depth_is_sent_as_max(
     assert element_stored["peak"] == 3
 
 
+def test_a_list_changed_inside_and_appended_to_keeps_both_operators(
+    db: Any, sessions: list[Session]
+) -> None:
+    """docs/flush.md, rule 3: a list whose old elements stayed in place, changed
+    inside and appended to, is sent on positional paths with each field's
+    operator, then ``$push``: another client's ``$inc`` inside stays, and a
+    ``$max`` field keeps the larger value.
+
+    Found by the long profile (the model expected the whole list): ``o1 =
+    s.get(MdDoc, id0)``; another client ``$inc``s ``lines.0.hits``;
+    ``o1.lines = [MdLine(peak=0, hits=1), MdLine(sku='b')]``; ``s.commit()``.
+    """
+    doc_id = _insert(db, lines=[dict(LINE)])
+    s = _open(db, sessions)
+    obj = s.get(MdDoc, doc_id)
+    assert obj is not None
+    db.md_docs.update_one({"_id": doc_id}, {"$inc": {"lines.0.hits": 2}})
+    first = type(obj.lines[0])(**dict(LINE, peak=0, hits=1))
+    obj.lines = [first, type(first)(**dict(LINE, sku="b"))]
+    s.commit()
+    lines = _stored(db, doc_id)["lines"]
+    assert [(line["sku"], line["hits"], line["peak"]) for line in lines] == [
+        ("a", 3, 3),
+        ("b", 0, 3),
+    ]
+
+
+def test_a_list_whose_elements_moved_is_set_whole(db: Any, sessions: list[Session]) -> None:
+    """SPEC, the one rule: a list that lost or reordered elements is set whole,
+    so no element's ``$max`` is taken against another element's stored value.
+
+    Found by the long profile (the model expected a ``$max`` per position):
+    lines [peak 0, peak 1]; ``o1.lines.pop(0); o1.lines.append(MdLine(peak=0))``;
+    ``s.commit()`` stores [peak 1, peak 0], what memory holds.
+    """
+    doc_id = _insert(db, lines=[dict(LINE, peak=0), dict(LINE, peak=1)])
+    s = _open(db, sessions)
+    obj = s.get(MdDoc, doc_id)
+    assert obj is not None
+    obj.lines.pop(0)
+    obj.lines.append(type(obj.lines[0])(**dict(LINE, peak=0)))
+    s.commit()
+    assert [line["peak"] for line in _stored(db, doc_id)["lines"]] == [1, 0]
+
+
 # ------------------- 7. rollback of a document inserted and deleted in a transaction
 
 
