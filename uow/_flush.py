@@ -326,6 +326,10 @@ def _untracked_update_op(explicit: ExplicitUpdate) -> Write:
             key = meta.by_name[name].key
             if key in doc:
                 filter_[key] = doc[key]
+    elif explicit.upsert and "_id" not in filter_:
+        # Ids are made on the client: a document this upsert creates gets the
+        # object's, never one the server makes up.
+        update = {**update, "$setOnInsert": {**update.get("$setOnInsert", {}), "_id": doc["_id"]}}
     request = UpdateOne(filter_, update, upsert=explicit.upsert)
     assert meta.collection is not None
     op = WriteOp(UPDATE, meta.collection, obj, request, None, update)

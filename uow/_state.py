@@ -120,8 +120,14 @@ class DocState:
             self.owner.on_dropped(obj, self)
 
 
-#: The state of every document a session let go of (expunged, deleted, closed).
+#: The state of a document a session let go of with nothing kept: loaded by a
+#: ``no_tracking`` session, or replaced by a new object of its id. ``add()`` tracks
+#: it again as it is now (it is stored).
 DETACHED = DocState(None, ("", None), ObjectState.DETACHED)
+#: The state of a document whose delete landed (and, in a transaction, was
+#: committed): ``DETACHED`` to the user, but nothing of it is stored any more, so
+#: ``add()`` inserts it again.
+DELETED_FOR_GOOD = DocState(None, ("", None), ObjectState.DETACHED)
 
 
 def expire(

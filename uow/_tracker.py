@@ -57,6 +57,7 @@ from ._plan import (
 from ._stages import before_stages
 from ._stamps import adopt
 from ._state import (
+    DELETED_FOR_GOOD,
     DETACHED,
     NO_EXPIRED,
     DocState,
@@ -205,7 +206,10 @@ class Tracker:
                 "in this session; get() it, or expunge it first"
             )
         self.collections.setdefault(collection, None)
-        if (
+        if state is DELETED_FOR_GOOD:
+            # Its delete landed: nothing of it is stored, so adding it is an insert.
+            self.register_new(obj, key, sid)
+        elif (
             state is not None
             and state is not DETACHED
             and state.snapshot is not None
@@ -448,7 +452,7 @@ class Tracker:
             self.tx_deleted[state.key] = (obj, state.committed)
             object.__setattr__(obj, "_uow_state", _detached_copy(state))
         else:
-            object.__setattr__(obj, "_uow_state", DETACHED)
+            object.__setattr__(obj, "_uow_state", DELETED_FOR_GOOD)
 
     def forget_deleted_id(self, collection: str, sid: Any, in_transaction: bool) -> None:
         """The stored document ``sid`` of ``collection`` was deleted by filter."""
@@ -685,11 +689,13 @@ class Tracker:
         """
         if in_transaction:
             self.tx_ops.extend(ops)
+        elsewhere: list[Write] = []
         for op in ops:
             obj = op.doc
             state: DocState | None = obj._uow_state
             if state is None or state.owner is not self:
-                continue  # an untracked explicit update
+                elsewhere.append(op)  # an untracked explicit update
+                continue
             key = state.key
             kind = op.kind
             # (an UpdateWrite is never a replace: tested first, as the common case)
@@ -757,7 +763,9 @@ class Tracker:
                     self.tx_deleted[key] = (obj, state.committed)
                     object.__setattr__(obj, "_uow_state", _detached_copy(state))
                 else:
-                    object.__setattr__(obj, "_uow_state", DETACHED)
+                    object.__setattr__(obj, "_uow_state", DELETED_FOR_GOOD)
+        for op in elsewhere:
+            self._expire_written(op)
         if not self.updates:
             return
         untracked = {id(op.doc) for op in ops}
@@ -767,6 +775,33 @@ class Tracker:
                 if in_transaction:
                     self.tx_explicit.setdefault(key, explicit)
                 del self.updates[key]
+
+    def _expire_written(self, op: Write) -> None:
+        """An explicit update of an object the session does not track landed on a
+        stored document it does track (the same ``_id``): the fields it wrote are
+        the server's now, read again on their next access (as ``$currentDate``'s),
+        so memory never holds a value the store no longer has."""
+        target = op.target
+        sid = target.get("_id") if target is not None else None
+        if sid is None or isinstance(sid, Mapping):
+            # Targeted by an id_expression: which document it changed is unknown.
+            return
+        meta = type(op.doc)._uow_meta
+        assert meta.collection is not None
+        obj = self._map.get_quiet(key_for(meta.collection, sid))
+        if obj is None or obj is op.doc:
+            return
+        state: DocState = obj._uow_state
+        if state.status is not _PERSISTENT or state.snapshot is None:
+            return
+        by_key = type(obj)._uow_meta.by_key
+        written = {
+            path.split(".", 1)[0] for paths in (op.statement or {}).values() for path in paths
+        }
+        keys = [key for key in written if key in by_key and key != "_id"]
+        if keys:
+            expire(type(obj)._uow_meta, obj, state, keys)
+            self._expired_any = True
 
     def settle_part(self, op: Write, landed: int) -> None:
         """Only the first ``landed`` statements of update ``op`` landed (see
@@ -854,6 +889,7 @@ class Tracker:
                 self.updates.setdefault(key, explicit)
                 if explicit.tracked:
                     self._map.hold(key, explicit.doc)
+        self._let_go_back_to_committed()
         self._end_transaction()
         for obj in self._map.objects():
             state = obj._uow_state
@@ -867,6 +903,21 @@ class Tracker:
                 self._map.hold(state.key, obj)
         return unflushed
 
+    def _let_go_back_to_committed(self) -> None:
+        """The open transaction was aborted: a document let go of (expunge,
+        clear_cache) after its write in it is stored as last committed again,
+        which ``add()`` must compare it with (``reattach_changed``)."""
+        for op in self.tx_ops:
+            state = op.doc._uow_state
+            if (
+                state is not None
+                and state.owner is None
+                and state.status is _DETACHED
+                and state is not DETACHED
+                and state is not DELETED_FOR_GOOD
+            ):
+                state.snapshot = state.committed
+
     def _end_transaction(self) -> None:
         self.tx_inserted.clear()
         self.tx_deleted.clear()
@@ -877,7 +928,7 @@ class Tracker:
         """A commit succeeded: the transaction's documents may be evicted again,
         and (``transactional``) what was flushed is what is committed."""
         for obj, _ in self.tx_deleted.values():
-            set_state(obj, DETACHED)  # deleted for good: nothing stored to go back to
+            set_state(obj, DELETED_FOR_GOOD)  # nothing stored to go back to
         for op in self.tx_ops:
             state = op.doc._uow_state
             if (
@@ -916,6 +967,7 @@ class Tracker:
                 # Its delete was aborted: tracked again, as last committed.
                 object.__setattr__(obj, "_uow_state", DocState(self, key, _PERSISTENT, committed))
                 self._map.add_clean(key, obj)
+            self._let_go_back_to_committed()
         self._end_transaction()
         for obj in self._map.objects():
             state = obj._uow_state

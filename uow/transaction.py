@@ -200,9 +200,14 @@ class Transaction:
         self.failed(abort=False)
         if ops:
             self._doubts.add(True, ops)
+        if _max_time_expired(exc):
+            # As pymongo's with_transaction: the commit's time limit ran out, and
+            # sending it again would run out the same way.
+            why = "its time limit ran out (MaxTimeMSExpired), so it was not retried"
+        else:
+            why = f"after retrying for {self.retry_s} s"
         raise TransactionError(
-            f"the outcome of commitTransaction is unknown after retrying for "
-            f"{self.retry_s} s ({exc}): the transaction may or may not have "
+            f"the outcome of commitTransaction is unknown: {why} ({exc}); the transaction may or may not have "
             "committed. Its changes are queued again as in doubt: the next flush first "
             "reads back whether they landed and sends only what is missing (a write it "
             "cannot check is refused, never applied twice). rollback() forgets them instead.",
