@@ -621,10 +621,10 @@ class NothingLost(RuleBasedStateMachine):
     @precondition(lambda self: self.committed)
     @rule(data=st.data())
     def concurrent(self, data: st.DataObject) -> None:
-        if self.transactional and self._in_transaction():
-            return
         id_ = data.draw(st.sampled_from(sorted(self.committed, key=str)), label="id")
-        doc = self.committed[id_]
+        # Changed on a copy: whether the write is made is known only after every
+        # draw (hypothesis needs the same draws whatever the session's state).
+        doc = copy.deepcopy(self.committed[id_])
         paths = ["tags", "log", "visits", "extra_n", "name", "n"]
         # At depth, where the stored document has the element (SPEC: operators
         # and appends are sent on positional and dotted paths, so these add up).
@@ -652,6 +652,9 @@ class NothingLost(RuleBasedStateMachine):
             value = data.draw(WORDS, label="item")
             update = {"$push": {path: value}}
             target[last] = [*target.get(last, []), value]
+        if self.transactional and self._in_transaction():
+            return  # it would wait for the open transaction's lock
+        self.committed[id_] = doc
         self.db.md_docs.update_one({"_id": id_}, update)
         if self.transactional:
             self.flushed[id_] = copy.deepcopy(doc)
