@@ -251,13 +251,20 @@ class Channel:
         found: list[Any] = self.send("find", collection.name, read, query)
         return found
 
-    def count(self, meta: ModelMeta, filter_: dict[str, Any]) -> int:
+    def count(self, meta: ModelMeta, filter_: dict[str, Any], skip: int = 0, limit: int = 0) -> int:
+        """How many stored documents match ``filter_``, after ``skip`` and within
+        ``limit`` (0: none), as a query with them would return."""
         collection = self.collection(meta)
         self.queries += 1
+        window: dict[str, int] = {}
+        if skip:
+            window["skip"] = skip
+        if limit:
+            window["limit"] = limit
         result: int = self.send(
             "count",
             collection.name,
-            lambda: collection.count_documents(filter_, **self.session_kw(write=False)),
+            lambda: collection.count_documents(filter_, **window, **self.session_kw(write=False)),
             filter_,
         )
         return result

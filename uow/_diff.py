@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._runtime import _run_user_validator
 from ._stored import Absent, copy_stored
 from ._types import (
     DictSpec,
@@ -472,6 +473,13 @@ def _diff_data(
 ) -> None:
     """A dict whose keys are data (a ``dict[str, T]`` field, or undeclared stored keys)."""
     for key, value in new.items():
+        if ("." in key or key[:1] == "$") and old.get(key, MISSING) is not value:
+            # Put in place by mutation, a key MongoDB would read as a path ("a.b"
+            # under an existing "a") or an operator cannot be a path part: the dict
+            # is set whole, and the flush's check refuses the key by name.
+            set_(update, prefix[:-1], old, new)
+            return
+    for key, value in new.items():
         before = old.get(key, MISSING)
         if before is not value:
             _diff_key(update, prefix + key, before, value, None, inner)
@@ -592,6 +600,7 @@ def check_update(meta: ModelMeta, obj: Document, update: UpdateSpec) -> None:
         ValidationError: a value written is not of its declared type.
     """
     by_key = meta.by_key
+    validated: set[str] = set()
     for operator, paths in update.items():
         if operator in {"$unset", "$currentDate"}:
             continue
@@ -599,6 +608,13 @@ def check_update(meta: ModelMeta, obj: Document, update: UpdateSpec) -> None:
             field = by_key.get(path.split(".", 1)[0])
             if field is not None and field.spec.mutable:
                 _check_path(meta.name, obj, path.split("."), operator, sent)
+                if field.validators and field.name not in validated:
+                    # Its validators too: what they refuse at assignment they
+                    # refuse when it is put in place by mutation.
+                    validated.add(field.name)
+                    value = getattr(obj, field.name)
+                    for validator in field.validators:
+                        _run_user_validator(validator, obj, field.attribute, value)
 
 
 def _check_path(owner: str, obj: Any, parts: list[str], operator: str, sent: Any) -> None:

@@ -292,6 +292,11 @@ class IdentityMap:
         """
         if obj is not None and self.get_quiet(key) is not obj:
             return
+        if self._staged:
+            # Its staged uses belong to the cache before it left: replayed now, or
+            # a later one would find the key held again (pinned, say) and put it
+            # back among the cached (amortized: each use is replayed once).
+            self._replay()
         self.held.pop(key, None)
         self.pinned.discard(key)
         if self.lru is not None:

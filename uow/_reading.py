@@ -277,9 +277,10 @@ class Query(_Filtered[D]):
         return found[0]
 
     def count(self) -> int:
-        """How many stored documents match (after autoflush)."""
+        """How many stored documents match (after autoflush), within ``skip`` and
+        ``limit`` when given: as many as ``all()`` would return."""
         self._reader.begin(self._meta)
-        return self._reader.channel.count(self._meta, self.raw())
+        return self._reader.channel.count(self._meta, self.raw(), self._skip, self._limit)
 
     def __repr__(self) -> str:
         return f"<Query {self._meta.name} {self.raw()!r}>"

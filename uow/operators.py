@@ -197,6 +197,11 @@ def inc(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
         return
     before: Any = old_number
     delta: Any = new_number - before
+    if before + delta != new_number:
+        # Floats (and Decimals past their precision) do not always add back up:
+        # the stored value would differ from memory, so it is set instead.
+        set_(update, path, old, new)
+        return
     if isinstance(delta, decimal.Decimal):
         put(update, "$inc", path, Decimal128(delta))
     elif isinstance(delta, int) and not -(2**31) <= delta < 2**31:
@@ -206,16 +211,21 @@ def inc(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
 
 
 def max_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
-    """``$max`` of the new value: the server keeps the larger."""
-    if new is None or new is MISSING:
+    """``$max`` of the new value: the server keeps the larger.
+
+    Onto a stored null it is a ``$set``: BSON orders null below every value, so
+    a ``$min`` would keep the null (and the two operators would disagree).
+    """
+    if new is None or new is MISSING or old is None:
         set_(update, path, old, new)
     else:
         put(update, "$max", path, new)
 
 
 def min_(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
-    """``$min`` of the new value: the server keeps the smaller."""
-    if new is None or new is MISSING:
+    """``$min`` of the new value: the server keeps the smaller (``$set`` onto a
+    stored null, as ``max_``)."""
+    if new is None or new is MISSING or old is None:
         set_(update, path, old, new)
     else:
         put(update, "$min", path, new)

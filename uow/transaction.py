@@ -207,10 +207,11 @@ class Transaction:
         else:
             why = f"after retrying for {self.retry_s} s"
         raise TransactionError(
-            f"the outcome of commitTransaction is unknown: {why} ({exc}); the transaction may or may not have "
-            "committed. Its changes are queued again as in doubt: the next flush first "
-            "reads back whether they landed and sends only what is missing (a write it "
-            "cannot check is refused, never applied twice). rollback() forgets them instead.",
+            f"the outcome of commitTransaction is unknown: {why} ({exc}); the "
+            "transaction may or may not have committed. Its changes are queued again "
+            "as in doubt: the next flush first reads back whether they landed and sends "
+            "only what is missing (a write it cannot check is refused, never applied "
+            "twice). rollback() forgets them instead.",
             retryable=False,
         ) from exc
 

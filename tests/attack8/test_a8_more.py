@@ -210,7 +210,6 @@ def test_inplace_wrong_types_refused_at_flush(db: Any) -> None:
     assert stored(db, d)["kv"] == {"a": 1, "b": 2}
 
 
-@pytest.mark.xfail(strict=True, reason="field validator not run at flush for an in-place change")
 def test_validator_runs_on_inplace_change_at_flush(db: Any) -> None:
     s, d = _load(db, {"small": [1]})
     d.small.extend([2, 3, 4])

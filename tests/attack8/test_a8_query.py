@@ -167,6 +167,10 @@ def test_count_variants(db: Any) -> None:
     assert s.query(A8Person).filter(A8Person.age > 30).count() == 3
     assert len(s.all(A8Person)) == 5
     assert len(s.filter(A8Person, A8Person.age > 30)) == 3
+    # within skip and limit: as many as all() returns
+    assert s.query(A8Person).skip(1).limit(2).count() == 2
+    assert s.query(A8Person).skip(4).count() == 1
+    assert s.query(A8Person).limit(3).count() == len(s.query(A8Person).limit(3).all()) == 3
 
 
 def test_raw_filter(db: Any) -> None:

@@ -4,6 +4,7 @@ mongomock, server capabilities."""
 from __future__ import annotations
 
 import datetime
+import decimal
 import subprocess
 import sys
 from typing import Any
@@ -335,29 +336,47 @@ def test_a_flush_of_updates_and_a_replace_works_on_mongomock(
     }
 
 
-def test_max_over_a_stored_null_follows_the_backend(
-    db: Any, request: pytest.FixtureRequest
-) -> None:
-    """MongoDB sorts null first, so $max sets the value; mongomock raises TypeError.
-
-    uow does not change either answer: on mongomock the flush fails, saying so.
-    """
-    lane = request.node.callspec.params["db"]
+def test_max_over_a_stored_null_is_a_set_on_every_backend(db: Any) -> None:
+    """MongoDB sorts null first (a $min would keep the null), and mongomock's $max
+    raises TypeError over it: a $max or $min field stored as null is $set."""
     with uow.Session(db) as s:
         ann = BeUser(name="ann")
         s.add(ann)
-        s.flush()
+        s.commit()
         when = datetime.datetime(2026, 1, 2)
         ann.last_seen = when
+        s.commit()
+        assert db.be_users.find_one({"_id": ann.id})["last_seen"] == when
+
+
+class BeAccount(uow.Document):
+    __collection__ = "be_accounts"
+
+    balance: decimal.Decimal = uow.field(default=decimal.Decimal(0), on_update="$inc")
+
+
+def test_what_mongomock_cannot_do_is_a_flush_error_naming_it(
+    db: Any, request: pytest.FixtureRequest
+) -> None:
+    """mongomock cannot add two Decimal128 values (MongoDB can): uow does not
+    change either answer, and on mongomock the flush fails, saying so."""
+    lane = request.node.callspec.params["db"]
+    with uow.Session(db) as s:
+        account = BeAccount(balance=decimal.Decimal("1.10"))
+        s.add(account)
+        s.commit()
+        account.balance += decimal.Decimal("0.25")
         if lane == "mongomock":
             with pytest.raises(uow.FlushError, match="mongomock raised TypeError") as caught:
                 s.flush()
-            assert caught.value.not_applied == [ann]
-            assert db.be_users.find_one({"_id": ann.id})["last_seen"] is None
+            assert caught.value.not_applied == [account]
+            stored = db.be_accounts.find_one({"_id": account.id})["balance"]
+            assert stored.to_decimal() == decimal.Decimal("1.10")
             s.rollback()
         else:
             s.commit()
-            assert db.be_users.find_one({"_id": ann.id})["last_seen"] == when
+            stored = db.be_accounts.find_one({"_id": account.id})["balance"]
+            assert stored.to_decimal() == decimal.Decimal("1.35")
 
 
 def test_is_mongomock_never_imports_mongomock(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -85,11 +85,12 @@ def merge(kind: Any, stored: Any, snap: Any, held: Any) -> Any:
         if tag == "list_emb":
             if _prefix(snap, held):
                 return list(stored) + copy.deepcopy(held[len(snap) :])
-            if _in_place(snap, held) and len(stored) == len(snap):
-                # Positional paths for the elements changed inside, and a
-                # $push of what was appended (docs/flush.md, rule 3).
+            if _in_place(snap, held) and len(stored) >= len(snap):
+                # Positional paths for the elements changed inside, and a $push of
+                # what was appended (docs/flush.md, rule 3): what another writer
+                # appended since stays, as with two appends.
                 kept = [merge(("emb", sub), stored[i], snap[i], held[i]) for i in range(len(snap))]
-                return kept + copy.deepcopy(held[len(snap) :])
+                return kept + list(stored[len(snap) :]) + copy.deepcopy(held[len(snap) :])
             return copy.deepcopy(held)
         if tag == "dict_emb":
             out = dict(stored)

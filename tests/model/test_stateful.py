@@ -602,6 +602,15 @@ class NothingLost(RuleBasedStateMachine):
         for e in self.entries:
             if e.status == "persistent" and not e.dirty():
                 e.status = "detached"
+            if e.status in ("persistent", "detached"):
+                # SPEC: clean documents are forgotten, changed ones stay.
+                state = self.s.state(e.obj).value
+                dirty = self.s.dirty_fields(e.obj) if state == "persistent" else "-"
+                assert state == e.status, (
+                    f"{e.label}: after clear_cache() uow says {state}, the model "
+                    f"{e.status} (uow dirty fields: {dirty}; model held {e.held!r}, "
+                    f"snap {e.snap!r})"
+                )
 
     @rule()
     def reopen(self) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
+from hypothesis import given
+from hypothesis import strategies as st
 
 from uow import Document, Embedded, field
 from uow._diff import diff_document
@@ -137,14 +139,21 @@ def test_max_and_min_send_the_new_value() -> None:
     assert run(max_, 2, 1) == {"$max": {"f": 1}}  # the server keeps the larger
     assert run(min_, 1, 0) == {"$min": {"f": 0}}
     assert run(max_, MISSING, 3) == {"$max": {"f": 3}}
-    when = dt.datetime(2024, 1, 1)
-    assert run(max_, None, when) == {"$max": {"f": when}}
 
 
 def test_max_and_min_of_null_or_missing_fall_back_to_set() -> None:
     assert run(max_, 1, None) == {"$set": {"f": None}}
     assert run(min_, 1, None) == {"$set": {"f": None}}
     assert run(max_, 1, MISSING) == {"$unset": {"f": ""}}
+    # Over a stored null: BSON orders null first, so $min would keep it.
+    when = dt.datetime(2024, 1, 1)
+    assert run(max_, None, when) == {"$set": {"f": when}}
+    assert run(min_, None, 5) == {"$set": {"f": 5}}
+
+
+def test_inc_sets_where_the_delta_does_not_add_back_up() -> None:
+    assert run(inc, 1e20, 1.0) == {"$set": {"f": 1.0}}  # 1e20 + (1.0 - 1e20) == 0.0
+    assert run(inc, 0.5, 1.75) == {"$inc": {"f": 1.25}}
 
 
 # ------------------------------------------------------------------ $push
@@ -346,3 +355,14 @@ def test_prefix() -> None:
     update: UpdateSpec = {}
     diff_document(update, "outer.", {"a": 1}, {"a": 2}, None)
     assert update == {"$set": {"outer.a": 2}}
+
+
+@given(
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+)
+def test_inc_of_floats_stores_exactly_the_new_value(old: float, new: float) -> None:
+    """What the server computes from what is stored (``old``) is memory's value."""
+    update = run(inc, old, new)
+    stored = update["$set"]["f"] if "$set" in update else old + update["$inc"]["f"]
+    assert stored == new
