@@ -10,13 +10,10 @@ import uow
 from tests._blackbox import assert_stored_is_memory
 from uow import ObjectState, Session
 
+from ._h import raw
 from ._models import Item, Other
 
 S = ObjectState
-
-
-def raw(db: Any, obj: Any) -> Any:
-    return db[type(obj)._uow_meta.collection].find_one({"_id": obj.id})
 
 
 def stored_item(db: Any, name: str = "a", **kw: Any) -> Item:

@@ -11,20 +11,10 @@ import pytest
 import uow
 from uow import ObjectState, Session
 
+from ._h import committed, raw
 from ._models import Counter, Item, Uniq, UniqInc
 
 S = ObjectState
-
-
-def raw(db: Any, obj: Any) -> Any:
-    return db[type(obj)._uow_meta.collection].find_one({"_id": obj.id})
-
-
-def committed(db: Any, *objs: Any) -> None:
-    s = Session(db)
-    s.add_all(objs)
-    s.commit()
-    s.close()
 
 
 @pytest.mark.transactions

@@ -11,13 +11,10 @@ import pytest
 import uow
 from uow import ObjectState, Session
 
+from ._h import committed, raw
 from ._models import Item, UniqInc
 
 S = ObjectState
-
-
-def raw(db: Any, obj: Any) -> Any:
-    return db[type(obj)._uow_meta.collection].find_one({"_id": obj.id})
 
 
 @contextlib.contextmanager
@@ -34,13 +31,6 @@ def failpoint(db: Any, commands: list[str], **data: Any) -> Iterator[None]:
         yield
     finally:
         admin.command({"configureFailPoint": "failCommand", "mode": "off"})
-
-
-def committed(db: Any, *objs: Any) -> None:
-    s = Session(db)
-    s.add_all(objs)
-    s.commit()
-    s.close()
 
 
 def test_error_code_on_insert_is_not_applied(secantus_db: Any) -> None:

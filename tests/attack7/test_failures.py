@@ -10,13 +10,10 @@ from bson import ObjectId
 import uow
 from uow import ObjectState, Session
 
+from ._h import raw
 from ._models import Item, Uniq, UniqInc, Versioned
 
 S = ObjectState
-
-
-def raw(db: Any, obj: Any) -> Any:
-    return db[type(obj)._uow_meta.collection].find_one({"_id": obj.id})
 
 
 def ids(objs: Any) -> list[Any]:

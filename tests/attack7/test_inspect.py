@@ -11,13 +11,10 @@ import pytest
 import uow
 from uow import ObjectState, Session
 
+from ._h import raw
 from ._models import Item, Other
 
 S = ObjectState
-
-
-def raw(db: Any, obj: Any) -> Any:
-    return db[type(obj)._uow_meta.collection].find_one({"_id": obj.id})
 
 
 def committed(s: Session, *objs: Any) -> None:

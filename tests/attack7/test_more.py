@@ -11,20 +11,10 @@ import pytest
 import uow
 from uow import ObjectState, Session
 
+from ._h import committed, raw
 from ._models import Addr, Item, Person, Uniq
 
 S = ObjectState
-
-
-def raw(db: Any, obj: Any) -> Any:
-    return db[type(obj)._uow_meta.collection].find_one({"_id": obj.id})
-
-
-def committed(db: Any, *objs: Any) -> None:
-    s = Session(db)
-    s.add_all(objs)
-    s.commit()
-    s.close()
 
 
 def test_delete_of_dirty_sends_only_delete(db: Any) -> None:

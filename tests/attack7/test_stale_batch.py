@@ -10,13 +10,10 @@ import pytest
 import uow
 from uow import ObjectState, Session
 
+from ._h import raw
 from ._models import VerInc
 
 S = ObjectState
-
-
-def raw(db: Any, obj: Any) -> Any:
-    return db[type(obj)._uow_meta.collection].find_one({"_id": obj.id})
 
 
 def setup3(db: Any) -> tuple[list[VerInc], Session, list[VerInc]]:

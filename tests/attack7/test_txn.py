@@ -9,13 +9,10 @@ import pytest
 import uow
 from uow import ObjectState, Session
 
+from ._h import raw
 from ._models import Counter, Item
 
 S = ObjectState
-
-
-def raw(db: Any, obj: Any) -> Any:
-    return db[type(obj)._uow_meta.collection].find_one({"_id": obj.id})
 
 
 def committed_item(db: Any, **kw: Any) -> Item:

@@ -8,11 +8,8 @@ import pytest
 
 from uow import ObjectState, Session
 
+from ._h import raw
 from ._models import Counter, Item, Versioned
-
-
-def raw(db: Any, obj: Any) -> Any:
-    return db[type(obj)._uow_meta.collection].find_one({"_id": obj.id})
 
 
 def test_update_tracked_unchanged_forces_an_update(db: Any) -> None:
