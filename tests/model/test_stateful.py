@@ -394,8 +394,6 @@ class NothingLost(RuleBasedStateMachine):
     @rule(data=st.data())
     def insert_raw(self, data: st.DataObject) -> None:
         """Another client (or an older version of the class) stores a document."""
-        if self.transactional and self._in_transaction():
-            return  # the session's transaction would not see it (and the model would)
         optional = FIELDS[1:]
         missing = data.draw(st.sets(st.sampled_from(optional)), label="missing keys")
         if data.draw(st.booleans(), label="written before the extra_* fields existed"):
@@ -409,6 +407,11 @@ class NothingLost(RuleBasedStateMachine):
         raw = dict(doc)
         if "labels" in raw:
             raw["labels"] = sorted(raw["labels"])
+        if self.transactional and self._in_transaction():
+            # The session's transaction would not see it (and the model would).
+            # Decided after the draws: hypothesis needs the same draws whatever
+            # the session's state.
+            return
         self.db.md_docs.insert_one(copy.deepcopy(raw))
         self.committed[doc["_id"]] = doc
         if self.transactional:
