@@ -596,6 +596,11 @@ class NothingLost(RuleBasedStateMachine):
         entry = data.draw(st.sampled_from(self._addable()), label="object")
         self.s.add(entry.obj)
         entry.status = "persistent"
+        # Tracked again with the snapshot it had when last stored, which is now
+        # also what a rollback without a transaction goes back to (a transaction
+        # aborted later is read again from the database anyway).
+        if entry.snap is not None:
+            entry.csnap = copy.deepcopy(entry.snap)
         note(f"s.add({entry.label})  # detached: tracked again")
 
     @rule()
