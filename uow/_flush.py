@@ -29,6 +29,7 @@ from ._diff import (
     whole_update,
 )
 from ._identity import Key
+from ._model import OPERATOR_KINDS, operator_fits
 from ._plan import (
     DELETE,
     UPDATE,
@@ -409,6 +410,14 @@ def explicit_operators(meta: ModelMeta, targets: Mapping[Any, str]) -> dict[str,
         if operator not in OPERATORS:
             raise ValidationError(
                 f"update(): {operator!r} is not an operator; use one of {', '.join(OPERATORS)}"
+            )
+        field = meta.by_name[name]
+        if not operator_fits(field.spec, operator):
+            raise ValidationError(
+                f"update(): {operator!r} cannot persist {meta.name}.{name}, a "
+                f"{field.spec.name} field ({OPERATOR_KINDS}); use another operator",
+                document_class=meta.name,
+                field=name,
             )
         operators[name] = operator
     return operators

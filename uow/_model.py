@@ -322,8 +322,28 @@ def _check_operator(where: str, spec: TypeSpec, options: FieldOptions) -> None:
         if not (isinstance(inner, ScalarSpec) and inner.name == "int") or operator:
             raise DefinitionError(f"{where}: a version=True field is an int with no on_update")
         return
-    if operator is None or operator == "$set":
+    if operator is None:
         return
+    if not operator_fits(spec, operator):
+        raise DefinitionError(
+            f"{where}: on_update={operator!r} cannot persist a {spec.name} field "
+            f"({OPERATOR_KINDS})"
+        )
+
+
+#: Which values each update operator can persist (for error messages).
+OPERATOR_KINDS = (
+    "$inc: numbers; $push: lists; $addToSet: lists and sets; $max/$min: "
+    "scalars; $currentDate: datetime or date"
+)
+
+
+def operator_fits(spec: TypeSpec, operator: str) -> bool:
+    """Whether update ``operator`` can persist a value declared as ``spec``
+    (``field(on_update=...)`` at definition, ``update(**ops)`` at the call)."""
+    inner = spec.inner if isinstance(spec, OptionalSpec) else spec
+    if operator in ("$set", "$unset"):
+        return True
     fits = {
         "$inc": isinstance(inner, _NUMERIC) and inner.name in ("int", "float", "Decimal"),
         "$max": not inner.mutable,
@@ -331,13 +351,8 @@ def _check_operator(where: str, spec: TypeSpec, options: FieldOptions) -> None:
         "$push": type(inner) is ListSpec,
         "$addToSet": isinstance(inner, ListSpec),
         "$currentDate": isinstance(inner, (DatetimeSpec, DateSpec)),
-    }[operator]
-    if not fits:
-        raise DefinitionError(
-            f"{where}: on_update={operator!r} cannot persist a {spec.name} field "
-            "($inc: numbers; $push: lists; $addToSet: lists and sets; $max/$min: "
-            "scalars; $currentDate: datetime or date)"
-        )
+    }
+    return fits.get(operator, False)
 
 
 def _make_validator(spec: TypeSpec, options: FieldOptions) -> Callable[..., None]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from uow import ObjectState, Session
+from uow import ObjectState, Session, ValidationError
 
 from ._h import raw
 from ._models import Counter, Item, Versioned
@@ -284,3 +284,26 @@ def test_upsert_with_id_expression_uses_client_id(db: Any) -> None:
     s.commit()
     stored = list(db.a7_counter.find())
     assert stored == [{"_id": "cx", "hits": 1, "best": 0, "label": "L"}]
+
+
+@pytest.mark.parametrize(
+    ("ops", "field"), [({"label": "$inc"}, "label"), ({"hits": "$push"}, "hits")]
+)
+def test_update_refuses_an_operator_that_cannot_persist_the_field(
+    db: Any, ops: dict[str, str], field: str
+) -> None:
+    """As ``field(on_update=...)`` is refused at definition: ``$inc`` of a str,
+    ``$push`` of an int. Named at the call, and nothing is queued."""
+    db.a7_counter.insert_one({"_id": "c9", "hits": 1, "best": 0, "label": "L"})
+    s = Session(db)
+    with pytest.raises(ValidationError, match=rf"Counter\.{field}") as caught:
+        s.update(Counter(id="c9", hits=2, label="M"), **ops)
+    assert caught.value.field == field
+    assert s.stats().pending_updates == 0
+    s.commit()
+    assert db.a7_counter.find_one({"_id": "c9"}) == {
+        "_id": "c9",
+        "hits": 1,
+        "best": 0,
+        "label": "L",
+    }
