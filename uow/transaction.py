@@ -112,6 +112,9 @@ class Transaction:
         self.state = _NONE
         #: why commits are refused until rollback() (a joined unit of work failed)
         self.rollback_only: str | None = None
+        #: transaction() blocks (and run_in_transaction calls) open now: an inner
+        #: one joins the outermost, which alone commits or rolls back
+        self.blocks = 0
 
     @property
     def active(self) -> bool:
@@ -245,12 +248,40 @@ class Transaction:
 class _Committing(Protocol):
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
+    def has_changes(self) -> bool: ...
 
 
 @contextlib.contextmanager
 def transaction_block(session: S, tx: Transaction) -> Iterator[S]:
-    """``Session.transaction()``: run the block's flushes in one transaction."""
+    """``Session.transaction()``: run the block's flushes in one transaction.
+
+    Inside another block (or ``run_in_transaction``'s function) it joins that
+    one, as a joined ``unit_of_work`` does: it neither commits nor rolls back,
+    and an exception leaving it marks the session so that the outermost block
+    rolls everything back and raises ``TransactionError`` (MongoDB has no
+    savepoints: half of a unit of work is never committed).
+    """
     tx.require("transaction()")
+    if tx.blocks:
+        tx.blocks += 1
+        try:
+            yield session
+        except BaseException as exc:
+            if tx.rollback_only is None:
+                tx.rollback_only = f"a transaction() block inside another one failed ({exc!r})"
+            raise
+        finally:
+            tx.blocks -= 1
+        return
+    tx.blocks = 1
+    try:
+        yield from _outermost_block(session, tx)
+    finally:
+        tx.blocks = 0
+
+
+def _outermost_block(session: S, tx: Transaction) -> Iterator[S]:
+    marked_before = tx.rollback_only
     try:
         yield session
     except BaseException as exc:
@@ -262,6 +293,14 @@ def transaction_block(session: S, tx: Transaction) -> Iterator[S]:
                 retryable=True,
             ) from exc
         raise
+    if tx.rollback_only is not None and marked_before is None:
+        # A block inside this one failed: the unit is rolled back whole.
+        reason = tx.rollback_only
+        session.rollback()
+        raise TransactionError(
+            f"the transaction was rolled back: {reason}. Nothing of the block was "
+            "committed (MongoDB has no savepoints); run it again"
+        )
     try:
         session.commit()
     except TransactionError as exc:
@@ -282,8 +321,37 @@ def transaction_block(session: S, tx: Transaction) -> Iterator[S]:
 def run_in_transaction(
     session: _Committing, tx: Transaction, fn: Callable[..., T], *args: Any, **kwargs: Any
 ) -> T:
-    """``Session.run_in_transaction()``: call ``fn``, commit; retry what is transient."""
+    """``Session.run_in_transaction()``: call ``fn``, commit; retry what is transient.
+
+    A retry starts with a rollback, so it is automatic only where that drops
+    nothing but ``fn``'s own work: inside a ``transaction()`` block it is
+    refused, and with work queued (or a transaction open) before the call, a
+    transient failure rolls back and raises ``TransactionError``
+    (``retryable = True``) instead of running ``fn`` again without that work.
+    """
     tx.require("run_in_transaction()")
+    if tx.blocks:
+        raise TransactionError(
+            "run_in_transaction() inside a transaction() block: its retries roll the "
+            "session back, which would drop the block's work. Call the function in "
+            "the block, or run_in_transaction() outside it"
+        )
+    earlier_work = tx.active or session.has_changes()
+    tx.blocks = 1
+    try:
+        return _attempts(session, tx, earlier_work, fn, *args, **kwargs)
+    finally:
+        tx.blocks = 0
+
+
+def _attempts(
+    session: _Committing,
+    tx: Transaction,
+    earlier_work: bool,
+    fn: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> T:
     start = time.monotonic()
     deadline = start + tx.retry_s
     attempt = 0
@@ -298,6 +366,14 @@ def run_in_transaction(
             session.rollback()
             if not retryable:
                 raise
+            if earlier_work:
+                raise TransactionError(
+                    f"the transaction was aborted by the server ({_cause(exc)}) and rolled "
+                    "back, with the work queued before run_in_transaction(): it is not "
+                    "run again without that work. Commit (or roll back) before calling "
+                    "run_in_transaction() to get automatic retries",
+                    retryable=True,
+                ) from exc
             # pymongo's backoff: jittered, growing, at most half a second.
             backoff = random.random() * min(0.005 * 1.5**attempt, 0.5)
             if time.monotonic() + backoff >= deadline:
