@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from tests._blackbox import emb
 
 _HUNT = os.environ.get("ATTACK10_EXAMPLES")
-EXAMPLES = int(_HUNT) if _HUNT else 12
+EXAMPLES = int(_HUNT) if _HUNT else 40
 STEPS = int(os.environ.get("ATTACK10_STEPS", "40" if _HUNT else "25"))
 
 SETTINGS = settings(

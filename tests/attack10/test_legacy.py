@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -166,6 +167,22 @@ def whole_line(e: dict[str, Any]) -> dict[str, Any]:
     return {k: dc(v) for k, v in e.items() if k != "__uid"}
 
 
+def by_value(m: dict[str, Any]) -> dict[str, Any]:
+    """``m`` without the private element ids: what a change is judged by (a
+    reordering of equal elements is no change)."""
+    out = dict(m)
+    if isinstance(m["lines"], list):
+        out["lines"] = [whole_line(e) for e in m["lines"]]
+    return out
+
+
+def normalize_lines(value: Any) -> Any:
+    """Stored list elements with their missing keys read as the defaults."""
+    if not isinstance(value, list):
+        return value
+    return [{**dc(LINE_DEFAULTS), **e} if isinstance(e, dict) else e for e in value]
+
+
 def whole(f: str, value: Any) -> Any:
     if f == "lines" and isinstance(value, list):
         return [whole_line(e) for e in value]
@@ -179,9 +196,10 @@ def _push_or_set(t: Any, p: Any, m: Any) -> Any:
 
 
 def apply_flush(t: dict[str, Any], p: dict[str, Any], m: dict[str, Any]) -> None:
+    pv, mv = by_value(p), by_value(m)
     for f in FIELDS:
         old, new = p[f], m[f]
-        if old == new:
+        if pv[f] == mv[f]:
             continue
         if f not in t:
             t[f] = whole(f, new)
@@ -203,6 +221,8 @@ def apply_flush(t: dict[str, Any], p: dict[str, Any], m: dict[str, Any]) -> None
                 t[f] = dc(new)
         elif f == "lines":
             apply_lines(t, old, new)
+        else:  # name: $set
+            t[f] = dc(new)
 
 
 def apply_lines(t: dict[str, Any], old: Any, new: Any) -> None:
@@ -211,8 +231,10 @@ def apply_lines(t: dict[str, Any], old: Any, new: Any) -> None:
         return
     puids = [e["__uid"] for e in old]
     muids = [e["__uid"] for e in new]
-    if muids == puids:
-        for i, (pe, me) in enumerate(zip(old, new, strict=True)):
+    if muids[: len(puids)] == puids:
+        # Same elements in the same order, maybe some appended: each kept
+        # element is diffed on its positional path, the new ones are pushed.
+        for i, (pe, me) in enumerate(zip(old, new[: len(old)], strict=True)):
             te = t["lines"][i]
             for k in LINE_KEYS:
                 if pe[k] == me[k]:
@@ -225,7 +247,6 @@ def apply_lines(t: dict[str, Any], old: Any, new: Any) -> None:
                     te[k] = _push_or_set(te[k], pe[k], me[k])
                 else:
                     te[k] = dc(me[k])
-    elif muids[: len(puids)] == puids:
         t["lines"] = t["lines"] + [whole_line(e) for e in new[len(old) :]]
     else:
         t["lines"] = whole("lines", new)
@@ -259,6 +280,13 @@ def make_machine(db: Any) -> type[RuleBasedStateMachine]:
         def check_stored(self) -> None:
             got = stored(db, COLL, self.id)
             assert got == {"_id": self.id, **self.t}, f"stored {got!r}\nmodel  {self.t!r}"
+
+        def reordered(self) -> bool:
+            old, new = self.p["lines"], self.m["lines"]
+            if not (isinstance(old, list) and isinstance(new, list)):
+                return False
+            puids = [e["__uid"] for e in old]
+            return [e["__uid"] for e in new][: len(puids)] != puids
 
         def lines(self) -> bool:
             return isinstance(self.m["lines"], list) and bool(self.m["lines"])
@@ -358,13 +386,20 @@ def make_machine(db: Any) -> type[RuleBasedStateMachine]:
             self.obj.lines.append(Line(sku=sku))
             self.m["lines"].append({**dc(LINE_DEFAULTS), "sku": sku, "__uid": next(_uids)})
 
-        @precondition(lines)
+        def lines_valid(self) -> bool:
+            # Known bug, see test_legacy_element_does_not_block_a_whole_list_write:
+            # a list rewritten whole may be refused for a legacy value it holds.
+            return self.lines() and all(
+                isinstance(e["sku"], str) and isinstance(e["qty"], int) for e in self.m["lines"]
+            )
+
+        @precondition(lines_valid)
         @rule()
         def reverse_lines(self) -> None:
             self.obj.lines.reverse()
             self.m["lines"].reverse()
 
-        @precondition(lines)
+        @precondition(lines_valid)
         @rule()
         def pop_line(self) -> None:
             self.obj.lines.pop(0)
@@ -374,7 +409,17 @@ def make_machine(db: Any) -> type[RuleBasedStateMachine]:
         @rule(commit=st.booleans())
         def flush(self, commit: bool) -> None:
             (self.s.commit if commit else self.s.flush)()
+            reordered = self.reordered()
             apply_flush(self.t, self.p, self.m)
+            if reordered:
+                # A reordered list: $set whole, or (uow, when the reordering
+                # cannot be told from changes in place) positional paths. Either
+                # way the elements must read back as memory holds them, unknown
+                # keys included; the model adopts what was stored.
+                got = stored(db, COLL, self.id)
+                assert got is not None
+                assert normalize_lines(got["lines"]) == normalize_lines(self.t["lines"])
+                self.t["lines"] = got["lines"]
             self.p = dc(self.m)
             self.check_stored()
             assert not self.s.is_dirty(self.obj)
@@ -402,7 +447,7 @@ def make_machine(db: Any) -> type[RuleBasedStateMachine]:
         @rule()
         def clear_cache(self) -> None:
             self.s.clear_cache()
-            if self.m == self.p:
+            if by_value(self.m) == by_value(self.p):
                 assert self.s.state(self.obj) is uow.ObjectState.DETACHED
                 self.reload()
 
@@ -447,4 +492,36 @@ def test_legacy_plain_example(db: Any) -> None:
         "lines": [{"sku": 9, "legacy_note": "x"}, {"sku": "b", "qty": 3}],
         "removed_field": {"k": [1, 2]},
     }
+    s.close()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="a legacy list element blocks a flush that rewrites the list"
+)
+@pytest.mark.parametrize("case", ["tags_pop", "lines_reorder"])
+def test_legacy_element_does_not_block_a_whole_list_write(db: Any, case: str) -> None:
+    """SPEC: "Stored values of another type than declared (legacy data) load as
+    they are and never block a flush: a flush validates what this session
+    changed, not what it merely loaded." The session removes or moves other
+    elements; the legacy one was only loaded (uow: ValidationError
+    "New.tags[0]: expected str, got int (3)" / "New.lines.0.sku: expected str,
+    got int (0)"). Inconsistently, ``lines.reverse()`` alone is accepted."""
+    fresh(db, COLL)
+    raw = {"tags": ["a", 3, "c"]} if case == "tags_pop" else {"lines": [{"sku": "a"}, {"sku": 0}]}
+    _id = db[COLL].insert_one(dict(raw)).inserted_id
+    s = Session(db)
+    o = s.get(New, _id)
+    assert o is not None
+    if case == "tags_pop":
+        o.tags.pop(0)
+        want = {"tags": [3, "c"]}
+    else:
+        o.lines[0].qty += 1
+        o.lines[1].qty += 1
+        o.lines.reverse()
+        want = {"lines": [{"sku": 0, "qty": 2, "notes": []}, {"sku": "a", "qty": 2, "notes": []}]}
+    s.commit()
+    got = stored(db, COLL, _id)
+    assert got is not None
+    assert {k: v for k, v in got.items() if k != "_id"}.items() >= want.items()
     s.close()
