@@ -194,6 +194,11 @@ def _update_op(  # noqa: PLR0915
             op.checked = True
             return op
     if not (changed or explicit is not None or state.modified or obj._uow_mutated(old)):
+        if state.pinned:
+            # Queued when the user let go of it with a container held elsewhere
+            # (Tracker.on_dropped), and unchanged: clean, and let go of if that
+            # container is not held any more.
+            tracker.nothing_to_write(obj, state)
         return None
     # Only what can differ is compared: the fields assigned to (when that is all
     # that marked the document) and those that change in place.

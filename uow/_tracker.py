@@ -119,6 +119,17 @@ def _in_use(obj: Document) -> bool:
     return False
 
 
+def _still_pinned(obj: Document, state: DocState) -> bool:
+    """Whether a document just written clean stays kept for good. It was pinned
+    when the user let go of it holding a change or a container someone else
+    held (``on_dropped``); with the change written and no container of it held
+    elsewhere any more, it is an ordinary clean document again (the cache may
+    let it go)."""
+    if state.pinned and not _in_use(obj):
+        state.pinned = False
+    return state.pinned
+
+
 def _let_go(state: DocState) -> None:
     """The document leaves its session (``DETACHED``) and keeps its state record,
     snapshot included: ``add()`` elsewhere finds what changed since (see
@@ -603,6 +614,11 @@ class Tracker:
         copy_fields(fresh, obj)
         # As at any load: keys the stored document lacks are marked Absent.
         state.snapshot = loaded_snapshot(meta_of(obj), obj, raw)
+        if not any(op.doc is obj for op in self.tx_ops):
+            # What was read is committed (no write of this session's open
+            # transaction is in it): an abort must come back to it, not to the
+            # form before the refresh.
+            state.committed = state.snapshot
         state.modified = False
         state.expired = NO_EXPIRED
         self.modified.pop(state.key, None)
@@ -678,7 +694,7 @@ class Tracker:
             restore_fields(obj, restore, self.ctx)
         state.modified = False
         self.modified.pop(state.key, None)
-        if not state.pinned:
+        if not _still_pinned(obj, state):
             self._map.release(state.key, obj)
 
     def settle(self, ops: list[Write], in_transaction: bool) -> None:
@@ -751,7 +767,7 @@ class Tracker:
                     self._map.hold(key, obj)
                 else:
                     state.committed = new
-                    if state.pinned:
+                    if _still_pinned(obj, state):
                         self._map.hold(key, obj)
                     else:
                         self._map.add_clean(key, obj)
@@ -936,7 +952,7 @@ class Tracker:
                 and state.owner is self
                 and state.status is _PERSISTENT
                 and not state.modified
-                and not state.pinned
+                and not _still_pinned(op.doc, state)
                 and state.key not in self.updates
             ):
                 self._map.release(state.key, op.doc)

@@ -278,9 +278,6 @@ def _one_item(db: Any) -> Any:
     return doc.id
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a document whose list the user held once stays tracked forever"
-)
 def test_container_reference_released_unpins_document(db: Any) -> None:
     """SPEC: "`cache_size` bounds how many clean documents the session keeps
     alive ... `0` keeps none beyond what the user still references"."""
@@ -300,9 +297,6 @@ def test_container_reference_released_unpins_document(db: Any) -> None:
     s.close()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a changed document the user dropped stays tracked after its commit"
-)
 def test_dirty_dropped_document_released_after_commit(db: Any) -> None:
     """The change is written (right), but the clean document then outlives
     ``cache_size=0`` for good. SPEC: "`0` keeps none beyond what the user still
@@ -322,7 +316,6 @@ def test_dirty_dropped_document_released_after_commit(db: Any) -> None:
     s.close()
 
 
-@pytest.mark.xfail(strict=True, reason="close() warns of dropped changes that do not exist")
 def test_close_does_not_warn_of_phantom_changes(db: Any, caplog: pytest.LogCaptureFixture) -> None:
     """SPEC: "Closing a session ... that still holds unflushed changes ... logs a
     WARNING on the `uow` logger saying how many changes were dropped." Here

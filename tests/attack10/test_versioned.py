@@ -364,9 +364,6 @@ def test_in_doubt_stale_delete_names_the_documents(db: Any) -> None:
 
 
 @pytest.mark.transactions
-@pytest.mark.xfail(
-    strict=True, reason="an aborted transaction puts a refreshed document back to its old snapshot"
-)
 def test_refresh_survives_an_aborted_transaction(db: Any) -> None:
     """SPEC: rollback puts "every tracked document back to what the database now
     holds: with a transaction, the last committed snapshot"; "After `rollback()`
