@@ -518,14 +518,33 @@ class Flush:
             if doubtful
             else ""
         )
+        if docs:
+            message = (
+                f"{names}{more} changed or vanished in the database since this session "
+                f"loaded {'it' if len(docs) == 1 else 'them'}: the {batch.kind} matched "
+                f"nothing. {len(landed)} other write(s) of this batch landed.{doubt} "
+                "refresh() the stale document(s) and apply the change again."
+            )
+        else:
+            # Every miss is among the unsure: name those.
+            unsure = [op.doc for op in doubtful]
+            shown = ", ".join(f"{type(d).__name__} {d.id!r}" for d in unsure[:NAMED_IN_ERRORS])
+            extra = len(unsure) - NAMED_IN_ERRORS
+            message = (
+                f"one or more of {shown}{f' and {extra} more' if extra > 0 else ''} changed "
+                f"or vanished in the database since this session loaded them: a "
+                f"{batch.kind} of this batch matched nothing, and which cannot be told "
+                "(another session may have written the same values). They are in "
+                "in_doubt, stay queued, and are read back before the next flush sends "
+                f"them; {len(landed)} other write(s) of this batch landed. refresh() "
+                "them to start again from what is stored."
+            )
+            docs = unsure
         error = StaleDocumentError(
-            f"{names}{more} changed or vanished in the database since this session loaded "
-            f"{'it' if len(docs) == 1 else 'them'}: the {batch.kind} matched nothing. "
-            f"{len(landed)} other write(s) of this batch landed.{doubt} refresh() the "
-            "stale document(s) and apply the change again.",
+            message,
             documents=docs,
             applied=[op.doc for op in landed],
-            not_applied=docs + later_docs,
+            not_applied=[op.doc for op in stale] + later_docs,
             in_doubt=[op.doc for op in doubtful],
         )
         return BatchFailed(batch, 0, error, landed_ops=landed, doubtful_ops=doubtful)

@@ -335,7 +335,6 @@ def test_lost_race_with_identical_result_is_reported(db: Any) -> None:
     assert s2.is_dirty(b)  # the +1 stays queued
 
 
-@pytest.mark.xfail(strict=True, reason="an in-doubt StaleDocumentError names no document")
 def test_in_doubt_stale_delete_names_the_documents(db: Any) -> None:
     """SPEC: "Messages say what was wrong, with what, and what to do." A batch of
     two versioned deletes, one of whose documents another session deleted."""
@@ -356,11 +355,8 @@ def test_in_doubt_stale_delete_names_the_documents(db: Any) -> None:
         s1.flush()
     err = info.value
     assert {id(o) for o in err.in_doubt} == {id(a1), id(b1)}  # holds
-    # uow: "' changed or vanished in the database since this session loaded them:
-    # the delete matched nothing. 0 other write(s) of this batch landed. Whether the
-    # writes of 2 other document(s) landed cannot be told ...'", err.documents == []
-    assert err.documents
-    assert "Ver" in str(err)
+    assert {id(o) for o in err.documents} == {id(a1), id(b1)}
+    assert f"Ver {a1.id!r}" in str(err) and "in_doubt" in str(err)
 
 
 @pytest.mark.transactions
