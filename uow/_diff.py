@@ -50,6 +50,7 @@ from ._types import (
     TypeSpec,
     check_key,
 )
+from .exceptions import ValidationError
 from .operators import MISSING, OPERATORS, UpdateSpec, is_prefix, put, same, set_
 
 if TYPE_CHECKING:
@@ -586,7 +587,9 @@ def full_update(
 # ------------------------------------------------------------------ validation
 
 
-def check_update(meta: ModelMeta, obj: Document, update: UpdateSpec) -> None:
+def check_update(
+    meta: ModelMeta, obj: Document, update: UpdateSpec, old: Mapping[str, Any] | None = None
+) -> None:
     """Check the values ``update`` writes from ``obj``, and nothing else.
 
     A flush validates what this session changed, not what it merely loaded: a
@@ -594,7 +597,9 @@ def check_update(meta: ModelMeta, obj: Document, update: UpdateSpec) -> None:
     write of a change elsewhere. Values assigned were checked at assignment;
     what is checked here is what may have been put in place by mutation, under
     the fields that change in place: the value at each path written (for
-    ``$push`` and ``$addToSet``, the items added).
+    ``$push`` and ``$addToSet``, the items added). A list set whole, with ``old``
+    (the snapshot) given, may keep elements as they were loaded: those are not
+    this session's to check.
 
     Raises:
         ValidationError: a value written is not of its declared type.
@@ -607,7 +612,7 @@ def check_update(meta: ModelMeta, obj: Document, update: UpdateSpec) -> None:
         for path, sent in paths.items():
             field = by_key.get(path.split(".", 1)[0])
             if field is not None and field.spec.mutable:
-                _check_path(meta.name, obj, path.split("."), operator, sent)
+                _check_path(meta.name, obj, path.split("."), operator, sent, old)
                 if field.validators and field.name not in validated:
                     # Its validators too: what they refuse at assignment they
                     # refuse when it is put in place by mutation.
@@ -617,7 +622,14 @@ def check_update(meta: ModelMeta, obj: Document, update: UpdateSpec) -> None:
                         _run_user_validator(validator, obj, field.attribute, value)
 
 
-def _check_path(owner: str, obj: Any, parts: list[str], operator: str, sent: Any) -> None:
+def _check_path(
+    owner: str,
+    obj: Any,
+    parts: list[str],
+    operator: str,
+    sent: Any,
+    old: Mapping[str, Any] | None = None,
+) -> None:
     current, spec, names = obj, None, []
     for part in parts:
         model = getattr(type(current), "_uow_meta", None)
@@ -659,7 +671,41 @@ def _check_path(owner: str, obj: Any, parts: list[str], operator: str, sent: Any
                 continue
             element.check(owner, where, item)
         return
-    spec.check(owner, where, current)
+    try:
+        spec.check(owner, where, current)
+    except ValidationError:
+        if not (operator == "$set" and type(current) is list and old is not None):
+            raise
+        _check_changed_elements(owner, where, current, spec, _stored_at(old, parts))
+
+
+def _check_changed_elements(
+    owner: str, where: str, current: list[Any], spec: TypeSpec, before: Any
+) -> None:
+    """A list set whole failed its check: check again only the elements that are
+    not as they were loaded (legacy elements moved or kept never block a flush:
+    it validates what this session changed, not what it merely loaded)."""
+    element = element_spec(spec)
+    if type(before) is not list or element is None:
+        spec.check(owner, where, current)
+        return
+    for index, item in enumerate(current):
+        stored = element.dump(item) if element.needs_dump else item
+        if not any(same(stored, loaded) for loaded in before):
+            element.check(owner, f"{where}[{index}]", item)
+
+
+def _stored_at(stored: Mapping[str, Any], parts: list[str]) -> Any:
+    """The value at a path of a stored form (MISSING where there is none)."""
+    value: Any = stored
+    for part in parts:
+        if type(value) is dict and part in value:
+            value = value[part]
+        elif type(value) is list and _is_index(part) and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return MISSING
+    return value
 
 
 def _is_index(part: str) -> bool:

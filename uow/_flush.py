@@ -225,7 +225,7 @@ def _update_op(  # noqa: PLR0915
     if explicit is not None and explicit.operators:
         update = _with_operators(meta, update, old, new, explicit.operators)
     if in_place and update:
-        check_update(meta, obj, update)
+        check_update(meta, obj, update, old)
     version = meta.version_field
     if not update:
         if explicit is None:
