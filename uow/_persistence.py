@@ -446,7 +446,10 @@ class Flush:
         matched (deleted) documents, so when some write matched nothing the
         documents are read back to see which. A document stored exactly as this
         flush would leave it landed (or holds the same, which to the one rule is
-        the same); one that shows another state missed; one that shows this
+        the same), unless the total says more writes missed than the rest can
+        account for: then another session's write may have left the very same
+        (two versioned ``$inc`` from one start), and those are unsure too; one
+        that shows another state missed; one that shows this
         write's ``$set`` values but not the rest may show another session's
         identical write instead: when the total says more writes missed than the
         read-back can name, those are reported in doubt (``FlushError.in_doubt``)
@@ -471,6 +474,9 @@ class Flush:
         stored = {raw["_id"]: raw for raw in found}
         definite: list[Write] = []
         unsure: list[Write] = []
+        # Stored as this flush leaves them: landed, or another session's write
+        # that left the very same (a versioned $inc from the same start).
+        same: list[Write] = []
         for op in checked:
             meta: ModelMeta = type(op.doc)._uow_meta
             now = stored.get(op.doc_id)
@@ -482,7 +488,7 @@ class Flush:
             elif now is None:
                 definite.append(op)
             elif _stored_as(now, op, meta):
-                continue  # stored as this flush leaves it: landed
+                same.append(op)  # landed, unless the total says otherwise
             elif not _landed_as(now, op):
                 definite.append(op)
             else:
@@ -492,6 +498,11 @@ class Flush:
         remaining = missed - len(definite)
         if remaining <= 0:
             return definite, []  # every miss is named: the unsure ones landed
+        if remaining > len(unsure):
+            # More misses than the read-back can name: some document stored as
+            # this flush would leave it got there by another session's write.
+            # Which cannot be told, so none of them is taken as landed.
+            unsure += same
         if remaining >= len(unsure):
             return definite + unsure, []  # as many misses as unsure: all of them
         return definite, unsure

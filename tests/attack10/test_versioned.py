@@ -297,10 +297,6 @@ def test_versioned_interleaved_transactional(db: Any, nsess: int) -> None:
     run_state_machine_as_test(make_machine(db, nsess, 2, txn=True), settings=SETTINGS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a lost version race is taken as applied when the winner stored the same result",
-)
 def test_lost_race_with_identical_result_is_reported(db: Any) -> None:
     """Two sessions each add 1 to the same versioned document; the loser's batch
     also holds a second document. SPEC: "a lost race raises
@@ -324,7 +320,7 @@ def test_lost_race_with_identical_result_is_reported(db: Any) -> None:
     s1.commit()  # stored: n=1, version=1
 
     with pytest.raises(uow.StaleDocumentError):
-        s2.commit()  # uow: no error; b reads version=1, clean; stored n stays 1
+        s2.commit()  # b's and o's writes cannot be told apart: both in doubt
     assert stored(db, COLL, doc.id) == {
         "_id": doc.id,
         "name": "",
