@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._runtime import _run_user_validator
+from ._stages import is_index
 from ._stored import Absent, copy_stored
 from ._types import (
     DictSpec,
@@ -48,9 +48,7 @@ from ._types import (
     OptionalSpec,
     SetSpec,
     TypeSpec,
-    check_key,
 )
-from .exceptions import ValidationError
 from .operators import MISSING, OPERATORS, UpdateSpec, is_prefix, put, same, set_
 
 if TYPE_CHECKING:
@@ -201,7 +199,7 @@ def _put_marker(container: Any, path: tuple[str, ...], marker: Absent) -> Any:
         copy = dict(container)
         copy[step] = replaced
         return copy
-    if type(container) is list and _is_index(step) and int(step) < len(container) and len(path) > 1:
+    if type(container) is list and is_index(step) and int(step) < len(container) and len(path) > 1:
         index = int(step)
         current = container[index]
         replaced = _put_marker(current, path[1:], marker)
@@ -473,13 +471,16 @@ def _diff_data(
     inner: TypeSpec | None,
 ) -> None:
     """A dict whose keys are data (a ``dict[str, T]`` field, or undeclared stored keys)."""
-    for key, value in new.items():
-        if ("." in key or key[:1] == "$") and old.get(key, MISSING) is not value:
-            # Put in place by mutation, a key MongoDB would read as a path ("a.b"
-            # under an existing "a") or an operator cannot be a path part: the dict
-            # is set whole, and the flush's check refuses the key by name.
-            set_(update, prefix[:-1], old, new)
-            return
+    joined = "".join(new)  # one C-level pass: a key with "." or "$" is rare
+    if ("." in joined or "$" in joined) and any(
+        ("." in key or key[:1] == "$") and old.get(key, MISSING) is not value
+        for key, value in new.items()
+    ):
+        # Put in place by mutation, a key MongoDB would read as a path ("a.b"
+        # under an existing "a") or an operator cannot be a path part: the dict
+        # is set whole, and the flush's check refuses the key by name.
+        set_(update, prefix[:-1], old, new)
+        return
     for key, value in new.items():
         before = old.get(key, MISSING)
         if before is not value:
@@ -584,133 +585,7 @@ def full_update(
     return update
 
 
-# ------------------------------------------------------------------ validation
-
-
-def check_update(
-    meta: ModelMeta, obj: Document, update: UpdateSpec, old: Mapping[str, Any] | None = None
-) -> None:
-    """Check the values ``update`` writes from ``obj``, and nothing else.
-
-    A flush validates what this session changed, not what it merely loaded: a
-    stored value of another type than declared (legacy data) never blocks the
-    write of a change elsewhere. Values assigned were checked at assignment;
-    what is checked here is what may have been put in place by mutation, under
-    the fields that change in place: the value at each path written (for
-    ``$push`` and ``$addToSet``, the items added). A list set whole, with ``old``
-    (the snapshot) given, may keep elements as they were loaded: those are not
-    this session's to check.
-
-    Raises:
-        ValidationError: a value written is not of its declared type.
-    """
-    by_key = meta.by_key
-    validated: set[str] = set()
-    for operator, paths in update.items():
-        if operator in {"$unset", "$currentDate"}:
-            continue
-        for path, sent in paths.items():
-            field = by_key.get(path.split(".", 1)[0])
-            if field is not None and field.spec.mutable:
-                _check_path(meta.name, obj, path.split("."), operator, sent, old)
-                if field.validators and field.name not in validated:
-                    # Its validators too: what they refuse at assignment they
-                    # refuse when it is put in place by mutation.
-                    validated.add(field.name)
-                    value = getattr(obj, field.name)
-                    for validator in field.validators:
-                        _run_user_validator(validator, obj, field.attribute, value)
-
-
-def _check_path(
-    owner: str,
-    obj: Any,
-    parts: list[str],
-    operator: str,
-    sent: Any,
-    old: Mapping[str, Any] | None = None,
-) -> None:
-    current, spec, names = obj, None, []
-    for part in parts:
-        model = getattr(type(current), "_uow_meta", None)
-        if model is not None:
-            field = model.by_key.get(part)
-            if field is None:
-                return  # an unknown stored key: kept as it was, not ours to check
-            names.append(field.name)
-            current, spec = getattr(current, field.name), field.spec
-            continue
-        element = element_spec(spec)
-        if type(current) is list and _is_index(part) and int(part) < len(current):
-            current = current[int(part)]
-        elif type(current) is dict and part in current:
-            if isinstance(unwrap(spec), DictSpec):
-                check_key(owner, ".".join(names), part)  # a key is data: never an operator
-            current = current[part]
-        else:
-            # The path does not lead into the value (a dict key holding a dot, say):
-            # the value it stops at is checked whole, its keys included.
-            if spec is not None:
-                spec.check(owner, ".".join(names), current)
-            return
-        names.append(part)
-        spec = element
-    if spec is None:
-        return
-    where = ".".join(names)
-    if operator in ("$push", "$addToSet") and isinstance(sent, dict) and "$each" in sent:
-        element = element_spec(spec)
-        if element is None:
-            return
-        added = list(current)[-len(sent["$each"]) :] if operator == "$push" else list(current)
-        for item in added:
-            if operator == "$addToSet" and not any(
-                same(element.dump(item) if element.needs_dump else item, value)
-                for value in sent["$each"]
-            ):
-                continue
-            element.check(owner, where, item)
-        return
-    try:
-        spec.check(owner, where, current)
-    except ValidationError:
-        if not (operator == "$set" and type(current) is list and old is not None):
-            raise
-        _check_changed_elements(owner, where, current, spec, _stored_at(old, parts))
-
-
-def _check_changed_elements(
-    owner: str, where: str, current: list[Any], spec: TypeSpec, before: Any
-) -> None:
-    """A list set whole failed its check: check again only the elements that are
-    not as they were loaded (legacy elements moved or kept never block a flush:
-    it validates what this session changed, not what it merely loaded)."""
-    element = element_spec(spec)
-    if type(before) is not list or element is None:
-        spec.check(owner, where, current)
-        return
-    for index, item in enumerate(current):
-        stored = element.dump(item) if element.needs_dump else item
-        if not any(same(stored, loaded) for loaded in before):
-            element.check(owner, f"{where}[{index}]", item)
-
-
-def _stored_at(stored: Mapping[str, Any], parts: list[str]) -> Any:
-    """The value at a path of a stored form (MISSING where there is none)."""
-    value: Any = stored
-    for part in parts:
-        if type(value) is dict and part in value:
-            value = value[part]
-        elif type(value) is list and _is_index(part) and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return MISSING
-    return value
-
-
-def _is_index(part: str) -> bool:
-    """Whether a path part is a list position (ASCII digits, as MongoDB reads them)."""
-    return part.isascii() and part.isdigit()
+# ------------------------------------------------------------------ declared types
 
 
 def unwrap(spec: TypeSpec | None) -> TypeSpec | None:

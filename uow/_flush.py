@@ -21,8 +21,8 @@ from typing import Any
 
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
+from ._checks import check_update
 from ._diff import (
-    check_update,
     full_update,
     snapshot_and_update,
     updated_snapshot,

@@ -89,7 +89,7 @@ def value_at(container: Any, parts: list[str]) -> Any:
     for part in parts:
         if type(container) is dict:
             container = container.get(part, MISSING)
-        elif type(container) is list and _is_index(part) and int(part) < len(container):
+        elif type(container) is list and is_index(part) and int(part) < len(container):
             container = container[int(part)]
         else:
             return MISSING
@@ -108,7 +108,7 @@ def replaced_at(container: Any, parts: list[str], change: Callable[[Any], Any]) 
         value = container.get(step, MISSING)
         new = replaced_at(value, rest, change) if rest else change(value)
         return {**container, step: new}
-    if type(container) is list and _is_index(step) and int(step) < len(container):
+    if type(container) is list and is_index(step) and int(step) < len(container):
         index = int(step)
         items = list(container)
         items[index] = replaced_at(items[index], rest, change) if rest else change(items[index])
@@ -126,6 +126,6 @@ def _dropping(count: int) -> Callable[[list[Any]], list[Any]]:
     return lambda items: items[: len(items) - count]
 
 
-def _is_index(part: str) -> bool:
+def is_index(part: str) -> bool:
     """Whether a path part is a list position (ASCII digits, as MongoDB reads them)."""
     return part.isascii() and part.isdigit()

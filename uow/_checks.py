@@ -1,0 +1,132 @@
+"""What a flush checks before it writes: the values an update takes from a document.
+
+A flush validates what this session changed, never what it merely loaded (SPEC:
+legacy values never block a flush), so the check follows the update, path by
+path, rather than the document: ``check_update``. The diff that made the update
+is in ``_diff``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._diff import element_spec, unwrap
+from ._runtime import _run_user_validator
+from ._stages import is_index, value_at
+from ._types import DictSpec, TypeSpec, check_key
+from .exceptions import ValidationError
+from .operators import UpdateSpec, same
+
+if TYPE_CHECKING:
+    from .document import Document, ModelMeta
+
+__all__: list[str] = []
+
+
+def check_update(
+    meta: ModelMeta, obj: Document, update: UpdateSpec, old: Mapping[str, Any] | None = None
+) -> None:
+    """Check the values ``update`` writes from ``obj``, and nothing else.
+
+    A flush validates what this session changed, not what it merely loaded: a
+    stored value of another type than declared (legacy data) never blocks the
+    write of a change elsewhere. Values assigned were checked at assignment;
+    what is checked here is what may have been put in place by mutation, under
+    the fields that change in place: the value at each path written (for
+    ``$push`` and ``$addToSet``, the items added). A list set whole, with ``old``
+    (the snapshot) given, may keep elements as they were loaded: those are not
+    this session's to check.
+
+    Raises:
+        ValidationError: a value written is not of its declared type.
+    """
+    by_key = meta.by_key
+    validated: set[str] = set()
+    for operator, paths in update.items():
+        if operator in {"$unset", "$currentDate"}:
+            continue
+        for path, sent in paths.items():
+            field = by_key.get(path.split(".", 1)[0])
+            if field is not None and field.spec.mutable:
+                _check_path(meta.name, obj, path.split("."), operator, sent, old)
+                if field.validators and field.name not in validated:
+                    # Its validators too: what they refuse at assignment they
+                    # refuse when it is put in place by mutation.
+                    validated.add(field.name)
+                    value = getattr(obj, field.name)
+                    for validator in field.validators:
+                        _run_user_validator(validator, obj, field.attribute, value)
+
+
+def _check_path(
+    owner: str,
+    obj: Any,
+    parts: list[str],
+    operator: str,
+    sent: Any,
+    old: Mapping[str, Any] | None = None,
+) -> None:
+    current, spec, names = obj, None, []
+    for part in parts:
+        model = getattr(type(current), "_uow_meta", None)
+        if model is not None:
+            field = model.by_key.get(part)
+            if field is None:
+                return  # an unknown stored key: kept as it was, not ours to check
+            names.append(field.name)
+            current, spec = getattr(current, field.name), field.spec
+            continue
+        element = element_spec(spec)
+        if type(current) is list and is_index(part) and int(part) < len(current):
+            current = current[int(part)]
+        elif type(current) is dict and part in current:
+            if isinstance(unwrap(spec), DictSpec):
+                check_key(owner, ".".join(names), part)  # a key is data: never an operator
+            current = current[part]
+        else:
+            # The path does not lead into the value (a dict key holding a dot, say):
+            # the value it stops at is checked whole, its keys included.
+            if spec is not None:
+                spec.check(owner, ".".join(names), current)
+            return
+        names.append(part)
+        spec = element
+    if spec is None:
+        return
+    where = ".".join(names)
+    if operator in ("$push", "$addToSet") and isinstance(sent, dict) and "$each" in sent:
+        element = element_spec(spec)
+        if element is None:
+            return
+        added = list(current)[-len(sent["$each"]) :] if operator == "$push" else list(current)
+        for item in added:
+            if operator == "$addToSet" and not any(
+                same(element.dump(item) if element.needs_dump else item, value)
+                for value in sent["$each"]
+            ):
+                continue
+            element.check(owner, where, item)
+        return
+    try:
+        spec.check(owner, where, current)
+    except ValidationError:
+        if not (operator == "$set" and type(current) is list and old is not None):
+            raise
+        _check_changed_elements(owner, where, current, spec, value_at(old, parts))
+
+
+def _check_changed_elements(
+    owner: str, where: str, current: list[Any], spec: TypeSpec, before: Any
+) -> None:
+    """A list set whole failed its check: check again only the elements that are
+    not as they were loaded (legacy elements moved or kept never block a flush:
+    it validates what this session changed, not what it merely loaded)."""
+    element = element_spec(spec)
+    if type(before) is not list or element is None:
+        spec.check(owner, where, current)
+        return
+    for index, item in enumerate(current):
+        stored = element.dump(item) if element.needs_dump else item
+        if not any(same(stored, loaded) for loaded in before):
+            element.check(owner, f"{where}[{index}]", item)
