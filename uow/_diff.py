@@ -471,14 +471,18 @@ def _diff_data(
     inner: TypeSpec | None,
 ) -> None:
     """A dict whose keys are data (a ``dict[str, T]`` field, or undeclared stored keys)."""
-    joined = "".join(new)  # one C-level pass: a key with "." or "$" is rare
+    try:
+        joined = "".join(new)  # one C-level pass: a key with "." or "$" is rare
+    except TypeError:
+        joined = "."  # a key that is no str
     if ("." in joined or "$" in joined) and any(
-        ("." in key or key[:1] == "$") and old.get(key, MISSING) is not value
+        (type(key) is not str or "." in key or key[:1] == "$")
+        and old.get(key, MISSING) is not value
         for key, value in new.items()
     ):
         # Put in place by mutation, a key MongoDB would read as a path ("a.b"
-        # under an existing "a") or an operator cannot be a path part: the dict
-        # is set whole, and the flush's check refuses the key by name.
+        # under an existing "a"), an operator, or no str at all cannot be a path
+        # part: the dict is set whole, and the flush's check refuses the key.
         set_(update, prefix[:-1], old, new)
         return
     for key, value in new.items():

@@ -401,3 +401,18 @@ def test_dotted_key_shadowing_existing_key_refused(db: Any, where: str) -> None:
     del target["a.b"]
     s.commit()
     assert_stored_is_memory(db, d)
+
+
+@pytest.mark.parametrize("where", ["counts", "nested", "rows"])
+def test_a_key_that_is_no_str_put_in_place_is_refused_at_flush(db: Any, where: str) -> None:
+    """SPEC: keys of dict fields are checked at assignment and at flush
+    (ValidationError); a key put in place that is no str was a TypeError."""
+    s, d = _new(db, counts={"a": 1}, nested={"k": {"a": 1}}, rows=[{"a": 1}])
+    target = {"counts": d.counts, "nested": d.nested["k"], "rows": d.rows[0]}[where]
+    target[1] = 2
+    with pytest.raises(uow.ValidationError, match="str key"):
+        s.flush()
+    del target[1]
+    target["b"] = 3
+    s.commit()
+    assert_stored_is_memory(db, d)
