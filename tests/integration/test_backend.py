@@ -15,6 +15,7 @@ import pytest
 from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 
 import uow
+from tests._blackbox import assert_stored_is_memory
 from uow import _backend, _embedded
 from uow._backend import (
     EMBEDDED_SCHEME,
@@ -347,6 +348,7 @@ def test_max_over_a_stored_null_is_a_set_on_every_backend(db: Any) -> None:
         ann.last_seen = when
         s.commit()
         assert db.be_users.find_one({"_id": ann.id})["last_seen"] == when
+        assert_stored_is_memory(db, ann)
 
 
 class BeAccount(uow.Document):
@@ -377,6 +379,7 @@ def test_what_mongomock_cannot_do_is_a_flush_error_naming_it(
             s.commit()
             stored = db.be_accounts.find_one({"_id": account.id})["balance"]
             assert stored.to_decimal() == decimal.Decimal("1.35")
+            assert_stored_is_memory(db, account)
 
 
 def test_is_mongomock_never_imports_mongomock(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import bson
 import pytest
 
+from tests._blackbox import assert_stored_is_memory
 from uow import Session
 
 from ._models import MdDoc, MdOther
@@ -355,6 +356,12 @@ def test_a_list_changed_inside_and_appended_to_keeps_both_operators(
         ("a", 3, 3),
         ("b", 0, 3),
     ]
+    # Memory differs where the declared operators say so (another client's
+    # $inc; $max keeps the larger), and only there.
+    stored = _stored(db, doc_id)
+    assert {k: v for k, v in stored.items() if k != "lines"} == {
+        k: v for k, v in obj.to_bson().items() if k != "lines"
+    }
 
 
 def test_a_list_whose_elements_moved_is_set_whole(db: Any, sessions: list[Session]) -> None:
@@ -373,6 +380,7 @@ def test_a_list_whose_elements_moved_is_set_whole(db: Any, sessions: list[Sessio
     obj.lines.append(type(obj.lines[0])(**dict(LINE, peak=0)))
     s.commit()
     assert [line["peak"] for line in _stored(db, doc_id)["lines"]] == [1, 0]
+    assert_stored_is_memory(db, obj)
 
 
 # ------------------- 7. rollback of a document inserted and deleted in a transaction
