@@ -548,6 +548,11 @@ def _in_place_tests(meta: ModelMeta, env: dict[str, Any], changed: str) -> list[
     return lines
 
 
+#: Types whose ``==`` between two values of exactly that type is BSON's equality
+#: (a float is not one: ``0.0 == -0.0``, and NaN equals nothing).
+_EQ_IS_SAME = (int, str)
+
+
 def plain_sets_script(meta: ModelMeta) -> Script:
     """``_uow_plain_sets(snapshot, assigned)``: the ``$set`` that persists a document
     whose only changes are assignments (``assigned``, a mask of ``FieldMeta.bit``)
@@ -571,11 +576,23 @@ def plain_sets_script(meta: ModelMeta) -> Script:
         if f.spec.needs_dump:
             env[f"_dump_{f.name}"] = f.spec.dump
             lines.append(f"        value = _dump_{f.name}(value)")
-        lines += [
-            f"        old = get({f.key!r}, _MISSING)",
-            "        if old is not value and not _same(old, value):",
-            f"            sets[{f.key!r}] = value",
-        ]
+        lines.append(f"        old = get({f.key!r}, _MISSING)")
+        if f.fast_type in _EQ_IS_SAME and not f.spec.needs_dump:
+            # Both of the field's exact type: == is the same BSON (no call).
+            exact = f"_exact_{f.name}"
+            env[exact] = f.fast_type
+            lines += [
+                f"        if type(old) is {exact} and type(value) is {exact}:",
+                "            if old != value:",
+                f"                sets[{f.key!r}] = value",
+                "        elif old is not value and not _same(old, value):",
+                f"            sets[{f.key!r}] = value",
+            ]
+        else:
+            lines += [
+                "        if old is not value and not _same(old, value):",
+                f"            sets[{f.key!r}] = value",
+            ]
     lines.append("    return sets")
     return "\n".join(lines) + "\n", env
 

@@ -140,13 +140,48 @@ def _collect_updates(tracker: Tracker, ops: list[Write]) -> None:
     if tracker.updates:
         queued = unique_docs([*queued, *(u.doc for u in tracker.updates.values() if u.tracked)])
     persistent = _PERSISTENT
+    updates = tracker.updates
     for obj in queued:
         state = obj._uow_state
         assert state is not None
-        if state.status is persistent:
-            op = _update_op(tracker, obj)
-            if op is not None:
-                ops.append(op)
+        if state.status is not persistent:
+            continue
+        # The common case inline (a call per document costs as much as the rest):
+        # plain fields assigned to, of a class with no version, shard key or field
+        # the server sets, and no explicit update. One $set, targeting _id.
+        meta = type(obj)._uow_meta
+        plain = meta.plain_updates
+        if plain is None:
+            plain = _plain_updates(meta)
+        old = state.snapshot
+        if (
+            plain
+            and state.modified
+            and state.assigned
+            and old is not None
+            and not (updates and state.key in updates)
+        ):
+            sets = obj._uow_plain_sets(old, state.assigned)
+            if sets is not None:
+                if sets:
+                    update: UpdateSpec = {"$set": sets}
+                    write = UpdateWrite(
+                        meta.collection or "",
+                        obj,
+                        {"_id": state.id},
+                        update,
+                        {**old, **sets},
+                        update,
+                        old,
+                    )
+                    write.checked = True
+                    ops.append(write)
+                else:
+                    tracker.nothing_to_write(obj, state)
+                continue
+        op = _update_op(tracker, obj)
+        if op is not None:
+            ops.append(op)
     if len(queued) >= tracker.tracked_at_most():
         return  # every document in the map was looked at above
     seen = {id(obj) for obj in queued}
@@ -175,24 +210,6 @@ def _update_op(  # noqa: PLR0915
     meta: ModelMeta = type(obj)._uow_meta
     explicit = tracker.updates.get(state.key) if tracker.updates else None
     old = state.snapshot
-    if explicit is None and state.modified and state.assigned and not changed:
-        plain = meta.plain_updates
-        if plain is None:
-            plain = _plain_updates(meta)
-        sets = obj._uow_plain_sets(old, state.assigned) if plain else None
-        if sets is not None:
-            # Plain fields assigned to, of a class with no version, shard key or field
-            # the server sets: one $set statement, targeting _id (what follows, in
-            # short). Its new snapshot is left to be made when the write landed.
-            if not sets:
-                tracker.nothing_to_write(obj, state)
-                return None
-            update: UpdateSpec = {"$set": sets}
-            op = UpdateWrite(
-                meta.collection or "", obj, {"_id": state.id}, update, None, update, old
-            )
-            op.checked = True
-            return op
     if not (changed or explicit is not None or state.modified or obj._uow_mutated(old)):
         if state.pinned:
             # Queued when the user let go of it with a container held elsewhere

@@ -63,6 +63,7 @@ class FieldMeta:
         "on_update",
         "operator",
         "options",
+        "quick_type",
         "spec",
         "unique",
         "user_validator",
@@ -103,6 +104,11 @@ class FieldMeta:
         ) + tuple(_attrs_validators(attribute))
         #: turns an accepted input into the value kept (documents into Refs)
         self.convert: Callable[[Any], Any] | None = spec.converter()
+        #: an assigned value of exactly this type is kept as it is, with nothing to
+        #: run (no converter, no validator), bar ``fast_range``'s test (None: never)
+        self.quick_type = (
+            self.fast_type if self.convert is None and not self.validators else None
+        )
         inner = spec.inner if isinstance(spec, OptionalSpec) else spec
         #: the KeySchema mapping of an embedded document's keys, for diffs
         self.nested: Mapping[str, FieldMeta] | None = (

@@ -259,9 +259,15 @@ def build_plan(
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
     grouped: dict[tuple[str, str], list[Write]] = {}
     seen: dict[str, None] = dict.fromkeys(collection_order)
+    kind = collection = ""
+    queue: list[Write] = []
     for op in ops:
-        seen.setdefault(op.collection, None)
-        grouped.setdefault((op.kind, op.collection), []).append(op)
+        # Ops come in runs of one kind and collection: a lookup per run, not per op.
+        if op.kind is not kind or op.collection != collection:
+            kind, collection = op.kind, op.collection
+            seen.setdefault(collection, None)
+            queue = grouped.setdefault((kind, collection), [])
+        queue.append(op)
     plan: list[Batch] = []
     for kind in KINDS:
         for collection in seen:

@@ -714,10 +714,35 @@ class Tracker:
                 continue
             key = state.key
             kind = op.kind
-            # (an UpdateWrite is never a replace: tested first, as the common case)
-            if kind == INSERT or (
-                type(op) is not UpdateWrite and isinstance(op.request, ReplaceOne)
+            # (an UpdateWrite, the common case, is tested first: it is never a replace)
+            if type(op) is UpdateWrite or (
+                kind == UPDATE and not isinstance(op.request, ReplaceOne)
             ):
+                # (the slot first: a plain update's is made with it)
+                new = (op.new_snapshot if type(op) is UpdateWrite else None) or op.snapshot
+                if new is None:
+                    # An untracked document's explicit update (added here since):
+                    # not this state's write; its own change, if any, is another.
+                    continue
+                state.snapshot = new
+                state.modified = False
+                self.modified.pop(key, None)
+                if self.updates:
+                    explicit = self.updates.pop(key, None)
+                    if in_transaction and explicit is not None:
+                        self.tx_explicit.setdefault(key, explicit)
+                if type(obj)._uow_meta.current_date_keys:
+                    expire(type(obj)._uow_meta, obj, state)
+                    self._expired_any = True
+                if in_transaction:
+                    self._map.hold(key, obj)
+                else:
+                    state.committed = new
+                    if state.pinned and _still_pinned(obj, state):
+                        self._map.hold(key, obj)
+                    else:
+                        self._map.add_clean(key, obj)
+            elif kind in (INSERT, UPDATE):  # (an UPDATE here: a replace)
                 replaced = self.deletes.pop(key, None) if self.deletes else None
                 if replaced is not None and replaced is not obj:
                     old = replaced._uow_state
@@ -747,30 +772,6 @@ class Tracker:
                 else:
                     state.committed = new
                     self._map.add_inserted(key, obj)
-            elif kind == UPDATE:
-                new = op.snapshot
-                if new is None:
-                    # An untracked document's explicit update (added here since):
-                    # not this state's write; its own change, if any, is another.
-                    continue
-                state.snapshot = new
-                state.modified = False
-                self.modified.pop(key, None)
-                explicit = self.updates.pop(key, None) if self.updates else None
-                meta: ModelMeta = type(obj)._uow_meta
-                if meta.current_date_keys:
-                    expire(meta, obj, state)
-                    self._expired_any = True
-                if in_transaction:
-                    if explicit is not None:
-                        self.tx_explicit.setdefault(key, explicit)
-                    self._map.hold(key, obj)
-                else:
-                    state.committed = new
-                    if _still_pinned(obj, state):
-                        self._map.hold(key, obj)
-                    else:
-                        self._map.add_clean(key, obj)
             else:
                 self.deletes.pop(key, None)
                 self._map.discard(key, obj)

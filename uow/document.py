@@ -291,7 +291,17 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
         return _BaseModel.__getattr__(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        field = _assign(self, name, value)
+        field = self._uow_setters.get(name)
+        if (
+            field is not None
+            and type(value) is field.quick_type
+            and not (field.fast_range and not INT64_MIN <= cast(int, value) <= INT64_MAX)
+            and not self._uow_absent
+        ):
+            # _assign's common case inline: a call less per assignment.
+            object.__setattr__(self, name, value)
+        else:
+            field = _assign(self, name, value)
         if field is not None:
             state = self._uow_state
             # The state's fields, read here: a call less per assignment.

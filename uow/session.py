@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast, overload
@@ -40,6 +41,8 @@ from .query import Expr, class_filter
 from .transaction import Transaction, run_in_transaction, transaction_block
 
 __all__ = ["FlushResult", "Session", "SessionStats"]
+
+_doc_of = operator.attrgetter("doc")
 
 logger = logging.getLogger("uow")
 
@@ -407,15 +410,19 @@ class Session:
             return FlushResult()
         plan = build_plan(ops, list(tracker.collections), self._max_batch)
         if self.auto_ensure:
-            for cls in {type(op.doc) for op in ops if op.kind != DELETE}:
+            classes: set[type[Document]] = set()
+            for batch in plan:
+                if batch.kind != DELETE:
+                    classes.update(map(type, map(_doc_of, batch.ops)))
+            for cls in classes:
                 self._channel.auto_ensure(cls, transaction.active)
         transaction.begin_if_needed()
-        done, round_trips = Flush(
+        _, round_trips = Flush(
             ops, plan, tracker, self._channel, transaction, self._doubts
         ).execute()
         counts = {INSERT: 0, UPDATE: 0, DELETE: 0}
-        for op in done:
-            counts[op.kind] += 1
+        for batch in plan:  # (all of them landed: a failed one raised)
+            counts[batch.kind] += len(batch.ops)
         return FlushResult(counts[INSERT], counts[UPDATE], counts[DELETE], round_trips)
 
     def commit(self) -> None:
