@@ -106,7 +106,8 @@ class FieldMeta:
         self.convert: Callable[[Any], Any] | None = spec.converter()
         #: an assigned value of exactly this type is kept as it is, with nothing to
         #: run (no converter, no validator), bar ``fast_range``'s test (None: never)
-        self.quick_type = (
+        #: (Any, not type | None: a test against it must not narrow the value's type)
+        self.quick_type: Any = (
             self.fast_type if self.convert is None and not self.validators else None
         )
         inner = spec.inner if isinstance(spec, OptionalSpec) else spec

@@ -635,7 +635,12 @@ class Tracker:
         state.assigned = bit
         if state.status is _PERSISTENT:
             key = state.key
-            self._map.hold(key, obj)
+            identity = self._map
+            if identity.weak:
+                identity.hold(key, obj)
+            else:  # IdentityMap.hold's common case inline: a call less per change
+                identity.held[key] = obj
+                identity.pinned.add(key)
             self.modified[key] = obj
             self.collections.setdefault(type(obj)._uow_meta.collection or "", None)
 

@@ -295,7 +295,7 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
         if (
             field is not None
             and type(value) is field.quick_type
-            and not (field.fast_range and not INT64_MIN <= cast(int, value) <= INT64_MAX)
+            and not (field.fast_range and not INT64_MIN <= value <= INT64_MAX)
             and not self._uow_absent
         ):
             # _assign's common case inline: a call less per assignment.
