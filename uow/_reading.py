@@ -234,9 +234,7 @@ class Query(_Filtered[D]):
     def all(self) -> list[D]:
         """Every result, as a list."""
         rows, absent = self._rows()
-        load = self._reader.tracker.load
-        cls = self._cls
-        return [load(cls, raw, absent) for raw in rows]
+        return self._reader.tracker.load_all(self._cls, rows, absent)
 
     def first(self) -> D | None:
         """The first result, or None when nothing matches."""

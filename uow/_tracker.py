@@ -36,7 +36,6 @@ from ._diff import (
     stored_form,
 )
 from ._identity import (
-    _PREFIXES,
     IdentityMap,
     Key,
     key_for,
@@ -515,48 +514,64 @@ class Tracker:
         return self._map.get(key)
 
     def load(self, cls: type[D], raw: Mapping[str, Any], absent: frozenset[str] | None = None) -> D:
-        """The tracked object for a stored document: the one already loaded
-        (``merge_loaded``), or a new one (``register_loaded``)."""
+        """The tracked object for a stored document (see ``load_all``)."""
+        return self.load_all(cls, (raw,), absent)[0]
+
+    def load_all(
+        self, cls: type[D], rows: Iterable[Mapping[str, Any]], absent: frozenset[str] | None = None
+    ) -> list[D]:
+        """The tracked object for each stored document of ``rows``, in order: the
+        one already loaded (``merge_loaded``), or a new one.
+
+        One call per query's results, not one per document: what stays the same
+        from one document to the next is looked up once.
+        """
         if self.no_tracking:
-            obj = cls._uow_load(raw, self.ctx, absent)
-            set_state(obj, DETACHED)
-            return obj
-        meta = cls._uow_meta
-        collection = meta.collection
+            loaded_alone = []
+            for raw in rows:
+                obj = cls._uow_load(raw, self.ctx, absent)
+                set_state(obj, DETACHED)
+                loaded_alone.append(obj)
+            return loaded_alone
+        collection = cls._uow_meta.collection
         assert collection is not None
-        sid = raw["_id"]
-        # key_for, inline (a call less per document loaded)
-        if type(sid) is ObjectId:
-            prefix = _PREFIXES.get(collection)
-            key: Key = (prefix or key_prefix(collection)) + sid.binary
-        else:
-            key = (collection, sid)
+        prefix = key_prefix(collection)
         identity = self._map
-        if key in identity.held or identity.weak:
-            found = identity.get(key)  # a hit refreshes its place in the LRU
-            if found is not None:
-                self.merge_loaded(found, raw, absent)
-                return found  # type: ignore[no-any-return]
-        # register_loaded, inline (a call less per document loaded)
-        obj = cls._uow_load(raw, self.ctx, absent)
-        loaded = type(obj)._uow_meta  # a subclass's, when _cls names one
-        # No unknown key (none kept aside) and as many as known: exactly the known keys.
-        if (
-            absent is None
-            and obj._uow_extra is None
-            and len(raw) == loaded.raw_snapshot_size
-            and type(raw) is dict
-        ):
-            # What the driver gave us is the snapshot: the load copied every list
-            # and dict it handed out, and dumping the object would give it back.
-            taken: dict[str, Any] = raw
-        else:
-            taken = loaded_snapshot(loaded, obj, raw)
-        set_state(obj, DocState(self, key, _PERSISTENT, taken, sid))
-        identity.add_loaded(key, obj)
-        if loaded.mutable:
-            self._mutable_in.add(collection)
-        return obj
+        held = identity.held
+        ctx = self.ctx
+        new_state = DocState
+        loader = cls._uow_load
+        found: list[D] = []
+        for raw in rows:
+            sid = raw["_id"]
+            # key_for, inline
+            key: Key = prefix + sid.binary if type(sid) is ObjectId else (collection, sid)
+            if key in held or identity.weak:
+                known = identity.get(key)  # a hit refreshes its place in the LRU
+                if known is not None:
+                    self.merge_loaded(known, raw, absent)
+                    found.append(known)
+                    continue
+            obj = loader(raw, ctx, absent)
+            loaded = type(obj)._uow_meta  # a subclass's, when _cls names one
+            # No unknown key (none kept aside) and as many as known: exactly the known keys.
+            if (
+                absent is None
+                and obj._uow_extra is None
+                and len(raw) == loaded.raw_snapshot_size
+                and type(raw) is dict
+            ):
+                # What the driver gave us is the snapshot: the load copied every list
+                # and dict it handed out, and dumping the object would give it back.
+                taken: dict[str, Any] = raw
+            else:
+                taken = loaded_snapshot(loaded, obj, raw)
+            set_state(obj, new_state(self, key, _PERSISTENT, taken, sid))
+            identity.add_loaded(key, obj)
+            if loaded.mutable:
+                self._mutable_in.add(collection)
+            found.append(obj)
+        return found
 
     def merge_loaded(self, obj: Any, raw: Mapping[str, Any], absent: frozenset[str] | None) -> None:
         """A query met a document already loaded: never overwrite unflushed changes.
