@@ -182,8 +182,10 @@ def _collect_updates(tracker: Tracker, ops: list[Write]) -> None:
         op = _update_op(tracker, obj)
         if op is not None:
             ops.append(op)
-    if len(queued) >= tracker.tracked_at_most():
-        return  # every document in the map was looked at above
+    if len(queued) + len(tracker.inserts) >= tracker.tracked_at_most():
+        # Every document in the map was looked at above or is pending (inserted
+        # whole): none is left that could have changed in place.
+        return
     seen = {id(obj) for obj in queued}
     for obj in tracker.objects():
         if not type(obj)._uow_meta.mutable:
