@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._diff import element_spec, unwrap
 from ._runtime import _run_user_validator
-from ._stages import is_index, value_at
+from ._stages import is_index
 from ._types import DictSpec, TypeSpec, check_key
 from .exceptions import ValidationError
 from .operators import UpdateSpec, same
@@ -111,22 +111,66 @@ def _check_path(
     try:
         spec.check(owner, where, current)
     except ValidationError:
-        if not (operator == "$set" and type(current) is list and old is not None):
+        if old is None:
             raise
-        _check_changed_elements(owner, where, current, spec, value_at(old, parts))
+        # Check again, skipping what is as it was loaded: legacy values kept, or
+        # moved (an element's index is not where it was loaded from, so the
+        # values at any index count).
+        _check_changed(owner, where, current, spec, _loaded_at(old, parts))
 
 
-def _check_changed_elements(
-    owner: str, where: str, current: list[Any], spec: TypeSpec, before: Any
-) -> None:
-    """A list set whole failed its check: check again only the elements that are
-    not as they were loaded (legacy elements moved or kept never block a flush:
-    it validates what this session changed, not what it merely loaded)."""
-    element = element_spec(spec)
-    if type(before) is not list or element is None:
-        spec.check(owner, where, current)
+def _loaded_at(old: Mapping[str, Any], parts: list[str]) -> list[Any]:
+    """The values the snapshot ``old`` holds at the path ``parts``, any list index
+    standing for every element."""
+    found: list[Any] = [old]
+    for part in parts:
+        step: list[Any] = []
+        for value in found:
+            if type(value) is list and is_index(part):
+                step.extend(value)
+            elif isinstance(value, Mapping) and part in value:
+                step.append(value[part])
+        found = step
+    return found
+
+
+def _check_changed(owner: str, where: str, value: Any, spec: TypeSpec, loaded: list[Any]) -> None:
+    """Check ``value``, written at ``where``, except what it keeps as loaded.
+
+    ``loaded``: what the loaded document held at the same place (for the
+    elements of a list, every element of the loaded list, since they may have
+    moved). A value the same as one of them passes; one that fails its check is
+    looked into (a list's elements, a dict's values, an embedded document's
+    fields), so that a legacy value kept inside an element this session changed
+    elsewhere (a list of embedded documents, one field of one of them increased)
+    does not block the write, while a wrong value it put there does.
+    """
+    dumped = spec.dump(value) if spec.needs_dump else value
+    if any(same(dumped, old) for old in loaded):
         return
-    for index, item in enumerate(current):
-        stored = element.dump(item) if element.needs_dump else item
-        if not any(same(stored, loaded) for loaded in before):
-            element.check(owner, f"{where}[{index}]", item)
+    try:
+        spec.check(owner, where, value)
+    except ValidationError:
+        inner = unwrap(spec)
+        element = element_spec(spec)
+        if type(value) is list and element is not None:
+            items = [item for old in loaded if type(old) is list for item in old]
+            for index, item in enumerate(value):
+                _check_changed(owner, f"{where}[{index}]", item, element, items)
+        elif type(value) is dict and isinstance(inner, DictSpec) and element is not None:
+            stored = [old for old in loaded if type(old) is dict]
+            for key, item in value.items():
+                check_key(owner, where, key)
+                kept = [old[key] for old in stored if key in old]
+                _check_changed(owner, f"{where}.{key}", item, element, kept)
+        elif (model := getattr(type(value), "_uow_meta", None)) is not None:
+            stored = [old for old in loaded if type(old) is dict]
+            absent = value._uow_absent or ()
+            for field in model.fields:
+                if field.name in absent:
+                    continue
+                kept = [old[field.key] for old in stored if field.key in old]
+                item = getattr(value, field.name)
+                _check_changed(owner, f"{where}.{field.name}", item, field.spec, kept)
+        else:
+            raise
