@@ -145,8 +145,14 @@ def _time_batch(
     return statistics.median(samples[1:]) / n * 1e6
 
 
-def measure(n: int, repeat: int) -> list[dict[str, Any]]:
-    """Every row: ``{"path", "label", "us_per_doc"}``."""
+#: A cell: its row's path and label, what prepares its input (not timed), and the
+#: timed work, given that input.
+Cell = tuple[str, str, Callable[[], Any], Callable[[Any], Any]]
+
+
+def cells(n: int) -> list[Cell]:
+    """The CPU section's cells over ``n`` documents, in the report's order (also
+    what ``benchmarks/instructions.py`` counts)."""
     import uow
 
     try:
@@ -222,7 +228,7 @@ def measure(n: int, repeat: int) -> list[dict[str, Any]]:
             {k: v for k, v in doc.items() if raw.get(k) != v}
 
     none: Callable[[], Any] = lambda: None  # noqa: E731
-    cases: list[tuple[str, str, Callable[[], Any], Callable[[Any], Any]]] = [
+    cases: list[Cell] = [
         ("construct + serialize", CONSTRUCT_TARGET, none, uow_public),
         ("construct + serialize", CONSTRUCT_SESSION, NullDatabase, uow_session_insert),
         ("construct + serialize", "attrs: construct + attrs.asdict", none, attrs_asdict),
@@ -237,7 +243,12 @@ def measure(n: int, repeat: int) -> list[dict[str, Any]]:
         ),
         ("load + change + diff", "plain dict: copy + change + dict diff", none, dict_load_diff),
     ]
+    return cases
+
+
+def measure(n: int, repeat: int) -> list[dict[str, Any]]:
+    """Every row: ``{"path", "label", "us_per_doc"}``."""
     return [
         {"path": path, "label": label, "us_per_doc": _time_batch(prepare, run, n, repeat)}
-        for path, label, prepare, run in cases
+        for path, label, prepare, run in cells(n)
     ]
