@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._diff import element_spec, unwrap
 from ._runtime import _run_user_validator
-from ._stages import is_index
-from ._types import DictSpec, TypeSpec, check_key
+from ._stages import is_index, value_at
+from ._types import DictSpec, EmbeddedSpec, TypeSpec, check_key
 from .exceptions import ValidationError
-from .operators import UpdateSpec, same
+from .operators import MISSING, UpdateSpec, same
 
 if TYPE_CHECKING:
     from .document import Document, ModelMeta
@@ -99,14 +99,24 @@ def _check_path(
         element = element_spec(spec)
         if element is None:
             return
-        added = list(current)[-len(sent["$each"]) :] if operator == "$push" else list(current)
-        for item in added:
+        items = list(current)
+        count = len(sent["$each"]) if operator == "$push" else len(items)
+        # An element pushed may be one loaded that moved (an insert before it, say):
+        # as loaded, it is not this session's to check. Loaded elements still in
+        # the list's first part are counted out first: a copy of a legacy element
+        # appended is this session's.
+        loaded = value_at(old, parts) if old is not None else MISSING
+        pool = list(loaded) if type(loaded) is list else []
+        for item in items[: len(items) - count]:
+            _take_same(pool, element, item)
+        for item in items[len(items) - count :]:
             if operator == "$addToSet" and not any(
                 same(element.dump(item) if element.needs_dump else item, value)
                 for value in sent["$each"]
             ):
                 continue
-            element.check(owner, where, item)
+            if not _take_same(pool, element, item):
+                _check_new(owner, where, item, element, loaded_items=[])
         return
     try:
         spec.check(owner, where, current)
@@ -137,34 +147,50 @@ def _loaded_at(old: Mapping[str, Any], parts: list[str]) -> list[Any]:
 def _check_changed(owner: str, where: str, value: Any, spec: TypeSpec, loaded: list[Any]) -> None:
     """Check ``value``, written at ``where``, except what it keeps as loaded.
 
-    ``loaded``: what the loaded document held at the same place (for the
-    elements of a list, every element of the loaded list, since they may have
-    moved). A value the same as one of them passes; one that fails its check is
-    looked into (a list's elements, a dict's values, an embedded document's
-    fields), so that a legacy value kept inside an element this session changed
-    elsewhere (a list of embedded documents, one field of one of them increased)
-    does not block the write, while a wrong value it put there does.
+    ``loaded``: what the loaded document held at the same place (for the fields
+    of elements of a list, those of every loaded element, since elements move).
+    A value the same as one of them passes; one that is not is checked
+    (``_check_new``).
     """
     dumped = spec.dump(value) if spec.needs_dump else value
     if any(same(dumped, old) for old in loaded):
         return
+    _check_new(owner, where, value, spec, [old for old in loaded if old is not MISSING])
+
+
+def _check_new(
+    owner: str, where: str, value: Any, spec: TypeSpec, loaded_items: list[Any]
+) -> None:
+    """Check ``value``, which is not as loaded; where its check fails, look into it
+    (a list's elements, a dict's values, an embedded document's fields), so that a
+    legacy value kept inside it (a list element changed elsewhere, or moved) does
+    not block the write, while a wrong value this session put there does.
+
+    ``loaded_items``: what the loaded document held at this place (see
+    ``_check_changed``). A list's elements are matched against the loaded ones
+    one for one: an element beyond as many copies as were loaded is new.
+    """
     try:
         spec.check(owner, where, value)
     except ValidationError:
         inner = unwrap(spec)
         element = element_spec(spec)
         if type(value) is list and element is not None:
-            items = [item for old in loaded if type(old) is list for item in old]
+            every = [item for old in loaded_items if type(old) is list for item in old]
+            pool = list(every)
             for index, item in enumerate(value):
-                _check_changed(owner, f"{where}[{index}]", item, element, items)
+                if not _take_same(pool, element, item):
+                    _check_new(owner, f"{where}[{index}]", item, element, every)
         elif type(value) is dict and isinstance(inner, DictSpec) and element is not None:
-            stored = [old for old in loaded if type(old) is dict]
+            stored = [old for old in loaded_items if type(old) is dict]
             for key, item in value.items():
                 check_key(owner, where, key)
                 kept = [old[key] for old in stored if key in old]
                 _check_changed(owner, f"{where}.{key}", item, element, kept)
-        elif (model := getattr(type(value), "_uow_meta", None)) is not None:
-            stored = [old for old in loaded if type(old) is dict]
+        elif isinstance(inner, EmbeddedSpec) and isinstance(value, inner.cls):
+            # (of the declared class: anything else failed for what it is)
+            model = type(value)._uow_meta
+            stored = [old for old in loaded_items if type(old) is dict]
             absent = value._uow_absent or ()
             for field in model.fields:
                 if field.name in absent:
@@ -174,3 +200,13 @@ def _check_changed(owner: str, where: str, value: Any, spec: TypeSpec, loaded: l
                 _check_changed(owner, f"{where}.{field.name}", item, field.spec, kept)
         else:
             raise
+
+
+def _take_same(pool: list[Any], element: TypeSpec, item: Any) -> bool:
+    """Remove from ``pool`` a loaded element the same as ``item``; whether there was one."""
+    dumped = element.dump(item) if element.needs_dump else item
+    for index, old in enumerate(pool):
+        if same(dumped, old):
+            del pool[index]
+            return True
+    return False

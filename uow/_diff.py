@@ -505,16 +505,38 @@ def _diff_elements(
     reordered: the list is then set whole).
     """
     changed = [index for index, (a, b) in enumerate(zip(old, new, strict=True)) if not same(a, b)]
+    inner = element.inner if isinstance(element, OptionalSpec) else element
+    known = inner.cls._uow_meta.known_keys if isinstance(inner, EmbeddedSpec) else None
     for index in changed:
         a, b = old[index], new[index]
         if not ((type(a) is dict and type(b) is dict) or (type(a) is list and type(b) is list)):
             return False
         if len(changed) > 1 and any(same(item, b) for item in old):
             return False  # an element moved here from elsewhere: reordered
+        if (
+            known is not None
+            and type(a) is dict
+            and type(b) is dict
+            and not _same_unknown_keys(a, b, known)
+        ):
+            # Keys no field declares are never changed here: another element's now
+            # (moved here, changed too), which positional paths would leave behind.
+            return False
     prefix = path + "."
     for index in changed:
         diff_value(update, prefix + str(index), old[index], new[index], element)
     return True
+
+
+def _same_unknown_keys(
+    old: Mapping[str, Any], new: Mapping[str, Any], known: frozenset[str]
+) -> bool:
+    """Whether two stored embedded documents hold the same keys no field declares."""
+    if known.issuperset(old) and known.issuperset(new):
+        return True
+    kept = {key: value for key, value in old.items() if key not in known}
+    now = {key: value for key, value in new.items() if key not in known}
+    return kept.keys() == now.keys() and all(same(kept[key], now[key]) for key in kept)
 
 
 def _embedded_meta(spec: EmbeddedSpec, old: Mapping[str, Any], new: Mapping[str, Any]) -> Any:

@@ -195,6 +195,10 @@ def inc(update: UpdateSpec, path: str, old: Any, new: Any) -> None:
     if isinstance(new_number, decimal.Decimal) != isinstance(old_number, decimal.Decimal):
         set_(update, path, old, new)  # Decimal and float do not add up exactly
         return
+    if isinstance(old_number, float) and not isinstance(new_number, float):
+        # An $inc leaves a stored double a double: an int over one is set instead.
+        set_(update, path, old, new)
+        return
     before: Any = old_number
     delta: Any = new_number - before
     if before + delta != new_number:
