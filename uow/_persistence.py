@@ -408,7 +408,8 @@ class Flush:
             error.not_applied = unique_docs([*unflushed, *(op.doc for op in ops)])
             error.args = (
                 f"{error.args[0]} The server aborted the transaction: every change since "
-                "the last commit is unflushed again and stays queued.",
+                "the last commit is unflushed again and stays queued (a document let go of "
+                "since, by expunge or clear_cache, holds its change until it is added again).",
             )
             return
         landed = (
