@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
-import pymongo
-import pytest
 from bson import ObjectId
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -125,21 +121,7 @@ def ids(objs: Any) -> set[int]:
     return {id(o) for o in objs}
 
 
-@pytest.fixture
-def failpoint(secantus_client: pymongo.MongoClient[Any]) -> Iterator[Callable[..., None]]:
-    """Set SecantusDB's ``failCommand`` fail point; switched off after the test."""
+# The fail point fixture is attack9's (SecantusDB's failCommand, switched off after).
+from tests.attack9.conftest import failpoint  # noqa: E402
 
-    def set_failpoint(
-        commands: list[str], *, code: int, labels: list[str] | None = None, times: int | None = 1
-    ) -> None:
-        mode: Any = "alwaysOn" if times is None else {"times": times}
-        data: dict[str, Any] = {"failCommands": commands, "errorCode": code}
-        if labels:
-            data["errorLabels"] = labels
-        secantus_client.admin.command(
-            {"configureFailPoint": "failCommand", "mode": mode, "data": data}
-        )
-
-    yield set_failpoint
-    with contextlib.suppress(Exception):
-        secantus_client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+__all__ = ["failpoint"]

@@ -102,7 +102,12 @@ def test_small_cache_dropped_refs_commit_failure_requeues(db: Any, failpoint: An
 def abort_leftover(command_log: Any) -> None:
     """Abort, by hand, a transaction whose commit failed and that the session left
     open on the server (otherwise dropping the test database waits on it)."""
-    for cmd in command_log.of("commitTransaction"):
+    _abort(command_log, list(command_log.of("commitTransaction")))
+
+
+def _abort(command_log: Any, commits: list[Any]) -> None:
+    """Send abortTransaction for the transactions of ``commits`` (their commit failed)."""
+    for cmd in commits:
         with contextlib.suppress(Exception):
             command_log.client.admin.command(
                 {
@@ -175,16 +180,7 @@ def test_failed_commit_then_rollback_and_close_leave_no_open_transaction(
         assert "abortTransaction" in names or "endSessions" in names, names
     finally:
         s.close()
-        for c in leftover:
-            with contextlib.suppress(Exception):
-                command_log.client.admin.command(
-                    {
-                        "abortTransaction": 1,
-                        "lsid": c["lsid"],
-                        "txnNumber": c["txnNumber"],
-                        "autocommit": False,
-                    }
-                )
+        _abort(command_log, leftover)
 
 
 def test_expunge_between_flush_and_rollback_then_add(db: Any) -> None:
