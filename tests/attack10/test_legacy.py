@@ -495,6 +495,14 @@ def test_legacy_plain_example(db: Any) -> None:
     s.close()
 
 
+def _reads_back_as_memory(db: Any, o: New) -> None:
+    """What is stored, loaded by a fresh session, is what ``o`` holds."""
+    fresh = Session(db)
+    back = fresh.get(New, o.id)
+    assert back is not None and back.to_bson() == o.to_bson()
+    fresh.close()
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -531,6 +539,7 @@ def test_legacy_element_does_not_block_a_whole_list_write(db: Any, case: str) ->
         got["lines"] = [{k: v for k, v in line.items() if k != "notes"} for line in got["lines"]]
         assert o.lines[0].notes == [] and o.lines[1].notes == []
     assert {k: v for k, v in got.items() if k != "_id"}.items() >= want.items()
+    _reads_back_as_memory(db, o)
     s.close()
 
 
@@ -552,6 +561,7 @@ def test_a_wrong_value_put_in_a_changed_element_is_still_refused(db: Any) -> Non
     got = stored(db, COLL, _id)
     assert got is not None and got["lines"] == raw["lines"]
     s.rollback()
+    _reads_back_as_memory(db, o)  # rolled back: memory is the store again
     s.close()
 
 
@@ -572,4 +582,5 @@ def test_a_legacy_value_moved_between_elements_does_not_block(db: Any) -> None:
     assert got is not None
     assert [(line["sku"], line.get("qty")) for line in got["lines"]] == [("c", 2), (1, 2), ("b", 2)]
     assert got["lines"][1]["notes"] == ["x", 2]
+    _reads_back_as_memory(db, o)
     s.close()
