@@ -155,7 +155,7 @@ def _check_changed(owner: str, where: str, value: Any, spec: TypeSpec, loaded: l
     dumped = spec.dump(value) if spec.needs_dump else value
     if any(same(dumped, old) for old in loaded):
         return
-    _check_new(owner, where, value, spec, [old for old in loaded if old is not MISSING])
+    _check_new(owner, where, value, spec, loaded)
 
 
 def _check_new(

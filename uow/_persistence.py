@@ -407,9 +407,7 @@ class Flush:
             error.applied = []
             error.not_applied = unique_docs([*unflushed, *(op.doc for op in ops)])
             error.args = (
-                f"{error.args[0]} The server aborted the transaction: every change since "
-                "the last commit is unflushed again and stays queued (a document let go of "
-                "since, by expunge or clear_cache, holds its change until it is added again).",
+                f"{error.args[0]} The server aborted the transaction: {Tracker.REQUEUED}.",
             )
             return
         landed = (

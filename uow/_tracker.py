@@ -650,12 +650,7 @@ class Tracker:
         state.assigned = bit
         if state.status is _PERSISTENT:
             key = state.key
-            identity = self._map
-            if identity.weak:
-                identity.hold(key, obj)
-            else:  # IdentityMap.hold's common case inline: a call less per change
-                identity.held[key] = obj
-                identity.pinned.add(key)
+            self._map.hold(key, obj)
             self.modified[key] = obj
             self.collections.setdefault(type(obj)._uow_meta.collection or "", None)
 
@@ -751,8 +746,9 @@ class Tracker:
                     explicit = self.updates.pop(key, None)
                     if in_transaction and explicit is not None:
                         self.tx_explicit.setdefault(key, explicit)
-                if type(obj)._uow_meta.current_date_keys:
-                    expire(type(obj)._uow_meta, obj, state)
+                meta: ModelMeta = type(obj)._uow_meta
+                if meta.current_date_keys:
+                    expire(meta, obj, state)
                     self._expired_any = True
                 if in_transaction:
                     self._map.hold(key, obj)
@@ -875,6 +871,15 @@ class Tracker:
             self._map.hold(state.key, obj)
 
     # -- the transaction's end ------------------------------------------------------
+
+    #: What an error says of the changes an aborted transaction leaves: all are
+    #: unflushed again (``requeue_transaction``), but a document let go of since
+    #: its write is no longer the session's to queue.
+    REQUEUED = (
+        "every change since the last commit is unflushed again and stays queued (a "
+        "document let go of since, by expunge or clear_cache, holds its change until "
+        "it is added again)"
+    )
 
     def requeue_transaction(self) -> list[Document]:
         """The open transaction was aborted: queue all of it again.

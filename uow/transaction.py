@@ -190,9 +190,7 @@ class Transaction:
                 self.failed(abort=False)
                 raise TransactionError(
                     f"the transaction could not commit: {exc}. Nothing of it was applied; "
-                    "every change since the last commit is unflushed again and stays queued "
-                    "(a document let go of since, by expunge or clear_cache, holds its "
-                    "change until it is added again)"
+                    + Tracker.REQUEUED
                     + ("; run the work again (or use run_in_transaction)" if retryable else ""),
                     retryable=retryable,
                 ) from exc
