@@ -949,6 +949,8 @@ def load_script(cls: Any, meta: ModelMeta, twin: type | None) -> Script:
     lines += [
         "    if absent:",
         "        absent = (absent & _OWN_FIELDS) or None",
+        "        if absent is not None:",
+        "            " + ("_cls" if twin is not None else "cls") + "._uow_allow_empty_slots()",
         "    " + slots.store("_uow_absent", "absent"),
         f"    if {known}:",
         "        " + slots.store("_uow_extra", "None"),

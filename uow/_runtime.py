@@ -187,8 +187,10 @@ def _to_bson_partial(obj: _BaseModel) -> dict[str, Any]:
     meta: ModelMeta = type(obj)._uow_meta
     doc: dict[str, Any] = {}
     absent = obj._uow_absent or ()
-    if meta.id_field is not None and "id" not in absent:
-        doc["_id"] = meta.id_field.spec.dump(obj.id) if meta.id_field.spec.needs_dump else obj.id
+    id_field = meta.id_field
+    if id_field is not None and id_field.name not in absent:
+        value = getattr(obj, id_field.name)
+        doc["_id"] = id_field.spec.dump(value) if id_field.spec.needs_dump else value
     if meta.cls_name is not None:
         doc["_cls"] = meta.cls_name
     for f in meta.fields:

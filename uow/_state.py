@@ -136,9 +136,11 @@ def expire(
     """Empty the fields stored under ``keys`` of ``obj``: the server decides them now
     (by default ``meta.current_date_keys``, which the server just set).
 
-    Reading one then reaches ``Document.__getattr__``, which asks the session to
-    load them (``Tracker.on_expired_read``): the flush itself reads nothing.
+    Reading one then reaches the class's ``__getattr__``
+    (``document._read_expired_or_refuse``), which asks the session to load them
+    (``Tracker.on_expired_read``): the flush itself reads nothing.
     """
+    type(obj)._uow_allow_empty_slots()
     absent = set(obj._uow_absent or ())
     computed: dict[str, Any] = dict(state.expired)
     for key in meta.current_date_keys if keys is None else keys:
@@ -187,6 +189,8 @@ def restore_fields(obj: Document, target: Mapping[str, Any], ctx: Any) -> None:
 def copy_fields(source: Document, target: Document) -> None:
     """Give ``target`` the fields of ``source``; those ``source`` lacks are emptied."""
     absent = source._uow_absent or ()
+    if absent:
+        type(target)._uow_allow_empty_slots()
     for f in type(source)._uow_meta.fields:
         if f.name not in absent:
             object.__setattr__(target, f.name, getattr(source, f.name))

@@ -657,7 +657,8 @@ class Tracker:
     def on_expired_read(self, obj: Document, state: DocState) -> None:
         """A field the server set at the last flush ($currentDate) is read: load
         those fields (one find of them alone; the rest of ``obj``, changed or not,
-        stays as it is). Called by ``Document.__getattr__``."""
+        stays as it is). Called by the class's ``__getattr__``
+        (``document._read_expired_or_refuse``)."""
         self.check_open()
         meta = meta_of(obj)
         expired = state.expired

@@ -53,6 +53,9 @@ def documents() -> None:
     assert_type(a.id, bson.ObjectId)
     assert_type(a.tags, list[str])
     assert_type(a.address, Address | None)
+    # A name the class does not declare is reported (no ``__getattr__`` answers Any).
+    _ = a.nmae  # type: ignore[attr-defined]
+    _ = Address(city="Oslo").towm  # type: ignore[attr-defined]
     # A Ref[X] field takes an X, its id, or a Ref, at construction and assignment.
     p = Post(title="t", author=a)
     Post(title="t", author=a.id)
