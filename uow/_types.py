@@ -432,6 +432,26 @@ class ListSpec(TypeSpec):
         return convert_items
 
 
+def in_canonical_order(items: set[Any] | frozenset[Any]) -> list[Any]:
+    """The items of a set as a list in an order that depends on the items alone.
+
+    A set's iteration order depends on how it was built (two items whose hashes
+    meet in the table come out in insertion order), so two equal sets could dump
+    to two arrays in different orders, and a set rebuilt from its own dump (a
+    rollback, ``original_value``) would look changed to every comparison of
+    stored forms. Sorted where the items sort (strings, numbers, dates...);
+    otherwise by type name, then ``repr``.
+    """
+    try:
+        return sorted(items)
+    except (TypeError, ArithmeticError):  # mixed types; Decimal('NaN') refuses <
+        return sorted(items, key=_type_then_repr)
+
+
+def _type_then_repr(item: Any) -> tuple[str, str]:
+    return (type(item).__qualname__, repr(item))
+
+
 class SetSpec(ListSpec):
     """set[T], stored as an array."""
 
@@ -448,10 +468,11 @@ class SetSpec(ListSpec):
     def dump(self, value: Any) -> Any:
         if not isinstance(value, (set, frozenset)):
             return value  # stored data of another shape, loaded as it was
+        items = in_canonical_order(value)
         inner = self.inner
         if inner.needs_dump:
-            return [inner.dump(item) for item in value]
-        return list(value)
+            return [inner.dump(item) for item in items]
+        return items
 
     def snapshot(self, dumped: Any) -> Any:
         return copy_stored(dumped)
