@@ -385,6 +385,14 @@ class NothingLost(RuleBasedStateMachine):
                 assert got == value, (
                     f"{e.label}.{name} ({e.status}) holds {got!r}, the model says {value!r}"
                 )
+            if e.status == "persistent":
+                # What uow reports changed is what the model says differs from
+                # the stored document (a set rebuilt in another order is no change).
+                dirty = self.s.dirty_fields(e.obj)
+                assert bool(dirty) == e.dirty(), (
+                    f"{e.label}: uow reports changed fields {dirty}, the model "
+                    f"{'some' if e.dirty() else 'none'} (held {e.held!r}, snap {e.snap!r})"
+                )
 
     # -- rules: raw data and new documents ----------------------------------------
 
