@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._diff import element_spec, unwrap
 from ._runtime import _run_user_validator
 from ._stages import is_index, value_at
-from ._types import DictSpec, EmbeddedSpec, TypeSpec, check_key
+from ._types import DictSpec, EmbeddedSpec, TypeSpec, check_key, in_canonical_order
 from .exceptions import ValidationError
 from .operators import MISSING, UpdateSpec, same
 
@@ -175,10 +175,11 @@ def _check_new(
     except ValidationError:
         inner = unwrap(spec)
         element = element_spec(spec)
-        if type(value) is list and element is not None:
+        if type(value) in _ARRAYS and element is not None:
             every = [item for old in loaded_items if type(old) is list for item in old]
             pool = list(every)
-            for index, item in enumerate(value):
+            items = value if type(value) is list else in_canonical_order(value)
+            for index, item in enumerate(items):
                 if not _take_same(pool, element, item):
                     _check_new(owner, f"{where}[{index}]", item, element, every)
         elif type(value) is dict and isinstance(inner, DictSpec) and element is not None:
@@ -200,6 +201,10 @@ def _check_new(
                 _check_changed(owner, f"{where}.{field.name}", item, field.spec, kept)
         else:
             raise
+
+
+#: The values stored as arrays (a ``set[T]`` field's value is a set).
+_ARRAYS = (list, set, frozenset)
 
 
 def _take_same(pool: list[Any], element: TypeSpec, item: Any) -> bool:

@@ -246,7 +246,8 @@ def _update_op(  # noqa: PLR0915
     if in_place and update:
         check_update(meta, obj, update, old)
     version = meta.version_field
-    if not update:
+    stamps = meta.current_date_keys or has_stamps_below(meta)
+    if not update and not (stamps and _server_dates_changed(meta, old, new, update)):
         if explicit is None:
             # Only the version differs: never adopt a version nobody wrote.
             version_only = version is not None and not same(
@@ -262,8 +263,9 @@ def _update_op(  # noqa: PLR0915
     # lost a race none lands: a bumped value in a later filter could match
     # another writer's bump).
     stamped = None
-    below = meta.stamps_below
-    if meta.current_date_keys or below or (below is None and has_stamps_below(meta)):
+    if stamps:
+        if meta.current_date_keys:
+            _set_server_dates_not_loaded(meta, old, new, update)
         stamped = _add_server_dates(meta, new, update)
     stages = in_stages(update) if "$push" in update or stamped else [update]
     version_before: Any = None
@@ -296,14 +298,54 @@ def _plain_updates(meta: ModelMeta) -> bool:
     return plain
 
 
+def _server_dates_changed(
+    meta: ModelMeta, old: Mapping[str, Any], new: Mapping[str, Any], update: UpdateSpec
+) -> bool:
+    """Whether the only change of a document is to fields the server sets, which
+    the diff leaves out: one assigned at the top level, or below it (an embedded
+    document's). The update is then sent all the same, carrying their
+    ``$currentDate`` (SPEC: a declared ``on_update`` is used for every change of
+    its field), and the server's values are read back as after any update."""
+    if meta.current_date_keys and any(
+        not _same_stored(old.get(key, MISSING), new.get(key, MISSING))
+        for key in meta.current_date_keys
+    ):
+        return True
+    return not update and has_stamps_below(meta) and not same(old, new)
+
+
+def _same_stored(before: Any, value: Any) -> bool:
+    """Whether snapshot value ``before`` (a key not loaded: MISSING; one the stored
+    document lacks: ``Absent``) is memory's ``value`` (MISSING: not in memory)."""
+    if value is MISSING:
+        return True  # not loaded, or emptied for the server to fill: not changed here
+    if type(before) is Absent:
+        return same(before.value, value)
+    return before is not MISSING and same(before, value)
+
+
+def _set_server_dates_not_loaded(
+    meta: ModelMeta, old: Mapping[str, Any], new: Mapping[str, Any], update: UpdateSpec
+) -> None:
+    """A top-level field the server sets that a partial load left out and this
+    session assigned is written with ``$set`` of that value, as SPEC's one rule has
+    every field not loaded (its ``$currentDate`` is then left out)."""
+    for key in meta.current_date_keys:
+        value = new.get(key, MISSING)
+        if value is not MISSING and old.get(key, MISSING) is MISSING:
+            update.setdefault("$set", {})[key] = value
+
+
 def _add_server_dates(
     meta: ModelMeta, new: Mapping[str, Any], update: UpdateSpec
 ) -> list[str] | None:
     """Add the ``$currentDate`` of every field the server sets to ``update``, whose
     new snapshot is ``new``; returns those below the top level (read back after
     the flush, see _stamps)."""
+    written = update.get("$set", ())
     for key in meta.current_date_keys:
-        update.setdefault("$currentDate", {})[key] = True
+        if key not in written:  # (a field not loaded, assigned: its value is set)
+            update.setdefault("$currentDate", {})[key] = True
     if not has_stamps_below(meta):
         return None
     stamped = paths_to_stamp(meta, new)

@@ -18,6 +18,7 @@ The names other modules import from here stay here: ``Ref`` (``_ref``),
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
@@ -87,7 +88,22 @@ def _refuse_not_loaded(obj: _BaseModel, name: str) -> Any:
             "fields with .fields(...), or the stored document has no such key and the "
             "field has no default. Load it with refresh(), or assign it."
         )
+    found = _class_attribute(type(obj), name)
+    if found is not None and hasattr(type(found), "__get__"):
+        # A property (or another descriptor) raised AttributeError, say the
+        # FieldNotLoaded of a field it reads: CPython dropped that error to call
+        # __getattr__. Run it again so its own error reaches the caller.
+        return found.__get__(obj, type(obj))
     raise AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
+
+
+def _class_attribute(cls: type, name: str) -> Any:
+    """What ``name`` is in the ``__dict__`` of ``cls`` or of a class it derives from
+    (None: nothing), without running any descriptor."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    return None
 
 
 def _read_expired_or_refuse(obj: _DocumentBase, name: str) -> Any:
@@ -105,6 +121,24 @@ def _read_expired_or_refuse(obj: _DocumentBase, name: str) -> Any:
             state.owner.on_expired_read(obj, state)
             return object.__getattribute__(obj, name)
     return _refuse_not_loaded(obj, name)
+
+
+#: The ``__getattr__`` hooks uow installs (see ``_BaseModel._uow_allow_empty_slots``).
+_HOOKS: set[Callable[[Any, str], Any]] = {_refuse_not_loaded, _read_expired_or_refuse}
+
+
+def _fields_first(own: Callable[[Any, str], Any], ours: Callable[[Any, str], Any]) -> Any:
+    """A ``__getattr__`` that answers an empty field slot as uow does (``ours``) and
+    hands every other name to the class's own ``__getattr__`` (``own``)."""
+
+    @functools.wraps(own)
+    def hook(obj: Any, name: str) -> Any:
+        if name in getattr(type(obj), "_uow_setters", {}):
+            return ours(obj, name)
+        return own(obj, name)
+
+    _HOOKS.add(hook)
+    return hook
 
 
 class _BaseModel:
@@ -155,12 +189,16 @@ class _BaseModel:
         The hook is installed on the class then, not declared in its body: a class
         defining ``__getattr__`` makes CPython read every attribute of every instance
         on its slow path (about 4.6 times the instructions of a slot read), a cost
-        classes whose instances never have an empty slot do not pay. A class whose
-        own ``__getattr__`` (the user's) comes first in its MRO keeps it.
+        classes whose instances never have an empty slot do not pay. A class with
+        its own ``__getattr__`` (the user's) keeps it for every name that is not a
+        field: a field not loaded raises ``FieldNotLoaded`` all the same.
         """
-        if getattr(cls, "__getattr__", None) is None:
-            hook = _read_expired_or_refuse if cls._uow_document else _refuse_not_loaded
-            type.__setattr__(cls, "__getattr__", hook)
+        ours = _read_expired_or_refuse if cls._uow_document else _refuse_not_loaded
+        own = getattr(cls, "__getattr__", None)
+        if own is None:
+            type.__setattr__(cls, "__getattr__", ours)
+        elif own not in _HOOKS:
+            type.__setattr__(cls, "__getattr__", _fields_first(own, ours))
 
     def __repr__(self) -> str:
         absent = self._uow_absent or ()

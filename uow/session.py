@@ -558,9 +558,10 @@ class Session:
         if obj._uow_absent:
             names = ", ".join(sorted(obj._uow_absent))
             raise FieldNotLoaded(
-                f"clone(): {meta.name} {obj.id!r} was loaded without {names} (a query "
-                "with .fields(...)): a copy would store defaults in their place. "
-                "refresh() it, or load it whole, before cloning"
+                f"clone(): {meta.name} {obj.id!r} has no value for {names}: a query with "
+                ".fields(...) left it out, or the stored document lacks it and the field "
+                "has no default. Assign it (or refresh() a partly loaded document) before "
+                "cloning: a copy would store defaults, or nothing, in its place"
             )
         copy = type(obj)._uow_load(copy_stored(obj._uow_to_bson()), self._tracker.ctx)
         id_field = meta.id_field

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from bson import ObjectId
+
 import uow
 from uow import Document, field
 
@@ -69,3 +71,31 @@ class WithGetattr(Document):
 def stored(db: Any, obj: Any) -> Any:
     """The document as stored, read back with raw pymongo."""
     return db[type(obj).__collection__].find_one({"_id": obj.id})
+
+
+class Ev(uow.Embedded):
+    what: str = ""
+    at: datetime.datetime | None = field(default=None, on_update="$currentDate")
+
+
+class Stamp(Document):
+    __collection__ = "a13_stamp"
+    name: str = ""
+    n: int = 0
+    at: datetime.datetime | None = field(default=None, on_update="$currentDate")
+    evs: list[Ev] = field(factory=list)
+    ev: Ev | None = None
+
+
+class Tagged(Document):
+    __collection__ = "a13_tagged"
+    name: str = ""
+    tags: set[str] = field(factory=set)
+    nums: set[int] = field(factory=set)
+    floats: set[float] = field(factory=set)
+    oids: set[ObjectId] = field(factory=set)
+    days: set[datetime.date] = field(factory=set)
+    maybe: set[str] | None = None
+    added: set[str] = field(factory=set, on_update="$addToSet")
+    addr: Addr | None = None
+    lines: list[Line] = field(factory=list)

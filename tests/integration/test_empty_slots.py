@@ -124,7 +124,7 @@ def test_a_current_date_field_expired_by_the_first_flush_is_loaded_when_read(db:
     assert stored == {"_id": stamp.id, "name": "b", "seen": seen}
 
 
-def test_a_class_with_its_own_getattr_keeps_it(db: Any) -> None:
+def test_a_class_with_its_own_getattr_keeps_it_for_names_that_are_not_fields(db: Any) -> None:
     class Loose(Document):
         __collection__ = "empty_slots"
         name: str
@@ -136,8 +136,28 @@ def test_a_class_with_its_own_getattr_keeps_it(db: Any) -> None:
     db.empty_slots.insert_one({"name": "a", "visits": 2})
     with Session(db) as s:
         (partial,) = s.query(Loose).fields("name").all()
-        assert partial.visits == "<visits>"
+        with pytest.raises(FieldNotLoaded, match=r"Loose\.visits was not loaded"):
+            _ = partial.visits
+        assert partial.other == "<other>"
         assert partial.name == "a"
+        assert Loose.__getattr__.__name__ == "__getattr__"  # (wrapped, not replaced)
+
+
+def test_a_property_reading_a_field_not_loaded_raises_field_not_loaded(db: Any) -> None:
+    class Named(Document):
+        __collection__ = "empty_slots"
+        first: str
+        last: str = ""
+
+        @property
+        def full(self) -> str:
+            return f"{self.first} {self.last}"
+
+    db.empty_slots.insert_one({"first": "a", "last": "b"})
+    with Session(db) as s:
+        (partial,) = s.query(Named).fields("first").all()
+        with pytest.raises(FieldNotLoaded, match=r"Named\.last was not loaded"):
+            _ = partial.full
 
 
 def test_a_subclass_of_a_class_with_the_hook_refuses_too(db: Any) -> None:
