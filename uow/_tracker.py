@@ -21,12 +21,14 @@ of in-doubt writes, queries) only reads the queues and calls these.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from bson import ObjectId
 from pymongo import ReplaceOne
+from pymongo.errors import PyMongoError
 
 from ._changes import as_attribute_values, changed_paths
 from ._diff import (
@@ -83,11 +85,17 @@ _PERSISTENT = ObjectState.PERSISTENT
 _DELETED = ObjectState.DELETED
 _DETACHED = ObjectState.DETACHED
 
+logger = logging.getLogger("uow")
+
 D = TypeVar("D", bound=Document)
 
-#: Reads the fields ``projection`` names of the stored document ``filter`` finds
-#: (the channel's ``find_one``): how the tracker loads expired fields.
-FindOne = Callable[..., Any]
+#: Reads the fields ``projection`` names of the stored documents ``filter`` finds
+#: (the channel's ``find``): how the tracker loads expired fields.
+Find = Callable[..., Any]
+
+#: At most this many documents' expired fields are read by one find (the ``$in``
+#: of their ids): the first read of one reads those of up to as many others.
+EXPIRED_BATCH = 1000
 
 
 def snapshot(obj: Document) -> dict[str, Any]:
@@ -155,12 +163,12 @@ class Tracker:
     """
 
     def __init__(
-        self, cache_size: int | None, ctx: LoadContext, no_tracking: bool, find_one: FindOne
+        self, cache_size: int | None, ctx: LoadContext, no_tracking: bool, find: Find
     ) -> None:
         self._map = IdentityMap(cache_size)
         self.ctx = ctx
         self.no_tracking = no_tracking
-        self._find_one = find_one
+        self._find = find
         self.closed = False
         self.inserts: dict[Key, Document] = {}
         self.deletes: dict[Key, Document] = {}
@@ -171,7 +179,7 @@ class Tracker:
         # change in place: only there can a query's autoflush have to look for one.
         self._mutable_in: set[str] = set()
         #: whether a flush ever emptied a $currentDate field (see _state.expire)
-        self._expired_any = False
+        self.expired_any = False
         self.tx_inserted: dict[Key, Document] = {}
         # Documents deleted in the open transaction, with their last committed form.
         self.tx_deleted: dict[Key, tuple[Document, dict[str, Any] | None]] = {}
@@ -422,6 +430,7 @@ class Tracker:
         if state.status is _PENDING:
             self.forget_insert(key, obj)
             return
+        self.read_expired_before_letting_go([obj])
         self._map.discard(key, obj)
         if self.deletes.get(key) is obj:
             del self.deletes[key]
@@ -440,6 +449,11 @@ class Tracker:
 
     def clear_cache(self) -> None:
         """Forget clean documents (they become ``DETACHED``); changed ones stay."""
+        self.read_expired_before_letting_go(
+            obj
+            for obj in self._map.objects()
+            if obj._uow_state.status is _PERSISTENT and not self.has_change(obj, obj._uow_state)
+        )
         for obj in self._map.objects():
             state = obj._uow_state
             if state.status is _PERSISTENT and not self.has_change(obj, state):
@@ -480,7 +494,7 @@ class Tracker:
         """The session closes: every document is let go of, the queues dropped."""
         self.closed = True
         detached = [*self._map.objects(), *self.deletes.values()]
-        if self._expired_any:  # a pass only for sessions that ever expired a field
+        if self.expired_any:  # a pass only for sessions that ever expired a field
             for obj in detached:
                 unexpire(obj, obj._uow_state)
         aborted = self.tx_ops or self.tx_inserted or self.tx_deleted
@@ -655,17 +669,64 @@ class Tracker:
             self.collections.setdefault(type(obj)._uow_meta.collection or "", None)
 
     def on_expired_read(self, obj: Document, state: DocState) -> None:
-        """A field the server set at the last flush ($currentDate) is read: load
-        those fields (one find of them alone; the rest of ``obj``, changed or not,
-        stays as it is). Called by the class's ``__getattr__``
-        (``document._read_expired_or_refuse``)."""
+        """A field the server set at the last flush ($currentDate) is read: load the
+        expired fields of ``obj`` and of other documents of its collection that have
+        some (up to ``EXPIRED_BATCH`` in all), in one find of those fields alone, so
+        reading each of a flush's documents is not one query per document. Called
+        by the class's ``__getattr__`` (``document._read_expired_or_refuse``)."""
         self.check_open()
+        collection = type(obj)._uow_meta.collection
+        batch = [obj]
+        for other in self._map.objects():
+            if len(batch) >= EXPIRED_BATCH:
+                break
+            other_state = other._uow_state
+            if (
+                other_state.expired
+                and other is not obj
+                and type(other)._uow_meta.collection == collection
+            ):
+                batch.append(other)
+        self.load_expired(batch)
+
+    def load_expired(self, objs: Iterable[Document]) -> None:
+        """Read what the server set at the last flush ($currentDate) into those of
+        ``objs`` whose fields it emptied: one find per collection (and per
+        ``EXPIRED_BATCH`` documents), of those fields alone; the rest of each
+        document, changed or not, stays as it is. A document no longer stored
+        (deleted by another client) keeps the values this session had."""
+        groups: dict[str, list[Document]] = {}
+        for obj in objs:
+            state = obj._uow_state
+            if state is not None and state.expired and state.owner is self:
+                groups.setdefault(type(obj)._uow_meta.collection or "", []).append(obj)
+        for group in groups.values():
+            for start in range(0, len(group), EXPIRED_BATCH):
+                self._load_expired_batch(group[start : start + EXPIRED_BATCH])
+
+    def _load_expired_batch(self, batch: list[Document]) -> None:
+        meta = meta_of(batch[0])
+        states = [self.tracked_state(obj) for obj in batch]
+        keys: dict[str, int] = {}
+        for state in states:
+            keys.update(dict.fromkeys(state.expired, 1))
+        ids = [state.id for state in states]
+        found = {
+            key_for(meta.collection or "", raw["_id"]): raw
+            for raw in self._find(meta, {"_id": {"$in": ids}}, projection=keys)
+        }
+        for obj, state in zip(batch, states, strict=True):
+            raw = found.get(state.key)
+            if raw is None:  # deleted by someone else: what this session had stays
+                unexpire(obj, state)
+            else:
+                self._fill_expired(obj, state, raw)
+
+    def _fill_expired(self, obj: Document, state: DocState, raw: Mapping[str, Any]) -> None:
+        """Put the expired fields of ``obj`` that ``raw`` holds in place, in memory and
+        in its snapshot."""
         meta = meta_of(obj)
         expired = state.expired
-        raw = self._find_one(meta, {"_id": state.id}, projection=dict.fromkeys(expired, 1))
-        if raw is None:  # deleted by someone else: what this session had stays
-            unexpire(obj, state)
-            return
         others = frozenset(f.name for f in meta.fields if f.key not in expired and f.key != "_id")
         fresh = type(obj)._uow_load(raw, self.ctx, others)
         loaded = fresh._uow_absent or ()
@@ -684,6 +745,27 @@ class Tracker:
             state.committed = taken
         state.snapshot = taken
         state.expired = NO_EXPIRED
+
+    def read_expired_before_letting_go(self, objs: Iterable[Document]) -> None:
+        """``objs`` are about to leave the session (close, expunge, clear_cache): read
+        the fields the server set at their last flush first, so that no document
+        outside the session holds a value the store no longer has. If the read
+        fails, they keep the values this session had (logged)."""
+        if not self.expired_any:
+            return
+        leaving = [obj for obj in objs if obj._uow_state is not None and obj._uow_state.expired]
+        if not leaving:
+            return
+        try:
+            self.load_expired(leaving)
+        except PyMongoError as error:
+            logger.warning(
+                "could not read the $currentDate fields of %d document(s) leaving the "
+                "session (%s): they keep the values they had before the flush; "
+                "refresh() them in another session to read the stored ones",
+                len(leaving),
+                error,
+            )
 
     def on_dropped(self, obj: Document, state: DocState) -> None:
         """The finalizer's look at a document nobody holds: keep it if it changed."""
@@ -750,7 +832,7 @@ class Tracker:
                 meta: ModelMeta = type(obj)._uow_meta
                 if meta.current_date_keys:
                     expire(meta, obj, state)
-                    self._expired_any = True
+                    self.expired_any = True
                 if in_transaction:
                     self._map.hold(key, obj)
                 else:
@@ -835,7 +917,7 @@ class Tracker:
         keys = [key for key in written if key in by_key and key != "_id"]
         if keys:
             expire(type(obj)._uow_meta, obj, state, keys)
-            self._expired_any = True
+            self.expired_any = True
 
     def settle_part(self, op: Write, landed: int) -> None:
         """Only the first ``landed`` statements of update ``op`` landed (see
@@ -1038,7 +1120,7 @@ class Tracker:
                 absent = obj._uow_absent or ()
                 keys = [f.key for f in meta.fields if not f.is_id and f.name not in absent]
                 expire(meta, obj, state, keys)
-                self._expired_any = True
+                self.expired_any = True
             if not state.pinned:
                 self._map.add_clean(state.key, obj)
 

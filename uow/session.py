@@ -175,7 +175,7 @@ class Session:
             driver_session = database.client.start_session(causal_consistency=True)
         self._channel = channel = Channel(database, driver_session, max_requests, echo)
         self._tracker = tracker = Tracker(
-            cache_size, LoadContext(tz_aware, timezone), no_tracking, channel.find_one
+            cache_size, LoadContext(tz_aware, timezone), no_tracking, channel.find
         )
         self._doubts = Doubts(tracker, channel)
         self._transaction = Transaction(
@@ -488,6 +488,9 @@ class Session:
         try:
             if self._transaction.active:
                 self._transaction.abort()
+            elif self._tracker.expired_any:
+                # What the flushes stored stays: read what the server set in it.
+                self._tracker.read_expired_before_letting_go(self._tracker.everything())
         finally:
             if dropped:
                 logger.warning(

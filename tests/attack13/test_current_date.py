@@ -59,10 +59,6 @@ def test_read_inside_block_after_flush(db: Any) -> None:
     assert o.at == stored(db, o)["at"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="$currentDate field detached before its first read keeps the pre-flush value",
-)
 def test_read_after_with_block_that_flushed_on_exit(db: Any) -> None:
     (oid,) = seed(db)
     with Session(db) as s:
@@ -88,10 +84,6 @@ def test_read_never_read_before_flush(db: Any) -> None:
     assert held == got["at"] == o.at
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="$currentDate field detached before its first read keeps the pre-flush value",
-)
 def test_read_after_expunge(db: Any) -> None:
     seed(db)
     s = Session(db)
@@ -104,10 +96,6 @@ def test_read_after_expunge(db: Any) -> None:
     assert o.at == got["at"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="$currentDate field detached before its first read keeps the pre-flush value",
-)
 def test_read_after_close(db: Any) -> None:
     seed(db)
     s = Session(db)
@@ -121,10 +109,6 @@ def test_read_after_close(db: Any) -> None:
     assert o.evs[0].at == got["evs"][0]["at"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="$currentDate field detached before its first read keeps the pre-flush value",
-)
 def test_read_after_clear_cache(db: Any) -> None:
     seed(db)
     s = Session(db)
@@ -326,16 +310,9 @@ def test_assigned_embedded_value_is_replaced_by_servers(db: Any) -> None:
     assert (o.at, o.evs[0].at) == (got["at"], got["evs"][0]["at"])
 
 
-def test_with_block_error_after_flush(db: Any, request: pytest.FixtureRequest) -> None:
-    if request.node.callspec.params["db"] == "mongomock":
-        # Without a transaction the flushed update stays, so `at` must be reloaded.
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="$currentDate field detached (rollback+close) before its first "
-                "read keeps the pre-flush value",
-            )
-        )
+def test_with_block_error_after_flush(db: Any) -> None:
+    # Without a transaction the flushed update stays, so `at` must be reloaded;
+    # in one, it is aborted and `at` is as stored before.
     seed(db)
     with pytest.raises(RuntimeError), Session(db) as s:
         o = s.query(Stamp).one()

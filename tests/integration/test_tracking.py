@@ -339,7 +339,7 @@ def test_current_date_is_read_from_the_server_when_the_field_is_read(
     assert isinstance(stored_doc["seen"], datetime.datetime)
 
 
-def test_current_date_not_read_before_the_session_lets_go_keeps_the_value_it_had(
+def test_current_date_not_read_before_the_session_lets_go_is_read_then(
     sessions: Sessions,
 ) -> None:
     (doc_id,) = insert_raw(sessions.db, "counters", [{"note": "x"}])
@@ -348,17 +348,20 @@ def test_current_date_not_read_before_the_session_lets_go_keeps_the_value_it_had
     assert counter is not None
     counter.note = "y"
     s.commit()
-    s.close()
-    assert counter.seen is None  # no session to read it from: what the session had
-    assert repr(counter).count("seen=None") == 1
+    s.close()  # reads the date the server set, before letting go
+    stored_doc = sessions.db.counters.find_one({"_id": doc_id})
+    assert isinstance(counter.seen, datetime.datetime)
+    assert counter.seen == stored_doc["seen"]
     other = sessions.open()
     kept = other.get(SxCounter, doc_id)
     assert kept is not None
     kept.note = "z"
     other.flush()
-    other.expunge(kept)
-    assert kept.seen is not None  # the value loaded before this flush
+    other.expunge(kept)  # read in the session (its transaction, if any)
     assert isinstance(kept.seen, datetime.datetime)
+    assert kept.seen >= counter.seen
+    other.commit()
+    assert kept.seen == sessions.db.counters.find_one({"_id": doc_id})["seen"]
 
 
 # --------------------------------------------------------- what is not a change
