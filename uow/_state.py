@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import document
 from ._diff import stored_form
 from ._identity import Key, id_of
 from .operators import MISSING, same
@@ -213,3 +214,28 @@ def mutated(obj: Document, snapshot: Mapping[str, Any]) -> bool:
 def unchanged(obj: Document, snapshot: Mapping[str, Any]) -> bool:
     """Whether ``obj``'s whole stored form is the same to MongoDB as ``snapshot``."""
     return same(snapshot, obj._uow_to_bson())
+
+
+def _stored_of(obj: Document) -> tuple[dict[str, Any], Key, Any] | None:
+    """What a copy of ``obj`` carries of what is stored (``document.STORED_COPIES``):
+    the snapshot as last committed (as last flushed, if never committed), its key
+    and its id; None for a document that is not stored, or no longer."""
+    state: DocState | None = obj._uow_state
+    if state is None or state.snapshot is None:
+        return None
+    if state.status is not ObjectState.PERSISTENT and state.status is not ObjectState.DETACHED:
+        return None
+    taken = state.committed if state.committed is not None else state.snapshot
+    return (taken, state.key, state.id)
+
+
+def _restore_stored(obj: Document, carried: tuple[dict[str, Any], Key, Any]) -> None:
+    """A copy made with ``carried`` (see ``_stored_of``) is a detached document with
+    that snapshot: ``add()`` tracks it again and writes what differs from it."""
+    taken, key, sid = carried
+    restored = DocState(None, key, ObjectState.DETACHED, taken, sid)
+    restored.committed = taken
+    object.__setattr__(obj, "_uow_state", restored)
+
+
+document.STORED_COPIES.update(stored_of=_stored_of, restore=_restore_stored)

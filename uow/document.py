@@ -334,6 +334,20 @@ class Embedded(_BaseModel, metaclass=_ModelMeta):
         return cls._uow_load(raw, ctx)
 
 
+#: How a copy of a stored document (``copy``, ``deepcopy``, ``pickle``) carries
+#: what is stored and gets it back, so that ``add()`` of the copy in a session
+#: writes its changes over the stored document, as ``add()`` of the detached
+#: original would (SPEC: a ``DETACHED`` document is "not tracked ..., though it
+#: was stored"). ``stored_of(doc)`` gives what to carry (None: nothing, a new
+#: document's copy is new too); ``restore(copy, carried)`` gives the copy a
+#: detached state. The tracking state belongs to ``_state``, above this module,
+#: which puts its two functions here when it is imported.
+STORED_COPIES: dict[str, Callable[..., Any]] = {
+    "stored_of": lambda doc: None,
+    "restore": lambda doc, carried: None,
+}
+
+
 class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
     __slots__ = ("__weakref__", "_uow_state")
     if TYPE_CHECKING:
@@ -345,9 +359,21 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
     _uow_base_class = True
     _uow_document = True
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy of a stored document carries what is stored (see STORED_COPIES).
+        state = _BaseModel.__getstate__(self)
+        stored = STORED_COPIES["stored_of"](self)
+        if stored is not None:
+            state["_uow_stored"] = stored
+        return state
+
     def __setstate__(self, state: Mapping[str, Any]) -> None:
+        fields = dict(state)
+        stored = fields.pop("_uow_stored", None)
         object.__setattr__(self, "_uow_state", None)  # a copy is tracked by no session
-        _BaseModel.__setstate__(self, state)
+        _BaseModel.__setstate__(self, fields)
+        if stored is not None:
+            STORED_COPIES["restore"](self, stored)
 
     def __setattr__(self, name: str, value: Any) -> None:
         field = self._uow_setters.get(name)

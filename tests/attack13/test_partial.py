@@ -366,10 +366,6 @@ def test_detached_partial_readded_writes_assigned_value(db: Any) -> None:
     assert got["log"] == ["a", "b"] and got["tags"] == ["x", "y"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an unpickled stored document is TRANSIENT: add() inserts it -> DuplicateKeyError",
-)
 def test_unpickled_document_readded_is_an_update(db: Any) -> None:
     seed_person(db)
     s = Session(db)

@@ -1,0 +1,82 @@
+"""Copies of documents (``copy.copy``, ``copy.deepcopy``, ``pickle``).
+
+A copy of a stored document is ``DETACHED`` (SPEC: "not tracked by this session,
+though it was stored") and carries the snapshot it was last stored with, so
+``add()`` of it in a session writes what was changed, with the fields' own
+operators, as ``add()`` of the detached original would. A copy of a document
+that is not stored is ``TRANSIENT``, as the original.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from uow import Document, ObjectState, Session, UowError, field
+
+
+class Copied(Document):
+    __collection__ = "copies"
+    name: str
+    visits: int = field(default=0, on_update="$inc")
+    tags: list[str] = field(factory=list)
+
+
+COPIES: dict[str, Callable[[Any], Any]] = {
+    "copy": copy.copy,
+    "deepcopy": copy.deepcopy,
+    "pickle": lambda doc: pickle.loads(pickle.dumps(doc)),
+}
+
+
+def _stored(db: Any, doc: Copied) -> dict[str, Any]:
+    found = db.copies.find_one({"_id": doc.id})
+    assert found is not None
+    return dict(found)
+
+
+@pytest.mark.parametrize("how", sorted(COPIES))
+def test_a_copy_of_a_stored_document_writes_its_changes_when_added(db: Any, how: str) -> None:
+    with Session(db) as s:
+        s.add(Copied(name="a", visits=5, tags=["x"]))
+    with Session(db) as s:
+        (loaded,) = s.query(Copied).all()
+        made = COPIES[how](loaded)
+        assert s.state(made) is ObjectState.DETACHED
+    # Another client's increment meanwhile: the copy's $inc adds to it.
+    db.copies.update_one({"_id": loaded.id}, {"$inc": {"visits": 10}})
+    made.visits += 1
+    made.tags.append("y")
+    with Session(db) as s:
+        s.add(made)
+        assert s.dirty_fields(made) == ["tags", "visits"]
+    assert _stored(db, made) == {"_id": made.id, "name": "a", "visits": 16, "tags": ["x", "y"]}
+
+
+@pytest.mark.parametrize("how", sorted(COPIES))
+def test_a_copy_of_a_new_document_is_new(db: Any, how: str) -> None:
+    s = Session(db)
+    pending = Copied(name="p")
+    s.add(pending)
+    made = COPIES[how](pending)
+    assert s.state(made) is ObjectState.TRANSIENT
+    s.close()
+    with Session(db) as other:
+        other.add(made)
+    assert _stored(db, made) == {"_id": made.id, "name": "p", "visits": 0, "tags": []}
+
+
+def test_a_copy_cannot_join_the_session_holding_its_original(db: Any) -> None:
+    with Session(db) as s:
+        s.add(Copied(name="a"))
+    with Session(db) as s:
+        (loaded,) = s.query(Copied).all()
+        made = copy.deepcopy(loaded)
+        with pytest.raises(UowError, match="already in this session"):
+            s.add(made)
+        made.name = "b"  # nothing of it is written: it is not tracked
+    assert _stored(db, loaded)["name"] == "a"
