@@ -361,12 +361,13 @@ class Flush:
             channel.round_trips += 1
             done.extend(batch.ops)
         tracker.settle(done, self._transaction.active)
-        round_trips += self._read_stamps(done)
+        self._read_stamps(done)
         return done, round_trips
 
-    def _read_stamps(self, done: list[Write]) -> int:
+    def _read_stamps(self, done: list[Write]) -> None:
         """Read back what the server set below the top level ($currentDate in embedded
-        documents, see _stamps): one find per collection; returns the round trips.
+        documents, see _stamps): one find per collection, counted as a query (the
+        flush's round trips are its write commands, as ``stats().round_trips``).
 
         The writes landed already: a read that fails leaves those values as memory
         had them (logged), never the flush failed.
@@ -377,6 +378,7 @@ class Flush:
                 by_collection.setdefault(op.collection, []).append(op)
         for name, ops in by_collection.items():
             ids = [op.doc_id for op in ops]
+            self._channel.queries += 1
             try:
                 found = self._channel.find_all(name, {"_id": {"$in": ids}})
             except PyMongoError as exc:
@@ -392,7 +394,6 @@ class Flush:
                 raw = stored.get(op.doc_id)
                 if raw is not None and op.stamped:
                     self._tracker.adopt_stamps(op.doc, raw, op.stamped)
-        return len(by_collection)
 
     def _batch_failed(self, failed: BatchFailed, done: list[Write], later: list[Batch]) -> None:
         """Bring the tracker in line with a failed batch and complete its error."""
@@ -418,6 +419,9 @@ class Flush:
         kept = {id(op) for op in done} | {id(op) for op in landed}
         put_back_versions([op for op in ops if id(op) not in kept])
         self._tracker.settle(done + landed, False)
+        # What landed is stored (no transaction to undo it): the server's dates in
+        # its embedded documents are read back, as after a flush that succeeded.
+        self._read_stamps(done + landed)
         if failed.partly is not None:
             # What its landed statements wrote is stored: the document takes that
             # as its snapshot, and the rest of its change stays queued.

@@ -130,17 +130,23 @@ def _embedded_meta(spec: EmbeddedSpec, value: Mapping[str, Any]) -> ModelMeta:
     return meta
 
 
+#: What ``adopt`` replaced in memory: (embedded document, field name, the value it
+#: had), so that an aborted transaction can put it back (``put_back``).
+Replaced = list[tuple[Any, str, Any]]
+
+
 def adopt(
     obj: Any, snapshot: dict[str, Any], raw: Mapping[str, Any], paths: list[str], ctx: Any
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Replaced]:
     """Put the server's values at ``paths`` of stored document ``raw`` into ``obj``
     (into the embedded documents that hold them) and into its snapshot.
 
     Returns the new snapshot (copied along each path: a dict in a snapshot may be
-    an embedded document's kept dump). A path that no longer leads to the same
-    place in memory or in ``raw`` (another writer changed the list meanwhile) is
-    left as it is.
+    an embedded document's kept dump), and what the values replaced in memory. A
+    path that no longer leads to the same place in memory or in ``raw`` (another
+    writer changed the list meanwhile) is left as it is.
     """
+    replaced: Replaced = []
     for path in paths:
         parts = path.split(".")
         value = value_at(raw, parts)
@@ -155,12 +161,24 @@ def adopt(
         if field.convert is not None:
             value = field.convert(value)  # a datetime to the millisecond, as BSON keeps it
         loaded = field.spec.load(value, ctx) if field.spec.needs_load else value
-        # Set as a load sets it (the holder's kept dump is no longer its dump).
-        object.__setattr__(holder, field.name, loaded)
-        if type(holder)._uow_meta.keeps_dump:
-            object.__setattr__(holder, "_uow_dumped", None)
+        replaced.append((holder, field.name, getattr(holder, field.name)))
+        _put(holder, field.name, loaded)
         snapshot = put_at(snapshot, parts, value)
-    return snapshot
+    return snapshot, replaced
+
+
+def put_back(replaced: Replaced) -> None:
+    """Undo ``adopt``'s changes to memory, latest first (the transaction that wrote
+    the server's values was aborted: what is stored is what memory had)."""
+    for holder, name, value in reversed(replaced):
+        _put(holder, name, value)
+
+
+def _put(holder: Any, name: str, value: Any) -> None:
+    # Set as a load sets it (the holder's kept dump is no longer its dump).
+    object.__setattr__(holder, name, value)
+    if type(holder)._uow_meta.keeps_dump:
+        object.__setattr__(holder, "_uow_dumped", None)
 
 
 def as_snapshot_stamps(

@@ -218,24 +218,24 @@ def unchanged(obj: Document, snapshot: Mapping[str, Any]) -> bool:
 
 def _stored_of(obj: Document) -> tuple[dict[str, Any], Key, Any] | None:
     """What a copy of ``obj`` carries of what is stored (``document.STORED_COPIES``):
-    the snapshot as last committed (as last flushed, if never committed), its key
-    and its id; None for a document that is not stored, or no longer."""
+    the snapshot as last flushed, its key and its id; None for a document that is
+    not stored, or no longer. Fields the server set at the last flush are read
+    first (the copy could not read them: it belongs to no session)."""
     state: DocState | None = obj._uow_state
     if state is None or state.snapshot is None:
         return None
     if state.status is not ObjectState.PERSISTENT and state.status is not ObjectState.DETACHED:
         return None
-    taken = state.committed if state.committed is not None else state.snapshot
-    return (taken, state.key, state.id)
+    if state.expired and state.owner is not None:
+        state.owner.on_expired_read(obj, state)
+    return (state.snapshot, state.key, state.id)
 
 
 def _restore_stored(obj: Document, carried: tuple[dict[str, Any], Key, Any]) -> None:
     """A copy made with ``carried`` (see ``_stored_of``) is a detached document with
     that snapshot: ``add()`` tracks it again and writes what differs from it."""
     taken, key, sid = carried
-    restored = DocState(None, key, ObjectState.DETACHED, taken, sid)
-    restored.committed = taken
-    object.__setattr__(obj, "_uow_state", restored)
+    object.__setattr__(obj, "_uow_state", DocState(None, key, ObjectState.DETACHED, taken, sid))
 
 
 document.STORED_COPIES.update(stored_of=_stored_of, restore=_restore_stored)

@@ -56,7 +56,7 @@ from ._plan import (
     unique_docs,
 )
 from ._stages import before_stages
-from ._stamps import adopt
+from ._stamps import Replaced, adopt, put_back
 from ._state import (
     DELETED_FOR_GOOD,
     DETACHED,
@@ -187,6 +187,9 @@ class Tracker:
         # until it ends, so an abort can queue each of them again), and the
         # explicit update() calls it sent.
         self.tx_ops: list[Write] = []
+        #: what the server's dates read back into embedded documents replaced in
+        #: memory during the open transaction (see ``_stamps.put_back``)
+        self.tx_stamps: Replaced = []
         self.tx_explicit: dict[Any, ExplicitUpdate] = {}
 
     def check_open(self) -> None:
@@ -498,6 +501,8 @@ class Tracker:
             for obj in detached:
                 unexpire(obj, obj._uow_state)
         aborted = self.tx_ops or self.tx_inserted or self.tx_deleted
+        if aborted:
+            put_back(self.tx_stamps)
         for obj in detached:
             state = obj._uow_state
             if aborted:
@@ -630,7 +635,11 @@ class Tracker:
         state = obj._uow_state
         if state is None or state.status is not _PERSISTENT or state.snapshot is None:
             return
-        new = adopt(obj, state.snapshot, raw, paths, self.ctx)
+        new, replaced = adopt(obj, state.snapshot, raw, paths, self.ctx)
+        if self.tx_ops:
+            # Inside a transaction (its writes are in tx_ops) an abort puts back what
+            # the server's values replaced: they were never stored.
+            self.tx_stamps.extend(replaced)
         if state.committed is state.snapshot:
             state.committed = new
         state.snapshot = new
@@ -972,6 +981,7 @@ class Tracker:
         queued again. Returns the documents whose writes are unflushed again.
         """
         unflushed = unique_docs(op.doc for op in self.tx_ops)
+        put_back(self.tx_stamps)
         for key, obj in self.tx_inserted.items():
             state = obj._uow_state
             assert state is not None
@@ -1044,6 +1054,7 @@ class Tracker:
                 state.snapshot = state.committed
 
     def _end_transaction(self) -> None:
+        self.tx_stamps.clear()
         self.tx_inserted.clear()
         self.tx_deleted.clear()
         self.tx_explicit.clear()
@@ -1081,6 +1092,7 @@ class Tracker:
         self.updates.clear()
         self.modified.clear()
         if aborted:
+            put_back(self.tx_stamps)  # (documents let go of since included)
             for key, obj in self.tx_inserted.items():
                 self._map.discard(key, obj)
                 object.__setattr__(obj, "_uow_state", None)

@@ -360,9 +360,10 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
     _uow_document = True
 
     def __getstate__(self) -> dict[str, Any]:
-        # A copy of a stored document carries what is stored (see STORED_COPIES).
-        state = _BaseModel.__getstate__(self)
+        # A copy of a stored document carries what is stored (see STORED_COPIES),
+        # asked first: it may read fields the server set, which the state then has.
         stored = STORED_COPIES["stored_of"](self)
+        state = _BaseModel.__getstate__(self)
         if stored is not None:
             state["_uow_stored"] = stored
         return state
