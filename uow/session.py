@@ -517,6 +517,9 @@ class Session:
     def expunge_all(self) -> None:
         """``expunge()`` every tracked document."""
         self._tracker.check_open()
+        # The fields the server set that nobody read yet: one find per collection
+        # for all of them, not one per document as each expunge() would.
+        self._tracker.read_expired_before_letting_go(self._tracker.everything())
         for obj in self._tracker.everything():
             if obj._uow_state is not None and obj._uow_state.owner is self._tracker:
                 self.expunge(obj)

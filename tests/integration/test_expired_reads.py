@@ -47,7 +47,7 @@ def test_reading_the_fields_of_many_documents_is_one_find(db: Any) -> None:
     assert all(value != OLD for value in stored.values())
 
 
-@pytest.mark.parametrize("leave", ["close", "expunge", "clear_cache", "with"])
+@pytest.mark.parametrize("leave", ["close", "expunge", "expunge_all", "clear_cache", "with"])
 def test_documents_leaving_the_session_read_their_fields_first(db: Any, leave: str) -> None:
     _stored_docs(db, 3)
     s = Session(db)
@@ -61,12 +61,14 @@ def test_documents_leaving_the_session_read_their_fields_first(db: Any, leave: s
     elif leave == "expunge":
         for doc in docs:
             s.expunge(doc)
+    elif leave == "expunge_all":
+        s.expunge_all()
     elif leave == "clear_cache":
         s.clear_cache()
     else:
         with s:
             pass  # (commits nothing more, then closes)
-    if leave in ("expunge", "clear_cache"):
+    if leave in ("expunge", "expunge_all", "clear_cache"):
         reads = s.stats().queries - before
         assert reads == (3 if leave == "expunge" else 1)
         s.close()
