@@ -190,6 +190,10 @@ class Tracker:
         #: what the server's dates read back into embedded documents replaced in
         #: memory during the open transaction (see ``_stamps.put_back``)
         self.tx_stamps: Replaced = []
+        #: documents whose emptied fields hold what was last known stored (emptied
+        #: by an aborted transaction's rollback, to be read afresh on access): not
+        #: read when they leave the session, unlike fields the server just set
+        self._refresh_only: set[Key] = set()
         self.tx_explicit: dict[Any, ExplicitUpdate] = {}
 
     def check_open(self) -> None:
@@ -762,7 +766,14 @@ class Tracker:
         fails, they keep the values this session had (logged)."""
         if not self.expired_any:
             return
-        leaving = [obj for obj in objs if obj._uow_state is not None and obj._uow_state.expired]
+        refresh_only = self._refresh_only
+        leaving = [
+            obj
+            for obj in objs
+            if obj._uow_state is not None
+            and obj._uow_state.expired
+            and obj._uow_state.key not in refresh_only
+        ]
         if not leaving:
             return
         try:
@@ -841,6 +852,7 @@ class Tracker:
                 meta: ModelMeta = type(obj)._uow_meta
                 if meta.current_date_keys:
                     expire(meta, obj, state)
+                    self._refresh_only.discard(key)
                     self.expired_any = True
                 if in_transaction:
                     self._map.hold(key, obj)
@@ -926,6 +938,7 @@ class Tracker:
         keys = [key for key in written if key in by_key and key != "_id"]
         if keys:
             expire(type(obj)._uow_meta, obj, state, keys)
+            self._refresh_only.discard(state.key)
             self.expired_any = True
 
     def settle_part(self, op: Write, landed: int) -> None:
@@ -1133,6 +1146,7 @@ class Tracker:
                 keys = [f.key for f in meta.fields if not f.is_id and f.name not in absent]
                 expire(meta, obj, state, keys)
                 self.expired_any = True
+                self._refresh_only.add(state.key)
             if not state.pinned:
                 self._map.add_clean(state.key, obj)
 

@@ -112,3 +112,39 @@ def test_a_failed_read_when_closing_keeps_the_values_and_says_so(
         s.close()
     assert doc.seen == OLD  # what the session had: nothing could be read
     assert "could not read the $currentDate fields of 1 document(s)" in caplog.text
+
+
+class Plain(Document):
+    __collection__ = "expired_reads_plain"
+    n: int = 0
+
+
+def test_fields_emptied_by_an_aborted_rollback_are_not_read_when_closing(
+    db: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a rollback that aborted a transaction every field is read afresh on
+    its next access; they hold what was last known stored, so leaving the session
+    reads nothing (a session closed after an error must not query the server)."""
+    db.expired_reads_plain.insert_many([{"n": i} for i in range(3)])
+    s = Session(db)
+    docs = s.query(Plain).all()
+    for doc in docs:
+        doc.n += 10
+    s.flush()
+    s.rollback()
+    reads: list[Any] = []
+
+    def record(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        raise PyMongoError("no read expected")
+
+    monkeypatch.setattr(s._tracker, "_find", record)
+    with caplog.at_level(logging.WARNING, logger="uow"):
+        s.close()
+    assert reads == []
+    assert "could not read" not in caplog.text
+    # Memory is what is stored: as committed (transaction aborted), or as flushed
+    # (mongomock: no transaction, rollback() goes back to the last flush).
+    stored = sorted(raw["n"] for raw in db.expired_reads_plain.find())
+    assert stored == ([10, 11, 12] if isinstance(db, mongomock.Database) else [0, 1, 2])
+    assert sorted(doc.n for doc in docs) == stored
