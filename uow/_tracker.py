@@ -72,7 +72,7 @@ from ._state import (
 )
 from ._types import LoadContext
 from .document import Document, ModelMeta, set_state
-from .exceptions import SessionClosedError, UowError
+from .exceptions import SessionClosedError, TooManyRequests, UowError
 from .operators import MISSING
 
 __all__: list[str] = []
@@ -778,7 +778,7 @@ class Tracker:
             return
         try:
             self.load_expired(leaving)
-        except PyMongoError as error:
+        except (PyMongoError, TooManyRequests) as error:
             logger.warning(
                 "could not read the $currentDate fields of %d document(s) leaving the "
                 "session (%s): they keep the values they had before the flush; "

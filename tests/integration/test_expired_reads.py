@@ -148,3 +148,21 @@ def test_fields_emptied_by_an_aborted_rollback_are_not_read_when_closing(
     stored = sorted(raw["n"] for raw in db.expired_reads_plain.find())
     assert stored == ([10, 11, 12] if isinstance(db, mongomock.Database) else [0, 1, 2])
     assert sorted(doc.n for doc in docs) == stored
+
+
+def test_closing_at_the_request_limit_keeps_the_values_and_does_not_raise(
+    db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``max_requests`` reached: the read before letting go is not sent, close()
+    still closes (it never fails for a read it only adds), and says so."""
+    _stored_docs(db, 1)
+    s = Session(db, max_requests=1000)
+    (doc,) = s.query(Stamped).all()
+    doc.n = 7
+    s.commit()
+    s._channel.max_requests = s.stats().requests  # (the limit reached, as if by use)
+    with caplog.at_level(logging.WARNING, logger="uow"):
+        s.close()
+    assert s.closed
+    assert doc.seen == OLD
+    assert "could not read the $currentDate fields of 1 document(s)" in caplog.text
