@@ -157,9 +157,15 @@ class _BaseModel:
     _uow_embedded: ClassVar[bool] = False
     _uow_meta: ClassVar[ModelMeta]
     _uow_setters: ClassVar[dict[str, FieldMeta]]
+    if TYPE_CHECKING:
+        # A model class is an attrs class: attrs.fields(User) type-checks too
+        # (attrs' AttrsInstance protocol asks for this attribute).
+        __attrs_attrs__: ClassVar[Any]
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        _assign(self, name, value)
+    if not TYPE_CHECKING:  # hidden from type checkers: an assignment to a name
+        # the class does not declare is then reported, as a read is
+        def __setattr__(self, name: str, value: Any) -> None:
+            _assign(self, name, value)
 
     def __getstate__(self) -> dict[str, Any]:
         # For copy and pickle: the loaded fields, the unknown stored keys, and which
@@ -308,9 +314,11 @@ class Embedded(_BaseModel, metaclass=_ModelMeta):
     _uow_base_class = True
     _uow_embedded = True
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        _assign(self, name, value)
-        object.__setattr__(self, "_uow_dumped", None)
+    if not TYPE_CHECKING:  # hidden from type checkers: an assignment to a name
+        # the class does not declare is then reported, as a read is
+        def __setattr__(self, name: str, value: Any) -> None:
+            _assign(self, name, value)
+            object.__setattr__(self, "_uow_dumped", None)
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         object.__setattr__(self, "_uow_dumped", None)
@@ -376,27 +384,29 @@ class _DocumentBase(_BaseModel, metaclass=_ModelMeta):
         if stored is not None:
             STORED_COPIES["restore"](self, stored)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        field = self._uow_setters.get(name)
-        if (
-            field is not None
-            and type(value) is field.quick_type
-            and not (field.fast_range and not INT64_MIN <= value <= INT64_MAX)
-            and not self._uow_absent
-        ):
-            # _assign's common case inline: a call less per assignment.
-            object.__setattr__(self, name, value)
-        else:
-            field = _assign(self, name, value)
-        if field is not None:
-            state = self._uow_state
-            # The state's fields, read here: a call less per assignment.
-            if state is not None:
-                if state.modified:
-                    if state.assigned is not None:  # (None: compared whole anyway)
-                        state.assigned |= field.bit
-                elif state.owner is not None:
-                    state.owner.on_modified(self, state, field.bit)
+    if not TYPE_CHECKING:  # hidden from type checkers: an assignment to a name
+        # the class does not declare is then reported, as a read is
+        def __setattr__(self, name: str, value: Any) -> None:
+            field = self._uow_setters.get(name)
+            if (
+                field is not None
+                and type(value) is field.quick_type
+                and not (field.fast_range and not INT64_MIN <= value <= INT64_MAX)
+                and not self._uow_absent
+            ):
+                # _assign's common case inline: a call less per assignment.
+                object.__setattr__(self, name, value)
+            else:
+                field = _assign(self, name, value)
+            if field is not None:
+                state = self._uow_state
+                # The state's fields, read here: a call less per assignment.
+                if state is not None:
+                    if state.modified:
+                        if state.assigned is not None:  # (None: compared whole anyway)
+                            state.assigned |= field.bit
+                    elif state.owner is not None:
+                        state.owner.on_modified(self, state, field.bit)
 
     def __del__(self) -> None:
         # A document the user dropped may hold a change found by no one yet (an

@@ -37,7 +37,7 @@ from ._tracker import Tracker
 from ._types import LoadContext
 from .document import Document, ModelMeta, Ref
 from .exceptions import FieldNotLoaded, NotFound, TransactionError, UowError, ValidationError
-from .query import Expr, class_filter
+from .query import class_filter
 from .transaction import Transaction, run_in_transaction, transaction_block
 
 __all__ = ["FlushResult", "Session", "SessionStats"]
@@ -366,7 +366,7 @@ class Session:
         *,
         upsert: bool = False,
         update_ops: Mapping[Any, str] | None = None,
-        id_expression: Expr | Mapping[str, Any] | None = None,
+        id_expression: ExprArg | Mapping[str, Any] | None = None,
         **kwargs: str,
     ) -> None:
         """Queue an explicit update of ``obj`` for the next flush.
@@ -663,6 +663,8 @@ class Session:
     def get(self, cls: type[D], id: Any) -> D | None: ...
     @overload
     def get(self, cls: type[D], id: Any, *, default: D) -> D: ...
+    @overload
+    def get(self, cls: type[D], id: Any, *, default: None) -> D | None: ...
 
     def get(self, cls: type[D], id: Any, **kwargs: Any) -> D | None:
         """The document of ``cls`` with this id, or None.

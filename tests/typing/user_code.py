@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import attrs
 import bson
 from typing_extensions import assert_type
 
@@ -56,6 +57,10 @@ def documents() -> None:
     # A name the class does not declare is reported (no ``__getattr__`` answers Any).
     _ = a.nmae  # type: ignore[attr-defined]
     _ = Address(city="Oslo").towm  # type: ignore[attr-defined]
+    # ...and so is an assignment to one (at run time: AttributeError, slots).
+    a.nmae = "x"  # type: ignore[attr-defined]
+    # A model class is an attrs class (SPEC), to type checkers too.
+    _ = attrs.fields(Author)
     # A Ref[X] field takes an X, its id, or a Ref, at construction and assignment.
     p = Post(title="t", author=a)
     Post(title="t", author=a.id)
@@ -85,6 +90,9 @@ def queries(s: Session) -> None:
     assert_type(s.get(Author, bson.ObjectId()), Author | None)
     fallback = Author(name="none")
     assert_type(s.get(Author, bson.ObjectId(), default=fallback), Author)
+    assert_type(s.get(Author, bson.ObjectId(), default=None), Author | None)
+    # update()'s target, spelled as filter() takes a comparison.
+    s.update(fallback, id_expression=Author.name == "none")
     q = s.query(Author)
     assert_type(q, uow.Query[Author])
     q = q.filter(Author.visits > 10, name__startswith="a")
