@@ -216,12 +216,16 @@ def unchanged(obj: Document, snapshot: Mapping[str, Any]) -> bool:
     return same(snapshot, obj._uow_to_bson())
 
 
-def _stored_of(obj: Document) -> tuple[dict[str, Any], Key, Any] | None:
+def _stored_of(obj: Document) -> tuple[dict[str, Any] | None, Key | None, Any] | None:
     """What a copy of ``obj`` carries of what is stored (``document.STORED_COPIES``):
-    the snapshot as last flushed, its key and its id; None for a document that is
-    not stored, or no longer. Fields the server set at the last flush are read
-    first (the copy could not read them: it belongs to no session)."""
+    the snapshot as last flushed, its key and its id (no snapshot for a document a
+    ``no_tracking`` session loaded: its copy is stored as it is, like it); None
+    for a document that is not stored, or no longer. Fields the server set at the
+    last flush are read first (the copy could not read them: it belongs to no
+    session)."""
     state: DocState | None = obj._uow_state
+    if state is DETACHED:
+        return (None, None, None)
     if state is None or state.snapshot is None:
         return None
     if state.status is not ObjectState.PERSISTENT and state.status is not ObjectState.DETACHED:
@@ -231,10 +235,15 @@ def _stored_of(obj: Document) -> tuple[dict[str, Any], Key, Any] | None:
     return (state.snapshot, state.key, state.id)
 
 
-def _restore_stored(obj: Document, carried: tuple[dict[str, Any], Key, Any]) -> None:
+def _restore_stored(
+    obj: Document, carried: tuple[dict[str, Any] | None, Key | None, Any]
+) -> None:
     """A copy made with ``carried`` (see ``_stored_of``) is a detached document with
     that snapshot: ``add()`` tracks it again and writes what differs from it."""
     taken, key, sid = carried
+    if taken is None or key is None:
+        object.__setattr__(obj, "_uow_state", DETACHED)
+        return
     object.__setattr__(obj, "_uow_state", DocState(None, key, ObjectState.DETACHED, taken, sid))
 
 

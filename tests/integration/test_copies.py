@@ -80,3 +80,20 @@ def test_a_copy_cannot_join_the_session_holding_its_original(db: Any) -> None:
             s.add(made)
         made.name = "b"  # nothing of it is written: it is not tracked
     assert _stored(db, loaded)["name"] == "a"
+
+
+@pytest.mark.parametrize("how", sorted(COPIES))
+def test_a_copy_of_a_document_loaded_without_tracking_is_detached_like_it(
+    db: Any, how: str
+) -> None:
+    with Session(db) as s:
+        s.add(Copied(name="a", visits=5))
+    with Session(db, no_tracking=True) as s:
+        (loaded,) = s.query(Copied).all()
+        made = COPIES[how](loaded)
+        assert s.state(made) is s.state(loaded) is ObjectState.DETACHED
+    with Session(db) as s:
+        s.add(made)  # tracked as it is, like the original (docs/session.md)
+        assert s.state(made) is ObjectState.PERSISTENT
+        made.tags.append("t")
+    assert _stored(db, made) == {"_id": made.id, "name": "a", "visits": 5, "tags": ["t"]}
