@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests._blackbox import assert_stored_is_memory
 from uow import Document, ObjectState, Session, UowError, field
 
 
@@ -55,6 +56,9 @@ def test_a_copy_of_a_stored_document_writes_its_changes_when_added(db: Any, how:
         s.add(made)
         assert s.dirty_fields(made) == ["tags", "visits"]
     assert _stored(db, made) == {"_id": made.id, "name": "a", "visits": 16, "tags": ["x", "y"]}
+    # Memory is what is stored but the counter, which holds this session's value
+    # (the other client's +10 reaches memory on a refresh).
+    assert {**_stored(db, made), "visits": made.visits} == made.to_bson()
 
 
 @pytest.mark.parametrize("how", sorted(COPIES))
@@ -68,6 +72,7 @@ def test_a_copy_of_a_new_document_is_new(db: Any, how: str) -> None:
     with Session(db) as other:
         other.add(made)
     assert _stored(db, made) == {"_id": made.id, "name": "p", "visits": 0, "tags": []}
+    assert_stored_is_memory(db, made)
 
 
 def test_a_copy_cannot_join_the_session_holding_its_original(db: Any) -> None:
@@ -97,3 +102,4 @@ def test_a_copy_of_a_document_loaded_without_tracking_is_detached_like_it(
         assert s.state(made) is ObjectState.PERSISTENT
         made.tags.append("t")
     assert _stored(db, made) == {"_id": made.id, "name": "a", "visits": 5, "tags": ["t"]}
+    assert_stored_is_memory(db, made)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from tests._blackbox import assert_stored_is_memory
 from uow import Document, Embedded, FieldNotLoaded, Session, field
 
 
@@ -47,6 +48,7 @@ def test_a_class_whose_instances_never_had_an_empty_slot_has_no_hook(db: Any) ->
         "visits": 1,
         "spot": {"city": "Oslo", "zip": ""},
     }
+    assert_stored_is_memory(db, loaded)
     assert not hasattr(place_cls, "__getattr__")
     assert not hasattr(spot_cls, "__getattr__")
 

@@ -12,6 +12,7 @@ import mongomock
 import pytest
 from pymongo.errors import PyMongoError
 
+from tests._blackbox import assert_stored_is_memory
 from uow import Document, Session, field
 
 
@@ -45,6 +46,7 @@ def test_reading_the_fields_of_many_documents_is_one_find(db: Any) -> None:
     stored = _stored_seen(db)
     assert seen == stored
     assert all(value != OLD for value in stored.values())
+    assert_stored_is_memory(db, *docs)
 
 
 @pytest.mark.parametrize("leave", ["close", "expunge", "expunge_all", "clear_cache", "with"])
@@ -75,6 +77,7 @@ def test_documents_leaving_the_session_read_their_fields_first(db: Any, leave: s
     stored = _stored_seen(db)
     assert {doc.id: doc.seen for doc in docs} == stored
     assert all(value != OLD for value in stored.values())
+    assert_stored_is_memory(db, *docs)
 
 
 def test_closing_after_a_flush_without_commit(db: Any) -> None:
@@ -93,6 +96,8 @@ def test_closing_after_a_flush_without_commit(db: Any) -> None:
     else:
         assert stored["n"] == 0 and stored["seen"] == OLD
     assert doc.seen == stored["seen"]
+    if isinstance(db, mongomock.Database):
+        assert_stored_is_memory(db, doc)  # (in a transaction: doc.n = 7 was dropped)
 
 
 def test_a_failed_read_when_closing_keeps_the_values_and_says_so(
@@ -148,6 +153,7 @@ def test_fields_emptied_by_an_aborted_rollback_are_not_read_when_closing(
     stored = sorted(raw["n"] for raw in db.expired_reads_plain.find())
     assert stored == ([10, 11, 12] if isinstance(db, mongomock.Database) else [0, 1, 2])
     assert sorted(doc.n for doc in docs) == stored
+    assert_stored_is_memory(db, *docs)
 
 
 def test_closing_at_the_request_limit_keeps_the_values_and_does_not_raise(

@@ -508,3 +508,4 @@ def test_a_set_rebuilt_by_a_rollback_is_not_a_change(db: Any, sessions: list[Ses
     s.clear_cache()
     assert s.state(obj) is ObjectState.DETACHED
     assert _stored(db, doc_id)["labels"] == [a, b]
+    assert_stored_is_memory(db, obj)
