@@ -264,9 +264,7 @@ def _update_op(  # noqa: PLR0915
     # another writer's bump).
     stamped = None
     if stamps:
-        if meta.current_date_keys:
-            _set_server_dates_not_loaded(meta, old, new, update)
-        stamped = _add_server_dates(meta, new, update)
+        stamped = _add_server_dates(meta, old, new, update)
     stages = in_stages(update) if "$push" in update or stamped else [update]
     version_before: Any = None
     if version is not None:
@@ -324,27 +322,21 @@ def _same_stored(before: Any, value: Any) -> bool:
     return before is not MISSING and same(before, value)
 
 
-def _set_server_dates_not_loaded(
+def _add_server_dates(
     meta: ModelMeta, old: Mapping[str, Any], new: Mapping[str, Any], update: UpdateSpec
-) -> None:
-    """A top-level field the server sets that a partial load left out and this
-    session assigned is written with ``$set`` of that value, as SPEC's one rule has
-    every field not loaded (its ``$currentDate`` is then left out)."""
+) -> list[str] | None:
+    """Add the ``$currentDate`` of every field the server sets to ``update``, which
+    turns snapshot ``old`` into ``new``; returns those below the top level (read
+    back after the flush, see _stamps). A top-level one that a partial load left
+    out and this session assigned is written with ``$set`` of that value instead,
+    as SPEC's one rule has every field not loaded."""
     for key in meta.current_date_keys:
+        if key in update.get("$set", ()):
+            continue  # an explicit update() set it
         value = new.get(key, MISSING)
         if value is not MISSING and old.get(key, MISSING) is MISSING:
             update.setdefault("$set", {})[key] = value
-
-
-def _add_server_dates(
-    meta: ModelMeta, new: Mapping[str, Any], update: UpdateSpec
-) -> list[str] | None:
-    """Add the ``$currentDate`` of every field the server sets to ``update``, whose
-    new snapshot is ``new``; returns those below the top level (read back after
-    the flush, see _stamps)."""
-    written = update.get("$set", ())
-    for key in meta.current_date_keys:
-        if key not in written:  # (a field not loaded, assigned: its value is set)
+        else:
             update.setdefault("$currentDate", {})[key] = True
     if not has_stamps_below(meta):
         return None

@@ -456,18 +456,18 @@ class Tracker:
 
     def clear_cache(self) -> None:
         """Forget clean documents (they become ``DETACHED``); changed ones stay."""
-        self.read_expired_before_letting_go(
+        clean = [
             obj
             for obj in self._map.objects()
             if obj._uow_state.status is _PERSISTENT and not self.has_change(obj, obj._uow_state)
-        )
-        for obj in self._map.objects():
+        ]
+        self.read_expired_before_letting_go(clean)
+        for obj in clean:
             state = obj._uow_state
-            if state.status is _PERSISTENT and not self.has_change(obj, state):
-                self._map.discard(state.key)
-                self.modified.pop(state.key, None)
-                unexpire(obj, state)
-                _let_go(state)
+            self._map.discard(state.key)
+            self.modified.pop(state.key, None)
+            unexpire(obj, state)
+            _let_go(state)
 
     def forget_deleted(self, obj: Document, in_transaction: bool) -> None:
         """A tracked document deleted by filter (remove_query, clear_collection)."""

@@ -19,6 +19,7 @@ The names other modules import from here stay here: ``Ref`` (``_ref``),
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
@@ -88,22 +89,13 @@ def _refuse_not_loaded(obj: _BaseModel, name: str) -> Any:
             "fields with .fields(...), or the stored document has no such key and the "
             "field has no default. Load it with refresh(), or assign it."
         )
-    found = _class_attribute(type(obj), name)
+    found = inspect.getattr_static(type(obj), name, None)
     if found is not None and hasattr(type(found), "__get__"):
         # A property (or another descriptor) raised AttributeError, say the
         # FieldNotLoaded of a field it reads: CPython dropped that error to call
         # __getattr__. Run it again so its own error reaches the caller.
         return found.__get__(obj, type(obj))
     raise AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
-
-
-def _class_attribute(cls: type, name: str) -> Any:
-    """What ``name`` is in the ``__dict__`` of ``cls`` or of a class it derives from
-    (None: nothing), without running any descriptor."""
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            return vars(klass)[name]
-    return None
 
 
 def _read_expired_or_refuse(obj: _DocumentBase, name: str) -> Any:
