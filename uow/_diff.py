@@ -452,7 +452,11 @@ def diff_value(update: UpdateSpec, path: str, old: Any, new: Any, spec: TypeSpec
         elif len(old) == len(new):
             if not _diff_elements(update, path, old, new, element):
                 set_(update, path, old, new)
-        elif len(old) < len(new) and _diff_elements(update, path, old, new[: len(old)], element):
+        elif (
+            len(old) < len(new)
+            and not _moved_to_the_end(old, new)
+            and _diff_elements(update, path, old, new[: len(old)], element)
+        ):
             # Changed inside its elements and appended to: both, as with either
             # alone. MongoDB refuses the two paths in one update; ``in_stages``
             # sends the append in a second statement.
@@ -492,6 +496,18 @@ def _diff_data(
     for key, before in old.items():
         if key not in new and is_stored(before):
             put(update, "$unset", prefix + key, "")
+
+
+def _moved_to_the_end(old: list[Any], new: list[Any]) -> bool:
+    """Whether an element no longer at its place now stands among those appended:
+    the list was reordered (``reverse()`` after an append, say), which positional
+    paths would write as changes of the elements left in place (a ``$max`` of a
+    smaller value there stores nothing)."""
+    appended = new[len(old) :]
+    return any(
+        not same(was, new[index]) and any(same(was, item) for item in appended)
+        for index, was in enumerate(old)
+    )
 
 
 def _diff_elements(

@@ -210,3 +210,19 @@ def test_operators_at_depth_use_positional_paths() -> None:
         "$inc": {"lines.0.qty": 2, "by_sku.a.qty": 1},
         "$push": {"lines.0.tags": {"$each": ["t"]}, "grid.0": {"$each": [2]}},
     }
+
+
+def test_a_list_reversed_after_an_append_is_set_whole() -> None:
+    """Found by the property above: [p1, p0] + append p0, reversed, was diffed
+    positionally (``$max`` 0 over a stored 1 at ``lines.0.peak``: nothing stored)."""
+    order = DpOrder(lines=[DpLine(sku="a", peak=1), DpLine(sku="a", peak=0)])
+    meta = DpOrder._uow_meta
+    raw = copy_stored(order.to_bson())
+    loaded = DpOrder._uow_load(copy_stored(raw))
+    old = loaded_snapshot(meta, loaded, raw)
+    loaded.lines.append(DpLine(sku="a"))
+    loaded.lines.reverse()
+    new, update = whole_update(meta, loaded, old)
+    assert "lines" in update.get("$set", {})
+    assert _as_set(_apply(raw, update)) == _as_set(stored_form(new))
+    assert [line["peak"] for line in _apply(raw, update)["lines"]] == [0, 0, 1]
