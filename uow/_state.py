@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
+import weakref
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -64,6 +66,8 @@ class StateOwner(Protocol):
     def on_dropped(self, obj: Any, state: DocState) -> None: ...
 
     def on_expired_read(self, obj: Any, state: DocState) -> None: ...
+
+    def open_transaction_number(self) -> int | None: ...
 
 
 class DocState:
@@ -216,13 +220,66 @@ def unchanged(obj: Document, snapshot: Mapping[str, Any]) -> bool:
     return same(snapshot, obj._uow_to_bson())
 
 
-def _stored_of(obj: Document) -> tuple[dict[str, Any] | None, Key | None, Any] | None:
-    """What a copy of ``obj`` carries of what is stored (``document.STORED_COPIES``):
-    the snapshot as last flushed, its key and its id (no snapshot for a document a
-    ``no_tracking`` session loaded: its copy is stored as it is, like it); None
-    for a document that is not stored, or no longer. Fields the server set at the
-    last flush are read first (the copy could not read them: it belongs to no
-    session)."""
+# -------------------------------------------------- copies (copy, deepcopy, pickle)
+
+#: A copy carries what is stored: (snapshot, key, id), or, for a document whose
+#: writes in a transaction still open are flushed but not committed, (snapshot,
+#: key, id, committed snapshot, the transaction's number). Which of the two
+#: snapshots is stored is known only when that transaction ends.
+Carried = tuple[Any, ...]
+
+#: The copies of each open transaction that has any, by its number, held weakly
+#: (``transaction_ended`` settles those still alive).
+_OPEN_COPIES: dict[int, list[weakref.ref[Document]]] = {}
+#: How each transaction that had copies ended (True: aborted), for a copy unpickled
+#: after its end; the last ``_ENDED_KEPT`` only.
+_ENDED: dict[int, bool] = {}
+_ENDED_KEPT = 1000
+_numbers = itertools.count(1)
+
+
+def new_transaction_number() -> int:
+    """A number for an open transaction copies are made in (see ``Carried``)."""
+    number = next(_numbers)
+    _OPEN_COPIES[number] = []
+    return number
+
+
+def transaction_ended(number: int, aborted: bool) -> None:
+    """Transaction ``number`` committed or was aborted: each copy made while it
+    was open, still detached, takes what is stored now as its snapshot (after an
+    abort, the last committed one; ``None``, a document first inserted in it, is
+    inserted when the copy is added)."""
+    for ref in _OPEN_COPIES.pop(number, ()):
+        copy = ref()
+        if copy is not None:
+            _settle_copy(copy, aborted)
+    _ENDED[number] = aborted
+    if len(_ENDED) > _ENDED_KEPT:
+        del _ENDED[next(iter(_ENDED))]
+
+
+def _settle_copy(copy: Document, aborted: bool) -> None:
+    state = copy._uow_state
+    if state is None or state.owner is not None or state.status is not ObjectState.DETACHED:
+        return  # added to a session while the transaction was open: it decided
+    if not aborted:
+        state.committed = state.snapshot
+    elif state.committed is None:
+        # First inserted in the aborted transaction: never stored.
+        object.__setattr__(copy, "_uow_state", None)
+    else:
+        state.snapshot = state.committed
+
+
+def _stored_of(obj: Document) -> Carried | None:
+    """What a copy of ``obj`` carries of what is stored (``document.STORED_COPIES``,
+    see ``Carried``): the snapshot as last flushed, its key and its id (no snapshot
+    for a document a ``no_tracking`` session loaded: its copy is stored as it is,
+    like it), and the committed snapshot while a transaction may still undo the
+    flush; None for a document that is not stored, or no longer. Fields the
+    server set at the last flush are read first (the copy could not read them: it
+    belongs to no session)."""
     state: DocState | None = obj._uow_state
     if state is DETACHED:
         return (None, None, None)
@@ -230,21 +287,33 @@ def _stored_of(obj: Document) -> tuple[dict[str, Any] | None, Key | None, Any] |
         return None
     if state.status is not ObjectState.PERSISTENT and state.status is not ObjectState.DETACHED:
         return None
-    if state.expired and state.owner is not None:
-        state.owner.on_expired_read(obj, state)
+    owner = state.owner
+    if state.expired and owner is not None:
+        owner.on_expired_read(obj, state)
+    if owner is not None and state.committed is not state.snapshot:
+        number = owner.open_transaction_number()
+        if number is not None:
+            return (state.snapshot, state.key, state.id, state.committed, number)
     return (state.snapshot, state.key, state.id)
 
 
-def _restore_stored(
-    obj: Document, carried: tuple[dict[str, Any] | None, Key | None, Any]
-) -> None:
+def _restore_stored(obj: Document, carried: Carried) -> None:
     """A copy made with ``carried`` (see ``_stored_of``) is a detached document with
     that snapshot: ``add()`` tracks it again and writes what differs from it."""
-    taken, key, sid = carried
-    if taken is None or key is None:
+    taken, key, sid = carried[:3]
+    if key is None or taken is None:
         object.__setattr__(obj, "_uow_state", DETACHED)
         return
-    object.__setattr__(obj, "_uow_state", DocState(None, key, ObjectState.DETACHED, taken, sid))
+    state = DocState(None, key, ObjectState.DETACHED, taken, sid)
+    object.__setattr__(obj, "_uow_state", state)
+    if carried[3:]:  # made while its transaction was open
+        state.committed, number = carried[3:]
+        copies = _OPEN_COPIES.get(number)
+        if copies is not None:
+            copies.append(weakref.ref(obj))
+        elif number in _ENDED:
+            _settle_copy(obj, _ENDED[number])
+        # (else unpickled in another process: the flushed snapshot, as without one)
 
 
 document.STORED_COPIES.update(stored_of=_stored_of, restore=_restore_stored)

@@ -66,7 +66,9 @@ from ._state import (
     copy_fields,
     expire,
     mutated,
+    new_transaction_number,
     restore_fields,
+    transaction_ended,
     unchanged,
     unexpire,
 )
@@ -195,6 +197,9 @@ class Tracker:
         #: read when they leave the session, unlike fields the server just set
         self._refresh_only: set[Key] = set()
         self.tx_explicit: dict[Any, ExplicitUpdate] = {}
+        # The open transaction's number once a copy of one of its documents was made
+        # (see _state.Carried): its end tells the copies what is stored.
+        self._tx_number: int | None = None
 
     def check_open(self) -> None:
         if self.closed:
@@ -516,15 +521,12 @@ class Tracker:
             set_state(obj, None)
         for obj in self.tx_inserted.values():
             set_state(obj, None)  # its insert was aborted with the transaction
-        self.tx_inserted.clear()
-        self.tx_deleted.clear()
+        self._end_transaction(bool(aborted))
         self._map.clear()
         self.inserts.clear()
         self.deletes.clear()
         self.modified.clear()
         self.updates.clear()
-        self.tx_ops.clear()
-        self.tx_explicit.clear()
 
     # -- reading --------------------------------------------------------------------
 
@@ -1038,7 +1040,7 @@ class Tracker:
                 if explicit.tracked:
                     self._map.hold(key, explicit.doc)
         self._let_go_back_to_committed()
-        self._end_transaction()
+        self._end_transaction(aborted=True)
         for obj in self._map.objects():
             state = obj._uow_state
             if state.status is _PERSISTENT and state.snapshot is not state.committed:
@@ -1066,7 +1068,19 @@ class Tracker:
             ):
                 state.snapshot = state.committed
 
-    def _end_transaction(self) -> None:
+    def open_transaction_number(self) -> int | None:
+        """The number copies carry of the open transaction (``_state.Carried``), if
+        it wrote anything; None outside one."""
+        if not (self.tx_ops or self.tx_inserted or self.tx_deleted):
+            return None
+        if self._tx_number is None:
+            self._tx_number = new_transaction_number()
+        return self._tx_number
+
+    def _end_transaction(self, aborted: bool) -> None:
+        if self._tx_number is not None:
+            transaction_ended(self._tx_number, aborted)
+            self._tx_number = None
         self.tx_stamps.clear()
         self.tx_inserted.clear()
         self.tx_deleted.clear()
@@ -1089,7 +1103,7 @@ class Tracker:
                 and state.key not in self.updates
             ):
                 self._map.release(state.key, op.doc)
-        self._end_transaction()
+        self._end_transaction(aborted=False)
         if transactional:
             for obj in self._map.objects():
                 state = obj._uow_state
@@ -1118,7 +1132,7 @@ class Tracker:
                 object.__setattr__(obj, "_uow_state", DocState(self, key, _PERSISTENT, committed))
                 self._map.add_clean(key, obj)
             self._let_go_back_to_committed()
-        self._end_transaction()
+        self._end_transaction(aborted)
         for obj in self._map.objects():
             state = obj._uow_state
             target = state.committed if aborted else state.snapshot

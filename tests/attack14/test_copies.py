@@ -230,11 +230,6 @@ def test_copy_taken_between_flush_and_commit_is_not_doubled(
     assert got["log"] == ["a", "b"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="documented limit (docs/session.md): a copy made between a flush and a "
-    "transaction that then aborts takes the flush as stored; added, it writes nothing",
-)
 @pytest.mark.transactions
 @pytest.mark.parametrize("dup", COPIERS)
 def test_copy_of_aborted_write(db: Any, dup: Callable[[Any], Any]) -> None:
@@ -266,14 +261,6 @@ def test_copy_of_flushed_uncommitted_then_close(
 ) -> None:
     """The original session flushes, a copy is taken, the session closes without
     committing (on a server with transactions the write is dropped)."""
-    if request.node.callspec.params["db"] != "mongomock":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="documented limit (docs/session.md): a copy made between a flush "
-                "and a transaction that then aborts takes the flush as stored",
-            )
-        )
     it = _seed(db, n=1)
     s = Session(db)
     orig = s.get(Item, it.id)
