@@ -8,19 +8,24 @@ keep working.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import attrs
 
 from .exceptions import DefinitionError
 from .operators import OPERATORS
 
-__all__ = ["METADATA_KEY", "FieldOptions", "field"]
+__all__ = ["METADATA_KEY", "FieldOptions", "UpdateOperator", "field"]
 
 #: The key of uow's settings in ``attrs.Attribute.metadata``.
 METADATA_KEY = "uow"
 
 T = TypeVar("T")
+
+#: What ``field(on_update=...)`` takes: the operators a field's changes can be sent
+#: with (``uow.operators.OPERATORS``). A type checker reports any other string; at
+#: run time it is a ``DefinitionError``.
+UpdateOperator = Literal["$set", "$inc", "$max", "$min", "$push", "$addToSet", "$currentDate"]
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], Any]
 
 
@@ -40,7 +45,7 @@ class FieldOptions:
 def field(
     *,
     default: T,
-    on_update: str | None = ...,
+    on_update: UpdateOperator | None = ...,
     version: bool = ...,
     db_name: str | None = ...,
     validator: Validator | None = ...,
@@ -54,7 +59,7 @@ def field(
 def field(
     *,
     factory: Callable[[], T],
-    on_update: str | None = ...,
+    on_update: UpdateOperator | None = ...,
     version: bool = ...,
     db_name: str | None = ...,
     validator: Validator | None = ...,
@@ -67,7 +72,7 @@ def field(
 @overload
 def field(
     *,
-    on_update: str | None = ...,
+    on_update: UpdateOperator | None = ...,
     version: bool = ...,
     db_name: str | None = ...,
     validator: Validator | None = ...,

@@ -19,7 +19,7 @@ import logging
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 import attrs
 
@@ -52,6 +52,7 @@ _PERSISTENT = ObjectState.PERSISTENT
 
 D = TypeVar("D", bound=Document)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @attrs.frozen
@@ -763,7 +764,7 @@ class Session:
         with transaction_block(self, self._transaction) as session:
             yield session
 
-    def run_in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def run_in_transaction(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` in a transaction, commit, and return its result.
 
         Like pymongo's ``with_transaction``: a ``TransientTransactionError`` runs

@@ -168,6 +168,9 @@ def sessions() -> None:
             return str(x)
 
         assert_type(s.run_in_transaction(work, 3), str)
+        assert_type(s.run_in_transaction(work, x=3), str)
+        s.run_in_transaction(work, "3")  # type: ignore[arg-type]  # fn's own parameters
+        s.run_in_transaction(work)  # type: ignore[call-arg]
         assert_type(s.closed, bool)
         assert_type(s.transactional, bool)
     script = Session.connect("shop", "mongomock://", echo=True, max_requests=100)
@@ -193,6 +196,21 @@ def service_layer() -> None:
     assert_type(count(), int)
     with uow.unit_of_work() as s:
         assert_type(s, Session)
+
+
+def update_operators() -> None:
+    class Counter(Document):
+        hits: int = field(default=0, on_update="$inc")
+        peak: int = field(default=0, on_update="$max")
+        seen: dt.datetime | None = field(default=None, on_update="$currentDate")
+        tags: list[str] = field(factory=list[str], on_update="$addToSet")
+        bad: int = field(default=0, on_update="$incr")  # type: ignore[call-overload]
+
+    assert_type(Counter(hits=1).hits, int)
+    chosen: uow.fields.UpdateOperator = "$min"
+    unknown: uow.fields.UpdateOperator = "$mul"  # type: ignore[assignment]
+    field(default=0, on_update=chosen)
+    field(default=0, on_update=unknown)
 
 
 def errors() -> None:

@@ -366,3 +366,11 @@ def test_inc_of_floats_stores_exactly_the_new_value(old: float, new: float) -> N
     update = run(inc, old, new)
     stored = update["$set"]["f"] if "$set" in update else old + update["$inc"]["f"]
     assert stored == new
+
+
+def test_the_operators_a_type_checker_accepts_for_on_update_are_those_uow_has() -> None:
+    from typing import get_args
+
+    from uow.fields import UpdateOperator
+
+    assert sorted(get_args(UpdateOperator)) == sorted(OPERATORS)
