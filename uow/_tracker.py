@@ -509,7 +509,7 @@ class Tracker:
         if self.expired_any:  # a pass only for sessions that ever expired a field
             for obj in detached:
                 unexpire(obj, obj._uow_state)
-        aborted = self.tx_ops or self.tx_inserted or self.tx_deleted
+        aborted = self._transaction_wrote()
         if aborted:
             put_back(self.tx_stamps)
         for obj in detached:
@@ -521,7 +521,7 @@ class Tracker:
             set_state(obj, None)
         for obj in self.tx_inserted.values():
             set_state(obj, None)  # its insert was aborted with the transaction
-        self._end_transaction(bool(aborted))
+        self._end_transaction(aborted)
         self._map.clear()
         self.inserts.clear()
         self.deletes.clear()
@@ -1071,11 +1071,16 @@ class Tracker:
     def open_transaction_number(self) -> int | None:
         """The number copies carry of the open transaction (``_state.Carried``), if
         it wrote anything; None outside one."""
-        if not (self.tx_ops or self.tx_inserted or self.tx_deleted):
+        if not self._transaction_wrote():
             return None
         if self._tx_number is None:
             self._tx_number = new_transaction_number()
         return self._tx_number
+
+    def _transaction_wrote(self) -> bool:
+        """Whether the open transaction (if any) wrote anything: closing without a
+        commit then aborts it."""
+        return bool(self.tx_ops or self.tx_inserted or self.tx_deleted)
 
     def _end_transaction(self, aborted: bool) -> None:
         if self._tx_number is not None:
